@@ -1,0 +1,6 @@
+//! The `nanopeer` command line.
+
+fn main() {
+    eprintln!("nanopeer: no command yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! The sans-IO wire codec (spec §2–4).
