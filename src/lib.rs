@@ -36,5 +36,6 @@
 #![deny(unsafe_code)]
 
 pub mod crypto;
+pub mod proto;
 pub mod types;
 pub mod wire;
