@@ -111,12 +111,10 @@ impl SynCookies {
         let per_ip = &mut self.per_ip;
         self.by_endpoint.retain(|ep, e| {
             let keep = now_ms.saturating_sub(e.created_ms) <= cutoff_ms;
-            if !keep {
-                if let Entry::Occupied(mut o) = per_ip.entry(ep.ip()) {
-                    *o.get_mut() -= 1;
-                    if *o.get() == 0 {
-                        o.remove();
-                    }
+            if !keep && let Entry::Occupied(mut o) = per_ip.entry(ep.ip()) {
+                *o.get_mut() -= 1;
+                if *o.get() == 0 {
+                    o.remove();
                 }
             }
             keep
