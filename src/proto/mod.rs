@@ -2,6 +2,7 @@
 //! keepalive, the rep crawler, online weight and the peer-store policy. Nothing here opens a
 //! socket, reads a clock or spawns a thread: time comes in as `now_ms`, randomness as an RNG.
 
+pub mod config;
 pub mod cookies;
 pub mod filter;
 pub mod online;
