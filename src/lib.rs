@@ -30,11 +30,13 @@
 //! - [`wire`]: the sans-IO codec (header, every message, blocks, TCP deframer).
 //! - [`crypto`]: Ed25519-Blake2b keys, signing, single and batch verification, hashes, PoW,
 //!   account and node-id text.
+//! - [`store`]: the data directory: peer store and online-weight samples (redb), node ID key.
 //!
 //! `wire` and `crypto` never open a socket, read a clock or spawn a thread.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod crypto;
+pub mod store;
 pub mod types;
 pub mod wire;
