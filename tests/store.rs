@@ -337,6 +337,20 @@ fn malformed_entries_are_skipped_counted_and_removed() {
 }
 
 #[test]
+fn store_can_move_to_the_crawler_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = PeerStore::open(tmp.path()).unwrap();
+    store.flush(&[ep(1)], T0).unwrap();
+    let store = std::thread::spawn(move || {
+        store.flush(&[ep(2)], T0 + 1).unwrap();
+        store
+    })
+    .join()
+    .unwrap();
+    assert_eq!(store.len(), 2);
+}
+
+#[test]
 fn flush_with_nothing_to_do_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = PeerStore::open(tmp.path()).unwrap();
@@ -462,14 +476,26 @@ fn samples_are_capped_oldest_dropped_and_persist() {
 #[test]
 fn samples_keep_4032() {
     let tmp = tempfile::tempdir().unwrap();
+    PeerStore::open(tmp.path()).unwrap();
+    // 4100 stored samples (e.g. written with a larger cap), in one transaction.
+    let keys: Vec<[u8; 8]> = (0..4100u64).map(|i| (T0 + i).to_be_bytes()).collect();
+    let values: Vec<[u8; 16]> = (0..4100u128).map(|i| i.to_be_bytes()).collect();
+    let entries: Vec<(&[u8], &[u8])> = keys
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        .collect();
+    raw_insert(tmp.path(), ONLINE_WEIGHT, &entries);
     let mut store = PeerStore::open(tmp.path()).unwrap();
-    for i in 0..4040u64 {
-        store.put_sample(T0 + i, u128::from(i), 4032).unwrap();
-    }
+    assert_eq!(store.samples().len(), 4100);
+    store.put_sample(T0 + 5000, 5000, 4032).unwrap();
     let samples = store.samples();
     assert_eq!(samples.len(), 4032);
-    assert_eq!(samples[0], 8);
-    assert_eq!(samples[4031], 4039);
+    assert_eq!(samples[0], 4100 - 4031);
+    assert_eq!(samples[4030], 4099);
+    assert_eq!(samples[4031], 5000);
+    drop(store);
+    assert_eq!(raw_entries(tmp.path(), ONLINE_WEIGHT).len(), 4032);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -941,4 +967,107 @@ fn killed_writer_leaves_a_consistent_store() {
         );
         eprintln!("round {round}: {} peers after flush {n}", peers.len());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk full: a child process limits its file size (RLIMIT_FSIZE, SIGXFSZ ignored, so writes past
+// the limit fail with EFBIG as on a full disk) and flushes ever larger batches.
+
+const FULL_DIR_ENV: &str = "NANOPEER_STORE_FULL_DIR";
+
+/// Child-process entry of `full_disk_is_a_write_error`; returns at once unless the parent set the
+/// environment.
+#[test]
+fn full_disk_child_entry() {
+    let Ok(dir) = std::env::var(FULL_DIR_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let mut store = PeerStore::open(&dir).unwrap();
+    store.flush(&[ep(0)], T0).unwrap();
+    let db = dir.join(DB_FILE_NAME);
+    let size = fs::metadata(&db).unwrap().len();
+    // SAFETY: plain libc calls with valid arguments; no memory is shared with them.
+    unsafe {
+        assert_ne!(libc::signal(libc::SIGXFSZ, libc::SIG_IGN), libc::SIG_ERR);
+        let limit = libc::rlimit {
+            rlim_cur: size,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let mut committed = 1u16;
+    let mut failed = None;
+    for round in 1..=40u16 {
+        let n = round * 200;
+        let live: Vec<_> = (0..n).map(ep).collect();
+        match store.flush(&live, T0 + u64::from(round)) {
+            Ok(_) => committed = n,
+            Err(err) => {
+                failed = Some(err);
+                break;
+            }
+        }
+    }
+    let err = failed.expect("the file size limit was never hit");
+    assert!(matches!(err, StoreError::DbWrite { .. }), "{err:?}");
+    assert_names(&err, &db);
+    eprintln!("{err}");
+    // The store keeps answering from its last committed state.
+    assert_eq!(store.len(), usize::from(committed));
+    assert_eq!(store.load(T0 + 100).len(), usize::from(committed));
+    fs::write(dir.join("committed"), committed.to_string()).unwrap();
+    // Still full: the next write reopens the file and fails again, cleanly.
+    let err = store
+        .flush(&(0..8000).map(ep).collect::<Vec<_>>(), T0 + 100)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::DbWrite { .. } | StoreError::DbOpen { .. }),
+        "{err:?}"
+    );
+    // Space again: the store recovers without a restart.
+    // SAFETY: as above.
+    unsafe {
+        let limit = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let live: Vec<_> = (0..3000).map(ep).collect();
+    let stats = store.flush(&live, T0 + 101).unwrap();
+    assert_eq!(stats.stored, 3000);
+    fs::write(dir.join("recovered"), b"").unwrap();
+}
+
+#[test]
+fn full_disk_is_a_write_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "full_disk_child_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(FULL_DIR_ENV, &dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed: {stderr}");
+    assert!(stderr.contains("cannot write peer store"), "{stderr}");
+    let committed: usize = fs::read_to_string(dir.join("committed"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(committed >= 1);
+    assert!(dir.join("recovered").exists());
+    let store = PeerStore::open(&dir).unwrap();
+    assert_eq!(store.malformed(), Default::default());
+    let mut loaded = store.load(T0 + 101);
+    loaded.sort();
+    let mut want: Vec<_> = (0..3000).map(|i| (ep(i), T0 + 101)).collect();
+    want.sort();
+    assert_eq!(loaded, want);
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use super::StoreError;
 
-/// Name of the probe file created and removed to check that the data directory is writable.
+/// Name (followed by `-<pid>`) of the probe file created and removed to check that the data
+/// directory is writable.
 const PROBE_NAME: &str = ".nanopeer-write-probe";
 
 /// Makes sure `dir` is a writable directory, creating it (and missing parents) with mode 0700.
@@ -52,7 +53,7 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StoreError> {
             });
         }
     }
-    let probe = dir.join(PROBE_NAME);
+    let probe = dir.join(format!("{PROBE_NAME}-{}", std::process::id()));
     let not_writable = |source| StoreError::DataDirNotWritable {
         path: dir.to_path_buf(),
         source,
@@ -63,5 +64,9 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StoreError> {
         .truncate(true)
         .open(&probe)
         .map_err(not_writable)?;
-    fs::remove_file(&probe).map_err(not_writable)
+    match fs::remove_file(&probe) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(not_writable(e)),
+    }
 }

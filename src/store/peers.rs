@@ -100,29 +100,41 @@ pub struct FlushStats {
 }
 
 /// The peer store and online-weight samples in `<data>/peers.redb`.
+///
+/// After a failed write (disk full, I/O error) redb refuses further writes on the same handle,
+/// so the store closes it and the next write reopens the file first: once the cause is gone the
+/// store works again without a restart. Reads are served from memory meanwhile.
 pub struct PeerStore {
-    db: Database,
+    /// The open database; `None` after a failed write until the next write reopens it.
+    db: Option<Database>,
     path: PathBuf,
     max_peers: usize,
-    /// endpoint_key → last seen (ms); mirrors the valid entries of `peers`.
+    mirror: Mirror,
+    malformed: Malformed,
+}
+
+/// The valid entries of both tables, and the keys of the malformed ones.
+#[derive(Default)]
+struct Mirror {
+    /// endpoint_key → last seen (ms).
     peers: HashMap<Key, u64>,
     /// (last seen, endpoint_key), the same entries ordered by time.
     by_time: BTreeSet<(u64, Key)>,
     /// Raw keys of malformed `peers` entries still in the table.
     bad_peer_keys: Vec<Vec<u8>>,
-    /// sample time (ms) → weight; mirrors the valid entries of `online_weight`.
+    /// sample time (ms) → weight.
     samples: BTreeMap<u64, u128>,
     /// Raw keys of malformed `online_weight` entries still in the table.
     bad_sample_keys: Vec<Vec<u8>>,
-    malformed: Malformed,
 }
 
 impl fmt::Debug for PeerStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerStore")
             .field("path", &self.path)
-            .field("peers", &self.peers.len())
-            .field("samples", &self.samples.len())
+            .field("open", &self.db.is_some())
+            .field("peers", &self.mirror.peers.len())
+            .field("samples", &self.mirror.samples.len())
             .field("max_peers", &self.max_peers)
             .finish()
     }
@@ -155,64 +167,17 @@ impl PeerStore {
             }
         }
         let db = open_db(&path)?;
-        let mut store = PeerStore {
-            db,
+        let mirror = read_tables(&db, &path)?;
+        Ok(PeerStore {
+            db: Some(db),
             path,
             max_peers: max_peers.max(1),
-            peers: HashMap::new(),
-            by_time: BTreeSet::new(),
-            bad_peer_keys: Vec::new(),
-            samples: BTreeMap::new(),
-            bad_sample_keys: Vec::new(),
-            malformed: Malformed::default(),
-        };
-        store.read_all()?;
-        Ok(store)
-    }
-
-    /// Creates both tables if needed and mirrors their contents in memory.
-    fn read_all(&mut self) -> Result<(), StoreError> {
-        let path = &self.path;
-        let open_err = |e: redb::Error| StoreError::DbOpen {
-            path: path.clone(),
-            source: e,
-        };
-        let txn = self.db.begin_write().map_err(|e| open_err(e.into()))?;
-        {
-            let peers = txn.open_table(PEERS).map_err(|e| open_err(e.into()))?;
-            for entry in peers.iter().map_err(|e| open_err(e.into()))? {
-                let (k, v) = entry.map_err(|e| open_err(e.into()))?;
-                let (k, v) = (k.value(), v.value());
-                match (<Key>::try_from(k), <[u8; 8]>::try_from(v)) {
-                    (Ok(key), Ok(time)) => {
-                        let time = u64::from_be_bytes(time);
-                        self.peers.insert(key, time);
-                        self.by_time.insert((time, key));
-                    }
-                    _ => self.bad_peer_keys.push(k.to_vec()),
-                }
-            }
-            let samples = txn
-                .open_table(ONLINE_WEIGHT)
-                .map_err(|e| open_err(e.into()))?;
-            for entry in samples.iter().map_err(|e| open_err(e.into()))? {
-                let (k, v) = entry.map_err(|e| open_err(e.into()))?;
-                let (k, v) = (k.value(), v.value());
-                match (<[u8; 8]>::try_from(k), <[u8; 16]>::try_from(v)) {
-                    (Ok(time), Ok(weight)) => {
-                        self.samples
-                            .insert(u64::from_be_bytes(time), u128::from_be_bytes(weight));
-                    }
-                    _ => self.bad_sample_keys.push(k.to_vec()),
-                }
-            }
-        }
-        txn.commit().map_err(|e| open_err(e.into()))?;
-        self.malformed = Malformed {
-            peers: self.bad_peer_keys.len(),
-            samples: self.bad_sample_keys.len(),
-        };
-        Ok(())
+            malformed: Malformed {
+                peers: mirror.bad_peer_keys.len(),
+                samples: mirror.bad_sample_keys.len(),
+            },
+            mirror,
+        })
     }
 
     /// The database file.
@@ -227,19 +192,20 @@ impl PeerStore {
 
     /// Number of peers in the table (valid entries, including any not yet expired by a flush).
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.mirror.peers.len()
     }
 
     /// True if the table holds no valid peer.
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.mirror.peers.is_empty()
     }
 
     /// The stored peers seen within the last hour and not in the future, with their last-seen
     /// time, most recent first. Reads no disk.
     pub fn load(&self, now_ms: u64) -> Vec<(SocketAddrV6, u64)> {
         let cutoff = now_ms.saturating_sub(PEER_TTL_MS);
-        self.by_time
+        self.mirror
+            .by_time
             .range((cutoff, [0u8; 18])..=(now_ms, [0xff; 18]))
             .rev()
             .map(|(time, key)| (key_endpoint(key), *time))
@@ -254,6 +220,7 @@ impl PeerStore {
         live_peering_endpoints: &[SocketAddrV6],
         now_ms: u64,
     ) -> Result<FlushStats, StoreError> {
+        self.ensure_open()?;
         let cutoff = now_ms.saturating_sub(PEER_TTL_MS);
 
         // Distinct live keys, in input order, at most the cap.
@@ -271,13 +238,14 @@ impl PeerStore {
 
         // Expired: older than the cutoff or in the future, unless refreshed now.
         let mut expired: Vec<Key> = self
+            .mirror
             .by_time
             .range(..(cutoff, [0u8; 18]))
             .chain(
                 now_ms
                     .checked_add(1)
                     .into_iter()
-                    .flat_map(|future| self.by_time.range((future, [0u8; 18])..)),
+                    .flat_map(|future| self.mirror.by_time.range((future, [0u8; 18])..)),
             )
             .map(|(_, key)| *key)
             .filter(|key| !live_set.contains(key))
@@ -285,13 +253,17 @@ impl PeerStore {
         let n_expired = expired.len();
 
         // Evict the least recently seen of the remaining entries beyond the cap.
-        let new_keys = live.iter().filter(|k| !self.peers.contains_key(*k)).count();
-        let after = self.peers.len() - n_expired + new_keys;
+        let new_keys = live
+            .iter()
+            .filter(|k| !self.mirror.peers.contains_key(*k))
+            .count();
+        let after = self.mirror.peers.len() - n_expired + new_keys;
         let mut n_evicted = 0;
         if after > self.max_peers {
             let excess = after - self.max_peers;
             expired.extend(
-                self.by_time
+                self.mirror
+                    .by_time
                     .range((cutoff, [0u8; 18])..=(now_ms, [0xff; 18]))
                     .map(|(_, key)| *key)
                     .filter(|key| !live_set.contains(key))
@@ -300,10 +272,10 @@ impl PeerStore {
             n_evicted = expired.len() - n_expired;
         }
 
-        let bad = std::mem::take(&mut self.bad_peer_keys);
+        let bad = std::mem::take(&mut self.mirror.bad_peer_keys);
         if live.is_empty() && expired.is_empty() && bad.is_empty() {
             return Ok(FlushStats {
-                stored: self.peers.len(),
+                stored: self.mirror.peers.len(),
                 ..FlushStats::default()
             });
         }
@@ -321,28 +293,25 @@ impl PeerStore {
             }
             Ok(())
         });
-        if let Err(e) = result {
-            self.bad_peer_keys = bad;
-            return Err(e);
-        }
+        result?;
 
         for key in &expired {
-            if let Some(time) = self.peers.remove(key) {
-                self.by_time.remove(&(time, *key));
+            if let Some(time) = self.mirror.peers.remove(key) {
+                self.mirror.by_time.remove(&(time, *key));
             }
         }
         for key in &live {
-            if let Some(old) = self.peers.insert(*key, now_ms) {
-                self.by_time.remove(&(old, *key));
+            if let Some(old) = self.mirror.peers.insert(*key, now_ms) {
+                self.mirror.by_time.remove(&(old, *key));
             }
-            self.by_time.insert((now_ms, *key));
+            self.mirror.by_time.insert((now_ms, *key));
         }
         Ok(FlushStats {
             upserted: live.len(),
             expired: n_expired,
             evicted: n_evicted,
             malformed_removed: bad.len(),
-            stored: self.peers.len(),
+            stored: self.mirror.peers.len(),
         })
     }
 
@@ -355,7 +324,8 @@ impl PeerStore {
         weight: u128,
         max_samples: usize,
     ) -> Result<(), StoreError> {
-        let mut next = self.samples.clone();
+        self.ensure_open()?;
+        let mut next = self.mirror.samples.clone();
         next.insert(now_ms, weight);
         let mut dropped = Vec::new();
         while next.len() > max_samples {
@@ -364,7 +334,7 @@ impl PeerStore {
                 None => break,
             }
         }
-        let bad = std::mem::take(&mut self.bad_sample_keys);
+        let bad = std::mem::take(&mut self.mirror.bad_sample_keys);
         let result = self.write(|txn| {
             let mut table = txn.open_table(ONLINE_WEIGHT)?;
             for key in &bad {
@@ -381,26 +351,41 @@ impl PeerStore {
             }
             Ok(())
         });
-        if let Err(e) = result {
-            self.bad_sample_keys = bad;
-            return Err(e);
-        }
-        self.samples = next;
+        result?;
+        self.mirror.samples = next;
         Ok(())
     }
 
     /// The stored online-weight samples, oldest first. Reads no disk.
     pub fn samples(&self) -> Vec<u128> {
-        self.samples.values().copied().collect()
+        self.mirror.samples.values().copied().collect()
     }
 
-    /// Runs `body` in a durable write transaction and commits it; aborts on error.
+    /// Reopens the database if an earlier write failed, reloading the mirror from the file.
+    fn ensure_open(&mut self) -> Result<&Database, StoreError> {
+        let db = match self.db.take() {
+            Some(db) => db,
+            None => {
+                let db = open_db(&self.path)?;
+                // The file holds what the mirror holds (the mirror changes only after a commit)
+                // unless something else wrote to it while it was closed: trust the file.
+                self.mirror = read_tables(&db, &self.path)?;
+                db
+            }
+        };
+        Ok(self.db.insert(db))
+    }
+
+    /// Runs `body` in a durable write transaction and commits it; aborts on error. A failure
+    /// closes the database (redb fails every later operation on a handle that saw an I/O error),
+    /// so the next write starts from a fresh open.
     fn write(
-        &self,
+        &mut self,
         body: impl FnOnce(&WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
+        let db = self.ensure_open()?;
         let run = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
+            let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)
                 .map_err(redb::Error::from)?;
             match body(&txn) {
@@ -412,11 +397,56 @@ impl PeerStore {
             }
             Ok(())
         };
-        run().map_err(|source| StoreError::DbWrite {
-            path: self.path.clone(),
-            source,
+        run().map_err(|source| {
+            self.db = None;
+            StoreError::DbWrite {
+                path: self.path.clone(),
+                source,
+            }
         })
     }
+}
+
+/// Creates both tables if needed and reads their contents.
+fn read_tables(db: &Database, path: &Path) -> Result<Mirror, StoreError> {
+    let open_err = |e: redb::Error| StoreError::DbOpen {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut mirror = Mirror::default();
+    let txn = db.begin_write().map_err(|e| open_err(e.into()))?;
+    {
+        let peers = txn.open_table(PEERS).map_err(|e| open_err(e.into()))?;
+        for entry in peers.iter().map_err(|e| open_err(e.into()))? {
+            let (k, v) = entry.map_err(|e| open_err(e.into()))?;
+            let (k, v) = (k.value(), v.value());
+            match (<Key>::try_from(k), <[u8; 8]>::try_from(v)) {
+                (Ok(key), Ok(time)) => {
+                    let time = u64::from_be_bytes(time);
+                    mirror.peers.insert(key, time);
+                    mirror.by_time.insert((time, key));
+                }
+                _ => mirror.bad_peer_keys.push(k.to_vec()),
+            }
+        }
+        let samples = txn
+            .open_table(ONLINE_WEIGHT)
+            .map_err(|e| open_err(e.into()))?;
+        for entry in samples.iter().map_err(|e| open_err(e.into()))? {
+            let (k, v) = entry.map_err(|e| open_err(e.into()))?;
+            let (k, v) = (k.value(), v.value());
+            match (<[u8; 8]>::try_from(k), <[u8; 16]>::try_from(v)) {
+                (Ok(time), Ok(weight)) => {
+                    mirror
+                        .samples
+                        .insert(u64::from_be_bytes(time), u128::from_be_bytes(weight));
+                }
+                _ => mirror.bad_sample_keys.push(k.to_vec()),
+            }
+        }
+    }
+    txn.commit().map_err(|e| open_err(e.into()))?;
+    Ok(mirror)
 }
 
 /// Opens the database with an integrity check, classifying failures. redb is documented to
