@@ -279,7 +279,7 @@ impl PeerStore {
                 ..FlushStats::default()
             });
         }
-        let result = self.write(|txn| {
+        self.write(|txn| {
             let mut table = txn.open_table(PEERS)?;
             for key in &bad {
                 table.remove(key.as_slice())?;
@@ -292,8 +292,7 @@ impl PeerStore {
                 table.insert(key.as_slice(), value.as_slice())?;
             }
             Ok(())
-        });
-        result?;
+        })?;
 
         for key in &expired {
             if let Some(time) = self.mirror.peers.remove(key) {
@@ -335,7 +334,7 @@ impl PeerStore {
             }
         }
         let bad = std::mem::take(&mut self.mirror.bad_sample_keys);
-        let result = self.write(|txn| {
+        self.write(|txn| {
             let mut table = txn.open_table(ONLINE_WEIGHT)?;
             for key in &bad {
                 table.remove(key.as_slice())?;
@@ -350,8 +349,7 @@ impl PeerStore {
                 )?;
             }
             Ok(())
-        });
-        result?;
+        })?;
         self.mirror.samples = next;
         Ok(())
     }
