@@ -30,6 +30,7 @@
 //! - [`wire`]: the sans-IO codec (header, every message, blocks, TCP deframer).
 //! - [`crypto`]: Ed25519-Blake2b keys, signing, single and batch verification, hashes, PoW,
 //!   account and node-id text.
+//! - [`store`]: the data directory: peer store and online-weight samples (redb), node ID key.
 //!
 //! `wire` and `crypto` never open a socket, read a clock or spawn a thread.
 #![warn(missing_docs)]
@@ -37,5 +38,6 @@
 
 pub mod crypto;
 pub mod proto;
+pub mod store;
 pub mod types;
 pub mod wire;
