@@ -43,6 +43,7 @@ impl BulkPull {
     }
 
     /// The 3 bytes after the count are ignored, as nano-node does.
+    #[inline]
     pub(crate) fn decode_payload(ext: Extensions, payload: &[u8]) -> Result<BulkPull, DecodeError> {
         let mut r = Reader::new(MessageType::BulkPull, payload);
         let start = BlockHash(r.array()?);
@@ -93,6 +94,7 @@ impl FrontierReq {
         out.extend_from_slice(&self.count.to_le_bytes());
     }
 
+    #[inline]
     pub(crate) fn decode_payload(
         ext: Extensions,
         payload: &[u8],
@@ -127,6 +129,7 @@ impl BulkPullAccount {
         out.push(self.flags);
     }
 
+    #[inline]
     pub(crate) fn decode_payload(payload: &[u8]) -> Result<BulkPullAccount, DecodeError> {
         let mut r = Reader::new(MessageType::BulkPullAccount, payload);
         let m = BulkPullAccount {
@@ -196,6 +199,7 @@ impl AscPull {
         out.extend_from_slice(&self.body[..self.body_len()]);
     }
 
+    #[inline]
     pub(crate) fn decode_payload(mt: MessageType, payload: &[u8]) -> Result<AscPull, DecodeError> {
         let mut r = Reader::new(mt, payload);
         let kind = r.u8()?;

@@ -54,6 +54,7 @@ impl ConfirmReq {
 
     /// Decodes `count` pairs; all-zero pairs are skipped, and the message is invalid if
     /// none remain or fewer than `count` remain (§4.3).
+    #[inline]
     pub(crate) fn decode_payload(
         ext: Extensions,
         payload: &[u8],
@@ -121,6 +122,7 @@ impl ConfirmAck {
         }
     }
 
+    #[inline]
     pub(crate) fn decode_payload(
         ext: Extensions,
         payload: &[u8],

@@ -180,6 +180,7 @@ impl NodeIdHandshake {
         }
     }
 
+    #[inline]
     pub(crate) fn decode_payload(
         ext: Extensions,
         payload: &[u8],

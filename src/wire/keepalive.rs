@@ -43,6 +43,7 @@ impl Keepalive {
         }
     }
 
+    #[inline]
     pub(crate) fn decode_payload(payload: &[u8]) -> Result<Keepalive, DecodeError> {
         let mut r = Reader::new(MessageType::Keepalive, payload);
         let mut k = Keepalive::default();

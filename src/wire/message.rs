@@ -144,6 +144,7 @@ impl Message {
     ///
     /// Allocates only for confirm_req / confirm_ack entries, non-empty telemetry unknown
     /// data and asc_pull bodies.
+    #[inline]
     pub fn decode(header: &Header, payload: &[u8]) -> Result<Message, DecodeError> {
         let mt = header.message_type;
         let expected = header.payload_len();
@@ -196,6 +197,7 @@ impl Message {
 /// Decodes one whole message from `bytes`, which must hold exactly a header and its
 /// payload (as `nanopeer decode` takes it). Header errors close a connection, payload
 /// errors (including too few or too many bytes after the header) drop the message.
+#[inline]
 pub fn decode_message(bytes: &[u8], network: Network) -> Result<(Header, Message), DecodeError> {
     let Some((head, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(DecodeError::HeaderTooShort { got: bytes.len() });

@@ -24,6 +24,7 @@ impl Publish {
             .with(Extensions::ORIGINATOR, self.originator)
     }
 
+    #[inline]
     pub(crate) fn decode_payload(ext: Extensions, payload: &[u8]) -> Result<Publish, DecodeError> {
         let block = Block::decode(ext.block_type_bits(), payload)?;
         Ok(Publish {
@@ -82,6 +83,7 @@ impl Block {
 
     /// Decodes a block of type byte `block_type` that fills `bytes` exactly. A type byte
     /// that is not a block (0, 1, > 6) gives [`DecodeError::NotABlock`].
+    #[inline]
     pub fn decode(block_type: u8, bytes: &[u8]) -> Result<Block, DecodeError> {
         let t = match BlockType::from_u8(block_type) {
             Some(t) if t.wire_len() > 0 => t,

@@ -109,6 +109,7 @@ impl TelemetryData {
         self.signed_bytes_into(out);
     }
 
+    #[inline]
     fn decode(payload: &[u8]) -> Result<TelemetryData, DecodeError> {
         if payload.len() < TELEMETRY_LEN {
             return Err(DecodeError::TelemetryTooShort(payload.len()));
@@ -162,6 +163,7 @@ impl TelemetryAck {
         }
     }
 
+    #[inline]
     pub(crate) fn decode_payload(payload: &[u8]) -> Result<TelemetryAck, DecodeError> {
         if payload.is_empty() {
             return Ok(TelemetryAck { data: None });
