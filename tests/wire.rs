@@ -1592,3 +1592,78 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bootstrap_layouts() {
+    let net = Network::Live;
+    let b = roundtrip(
+        &Message::BulkPull(BulkPull {
+            start: BlockHash([1; 32]),
+            end: BlockHash([2; 32]),
+            count: Some(0x01020304),
+            ascending: true,
+        }),
+        net,
+    );
+    assert_eq!(&b[..8], &hex("5243151514060300")[..]);
+    assert_eq!(b.len(), 8 + 72);
+    assert_eq!(
+        &b[72..],
+        &[0, 4, 3, 2, 1, 0, 0, 0],
+        "00 ‖ count LE ‖ 00 00 00"
+    );
+    let h = Header::decode(b[..8].try_into().unwrap(), net).unwrap();
+    assert!(h.extensions.bulk_pull_count_present() && h.extensions.bulk_pull_ascending());
+    let b = roundtrip(
+        &Message::BulkPull(BulkPull {
+            start: BlockHash([1; 32]),
+            end: BlockHash([2; 32]),
+            count: None,
+            ascending: false,
+        }),
+        net,
+    );
+    assert_eq!((b.len(), b[6]), (8 + 64, 0));
+
+    let b = roundtrip(
+        &Message::FrontierReq(FrontierReq {
+            start: PublicKey([1; 32]),
+            age: 0x0A0B0C0D,
+            count: 0x01020304,
+            only_confirmed: true,
+        }),
+        net,
+    );
+    assert_eq!(&b[..8], &hex("5243151514080200")[..]);
+    assert_eq!(
+        &b[40..],
+        &[0x0D, 0x0C, 0x0B, 0x0A, 4, 3, 2, 1],
+        "age, count LE"
+    );
+
+    let b = roundtrip(
+        &Message::BulkPullAccount(BulkPullAccount {
+            account: PublicKey([1; 32]),
+            minimum_amount: Amount(0x0102),
+            flags: 1,
+        }),
+        net,
+    );
+    assert_eq!(&b[..8], &hex("52431515140B0000")[..]);
+    assert_eq!(&b[40..57], &[[0; 14].as_slice(), &[1, 2, 1]].concat()[..]);
+
+    let b = roundtrip(&Message::BulkPush, net);
+    assert_eq!(b, hex("5243151514070000"));
+
+    let b = roundtrip(
+        &Message::AscPullAck(AscPull {
+            kind: AscPullType::AccountInfo,
+            id: 0x0102030405060708,
+            body: vec![9; 0x123],
+        }),
+        net,
+    );
+    assert_eq!(&b[..8], &hex("52431515140F2301")[..]);
+    assert_eq!(&b[8..17], &[2, 1, 2, 3, 4, 5, 6, 7, 8], "type ‖ id BE");
+    assert_eq!(b.len(), 8 + 9 + 0x123);
+}
