@@ -23,6 +23,34 @@ pub enum BlockType {
     State = 6,
 }
 
+impl BlockType {
+    /// The type with this byte, if any (0..=6).
+    pub const fn from_u8(b: u8) -> Option<BlockType> {
+        Some(match b {
+            0 => BlockType::Invalid,
+            1 => BlockType::NotABlock,
+            2 => BlockType::Send,
+            3 => BlockType::Receive,
+            4 => BlockType::Open,
+            5 => BlockType::Change,
+            6 => BlockType::State,
+            _ => return None,
+        })
+    }
+
+    /// Serialized size of a block of this type without a type prefix (§4.2); 0 for
+    /// `Invalid` and `NotABlock`.
+    pub const fn wire_len(self) -> usize {
+        match self {
+            BlockType::Invalid | BlockType::NotABlock => 0,
+            BlockType::Send => 152,
+            BlockType::Receive | BlockType::Change => 136,
+            BlockType::Open => 168,
+            BlockType::State => 216,
+        }
+    }
+}
+
 /// A legacy send block (152 bytes on the wire, work little-endian).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendBlock {
