@@ -55,6 +55,8 @@ mod bootstrap;
 mod confirm;
 mod deframer;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod header;
 mod keepalive;
