@@ -35,6 +35,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod channels;
 pub mod crypto;
+pub mod proto;
 pub mod types;
 pub mod wire;

@@ -1,0 +1,222 @@
+//! The concurrent maps behind [`ChannelMap`](super::ChannelMap): endpoint → channel (read on
+//! every received message) and node id → channels.
+//!
+//! The trait is public so that `benches/channels.rs` can compare implementations in one run.
+//! Admission, limits and removal are serialised per subnet by the map's stripe locks, so a
+//! backend only has to make single operations atomic; it must never call back into itself
+//! while a guard is held.
+
+use std::hash::BuildHasher;
+use std::net::SocketAddrV6;
+use std::sync::Arc;
+
+use super::channel::{Channel, ChannelId};
+use crate::types::PublicKey;
+
+/// Storage for the channel indexes. Implementations must be safe to use from many threads.
+pub trait Backend: Send + Sync + Default {
+    /// Calls `f` with the channel at `ep`, if any. `f` must not call into the backend.
+    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R>;
+    /// Inserts `ch` under its remote endpoint (the caller ensures the key is absent).
+    fn insert(&self, ch: Arc<Channel>);
+    /// Removes the entry at `ep`.
+    fn remove(&self, ep: &SocketAddrV6);
+    /// Adds `ch` to the channels of its node id.
+    fn node_insert(&self, ch: &Arc<Channel>);
+    /// Removes channel `id` from the channels of `node_id`.
+    fn node_remove(&self, node_id: &PublicKey, id: ChannelId);
+    /// Calls `f` with the channels of `node_id`, if any. `f` must not call into the backend.
+    fn node_with<R>(&self, node_id: &PublicKey, f: impl FnOnce(&[Arc<Channel>]) -> R) -> Option<R>;
+    /// The number of entries in the endpoint index.
+    fn len(&self) -> usize;
+    /// True when the endpoint index is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A fast keyed hasher for the index keys (endpoints and node ids are short and fixed-size):
+/// a folded 64×64→128 multiply per word, seeded per map from the standard library's random
+/// keys. Keys are attacker-influenced but the maps are bounded by the admission limits.
+#[derive(Clone, Copy, Debug)]
+pub struct FoldHasher {
+    seed: u64,
+    state: u64,
+}
+
+/// Builds [`FoldHasher`]s with a random per-map seed.
+#[derive(Clone, Copy, Debug)]
+pub struct FoldBuildHasher {
+    seed: u64,
+}
+
+impl Default for FoldBuildHasher {
+    fn default() -> Self {
+        let s = std::hash::RandomState::new();
+        FoldBuildHasher {
+            seed: s.hash_one(0x6e61_6e6f_7065_6572u64) | 1,
+        }
+    }
+}
+
+impl BuildHasher for FoldBuildHasher {
+    type Hasher = FoldHasher;
+    #[inline]
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher {
+            seed: self.seed,
+            state: self.seed,
+        }
+    }
+}
+
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl std::hash::Hasher for FoldHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+            self.write_u64(w);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.state = fold_mul(self.state ^ i, MUL ^ self.seed.rotate_left(17));
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        fold_mul(self.state, self.seed ^ MUL).rotate_left(23)
+    }
+}
+
+/// The index on `papaya` 0.2: lock-free reads (an epoch guard per call, no lock words written).
+#[derive(Default)]
+pub struct PapayaBackend {
+    by_endpoint: papaya::HashMap<SocketAddrV6, Arc<Channel>, FoldBuildHasher>,
+    by_node: papaya::HashMap<PublicKey, Box<[Arc<Channel>]>, FoldBuildHasher>,
+}
+
+impl Backend for PapayaBackend {
+    #[inline]
+    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
+        self.by_endpoint.pin().get(ep).map(f)
+    }
+
+    fn insert(&self, ch: Arc<Channel>) {
+        self.by_endpoint.pin().insert(ch.remote(), ch);
+    }
+
+    fn remove(&self, ep: &SocketAddrV6) {
+        self.by_endpoint.pin().remove(ep);
+    }
+
+    fn node_insert(&self, ch: &Arc<Channel>) {
+        self.by_node.pin().update_or_insert_with(
+            *ch.node_id(),
+            |list| list.iter().cloned().chain([ch.clone()]).collect(),
+            || Box::new([ch.clone()]),
+        );
+    }
+
+    fn node_remove(&self, node_id: &PublicKey, id: ChannelId) {
+        self.by_node.pin().compute(*node_id, |entry| match entry {
+            None => papaya::Operation::Abort(()),
+            Some((_, list)) => {
+                if !list.iter().any(|c| c.id() == id) {
+                    return papaya::Operation::Abort(());
+                }
+                let rest: Box<[Arc<Channel>]> =
+                    list.iter().filter(|c| c.id() != id).cloned().collect();
+                if rest.is_empty() {
+                    papaya::Operation::Remove
+                } else {
+                    papaya::Operation::Insert(rest)
+                }
+            }
+        });
+    }
+
+    fn node_with<R>(&self, node_id: &PublicKey, f: impl FnOnce(&[Arc<Channel>]) -> R) -> Option<R> {
+        self.by_node.pin().get(node_id).map(|l| f(l))
+    }
+
+    fn len(&self) -> usize {
+        self.by_endpoint.len()
+    }
+}
+
+/// The index on `dashmap` 6: sharded `RwLock`s (a read takes a shard read lock).
+#[derive(Default)]
+pub struct DashBackend {
+    by_endpoint: dashmap::DashMap<SocketAddrV6, Arc<Channel>, FoldBuildHasher>,
+    by_node: dashmap::DashMap<PublicKey, Vec<Arc<Channel>>, FoldBuildHasher>,
+}
+
+impl Backend for DashBackend {
+    #[inline]
+    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
+        self.by_endpoint.get(ep).map(|r| f(r.value()))
+    }
+
+    fn insert(&self, ch: Arc<Channel>) {
+        self.by_endpoint.insert(ch.remote(), ch);
+    }
+
+    fn remove(&self, ep: &SocketAddrV6) {
+        self.by_endpoint.remove(ep);
+    }
+
+    fn node_insert(&self, ch: &Arc<Channel>) {
+        self.by_node
+            .entry(*ch.node_id())
+            .or_default()
+            .push(ch.clone());
+    }
+
+    fn node_remove(&self, node_id: &PublicKey, id: ChannelId) {
+        if let dashmap::Entry::Occupied(mut o) = self.by_node.entry(*node_id) {
+            o.get_mut().retain(|c| c.id() != id);
+            if o.get().is_empty() {
+                o.remove();
+            }
+        }
+    }
+
+    fn node_with<R>(&self, node_id: &PublicKey, f: impl FnOnce(&[Arc<Channel>]) -> R) -> Option<R> {
+        self.by_node.get(node_id).map(|r| f(r.value()))
+    }
+
+    fn len(&self) -> usize {
+        self.by_endpoint.len()
+    }
+}
