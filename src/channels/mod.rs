@@ -250,7 +250,7 @@ impl<B: Backend> ChannelMap<B> {
     pub fn with_backend(limits: ChannelLimits) -> Self {
         ChannelMap {
             limits,
-            index: B::default(),
+            index: B::with_capacity(limits.max_channels.min(1 << 16)),
             stripes: (0..STRIPES).map(|_| CachePadded::default()).collect(),
             stripe_hasher: std::hash::RandomState::new(),
             total: CachePadded::new(AtomicUsize::new(0)),
@@ -621,11 +621,12 @@ impl<B: Backend> ChannelMap<B> {
     /// uniform draws over all channels, skipping closed channels and repeats. When the map holds
     /// at most `n` channels, all alive ones are returned.
     pub fn random_set(&self, n: usize, rng: &mut impl RngCore) -> Vec<Arc<Channel>> {
-        let mut lens = [0usize; STRIPES];
+        // Cumulative stripe lengths: a draw r falls in the first stripe whose end exceeds it.
+        let mut ends = [0usize; STRIPES];
         let mut total = 0usize;
-        for (l, s) in lens.iter_mut().zip(self.stripes.iter()) {
-            *l = s.len.load(Ordering::Relaxed);
-            total += *l;
+        for (end, s) in ends.iter_mut().zip(self.stripes.iter()) {
+            total += s.len.load(Ordering::Relaxed);
+            *end = total;
         }
         if total == 0 || n == 0 {
             return Vec::new();
@@ -641,13 +642,11 @@ impl<B: Backend> ChannelMap<B> {
             if out.len() >= n {
                 break;
             }
-            let mut r = rng.random_range(0..total);
-            let mut s = 0;
-            while s < STRIPES - 1 && r >= lens[s] {
-                r -= lens[s];
-                s += 1;
-            }
-            let pick = self.stripes[s].inner.lock().list.get(r).cloned();
+            let r = rng.random_range(0..total);
+            let s = ends.partition_point(|&end| end <= r).min(STRIPES - 1);
+            let start = if s == 0 { 0 } else { ends[s - 1] };
+            // The list may have changed since the lengths were read: a miss is a wasted draw.
+            let pick = self.stripes[s].inner.lock().list.get(r - start).cloned();
             if let Some(c) = pick
                 && c.is_alive()
                 && !out.iter().any(|o| o.id() == c.id())

@@ -1,0 +1,220 @@
+//! Channel map backends under a read-heavy mix from 1, 2 and 4 threads over ~1000 channels:
+//! 90% endpoint lookup + timestamp touch, 4% node-id lookup, 4% random sample of 8,
+//! 2% insert + remove. Throughput is the total over all threads.
+//!
+//! The library keeps the winner (papaya); the dashmap backend it was compared with lives here.
+//!
+//! `cargo bench --bench channels -- --warm-up-time 1 --measurement-time 3`
+
+use std::hash::BuildHasher;
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nanopeer::channels::backend::{Backend, FoldBuildHasher, PapayaBackend};
+use nanopeer::channels::{Channel, ChannelId, ChannelLimits, ChannelMap, Direction, NewChannel};
+use nanopeer::types::PublicKey;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// The index on `dashmap` 6: sharded `RwLock`s (a read takes a shard read lock).
+pub struct DashBackend<S: BuildHasher + Clone = FoldBuildHasher> {
+    by_endpoint: dashmap::DashMap<SocketAddrV6, Arc<Channel>, S>,
+    by_node: dashmap::DashMap<PublicKey, Vec<Arc<Channel>>, S>,
+}
+
+impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DashBackend<S> {
+    fn with_capacity(capacity: usize) -> Self {
+        DashBackend {
+            by_endpoint: dashmap::DashMap::with_capacity_and_hasher(capacity, S::default()),
+            by_node: dashmap::DashMap::with_capacity_and_hasher(capacity, S::default()),
+        }
+    }
+
+    #[inline]
+    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
+        self.by_endpoint.get(ep).map(|r| f(r.value()))
+    }
+
+    fn insert(&self, ch: Arc<Channel>) {
+        self.by_endpoint.insert(ch.remote(), ch);
+    }
+
+    fn remove(&self, ep: &SocketAddrV6) {
+        self.by_endpoint.remove(ep);
+    }
+
+    fn node_insert(&self, ch: &Arc<Channel>) {
+        self.by_node
+            .entry(*ch.node_id())
+            .or_default()
+            .push(ch.clone());
+    }
+
+    fn node_remove(&self, node_id: &PublicKey, id: ChannelId) {
+        if let dashmap::Entry::Occupied(mut o) = self.by_node.entry(*node_id) {
+            o.get_mut().retain(|c| c.id() != id);
+            if o.get().is_empty() {
+                o.remove();
+            }
+        }
+    }
+
+    fn node_with<R>(&self, node_id: &PublicKey, f: impl FnOnce(&[Arc<Channel>]) -> R) -> Option<R> {
+        self.by_node.get(node_id).map(|r| f(r.value()))
+    }
+
+    fn len(&self) -> usize {
+        self.by_endpoint.len()
+    }
+}
+
+const CHANNELS: u32 = 1000;
+const MAX_THREADS: u32 = 4;
+/// Spare endpoints per thread for the insert + remove share of the mix.
+const SPARES: u32 = 64;
+
+fn endpoint(i: u32) -> SocketAddrV6 {
+    // One channel per IPv4 address, spread over many /24s.
+    let ip = Ipv4Addr::from_bits(0x2000_0000 + i * 257);
+    SocketAddrV6::new(ip.to_ipv6_mapped(), 7075, 0, 0)
+}
+
+fn node(i: u32) -> PublicKey {
+    let mut b = [7u8; 32];
+    b[..4].copy_from_slice(&i.to_le_bytes());
+    PublicKey(b)
+}
+
+fn new_channel(i: u32) -> NewChannel {
+    NewChannel {
+        node_id: node(i),
+        protocol_version: 0x15,
+        remote: endpoint(i),
+        shard: (i % 4) as u16,
+        direction: Direction::Inbound,
+        now_ms: 0,
+    }
+}
+
+fn filled<B: Backend>() -> ChannelMap<B> {
+    let map = ChannelMap::<B>::with_backend(ChannelLimits {
+        max_peers_per_ip: 4,
+        max_peers_per_subnetwork: 16,
+        max_channels: 8192,
+        max_attempts: 4096,
+    });
+    for i in 0..CHANNELS {
+        map.try_insert(new_channel(i)).expect("fill");
+    }
+    map
+}
+
+/// One thread's share: `iters` operations of the mix.
+fn run_mix<B: Backend>(map: &ChannelMap<B>, thread: u32, iters: u64, seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed ^ (u64::from(thread) << 32));
+    let spare_base = CHANNELS + thread * SPARES;
+    let mut spare = 0;
+    for i in 0..iters {
+        let r: u32 = rng.random_range(0..100);
+        if r < 90 {
+            let ep = endpoint(rng.random_range(0..CHANNELS));
+            black_box(map.touch_received(&ep, i));
+        } else if r < 94 {
+            let n = node(rng.random_range(0..CHANNELS));
+            black_box(map.find_node_id(&n));
+        } else if r < 98 {
+            black_box(map.random_set(8, &mut rng));
+        } else {
+            let idx = spare_base + spare;
+            spare = (spare + 1) % SPARES;
+            let ch = map.try_insert(new_channel(idx));
+            black_box(&ch);
+            black_box(map.remove(&endpoint(idx)));
+        }
+    }
+}
+
+fn bench_mix<B: Backend + 'static>(c: &mut Criterion, name: &str) {
+    let map = Arc::new(filled::<B>());
+    let mut group = c.benchmark_group("channels_mix");
+    for threads in [1u32, 2, 4] {
+        assert!(threads <= MAX_THREADS);
+        group.throughput(Throughput::Elements(u64::from(threads)));
+        group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
+            let mut seed = 1u64;
+            b.iter_custom(|iters| {
+                seed += 1;
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let map = &map;
+                        s.spawn(move || run_mix(map, t, iters, seed));
+                    }
+                });
+                start.elapsed()
+            });
+        });
+    }
+    group.finish();
+}
+
+fn bench_lookup<B: Backend + 'static>(c: &mut Criterion, name: &str) {
+    let map = filled::<B>();
+    let mut group = c.benchmark_group("channels_lookup_touch");
+    group.bench_function(name, |b| {
+        let mut i = 0u32;
+        b.iter(|| {
+            i = (i + 7) % CHANNELS;
+            black_box(map.touch_received(&endpoint(i), u64::from(i)))
+        });
+    });
+    group.finish();
+}
+
+fn bench_ops<B: Backend + 'static>(c: &mut Criterion, name: &str) {
+    let map = filled::<B>();
+    let mut group = c.benchmark_group("channels_op");
+    let mut rng = SmallRng::seed_from_u64(9);
+    group.bench_function(BenchmarkId::new("node_lookup", name), |b| {
+        let mut i = 0u32;
+        b.iter(|| {
+            i = (i + 7) % CHANNELS;
+            black_box(map.find_node_id(&node(i)))
+        });
+    });
+    group.bench_function(BenchmarkId::new("random_set_8", name), |b| {
+        b.iter(|| black_box(map.random_set(8, &mut rng)));
+    });
+    group.bench_function(BenchmarkId::new("insert_remove", name), |b| {
+        let mut i = 0u32;
+        b.iter(|| {
+            i = (i + 1) % SPARES;
+            let idx = CHANNELS + i;
+            black_box(map.try_insert(new_channel(idx)).is_ok());
+            black_box(map.remove(&endpoint(idx)))
+        });
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_ops::<PapayaBackend<FoldBuildHasher>>(c, "papaya");
+    bench_ops::<DashBackend<FoldBuildHasher>>(c, "dashmap");
+    bench_ops::<PapayaBackend<std::hash::RandomState>>(c, "papaya_siphash");
+    bench_mix::<PapayaBackend<FoldBuildHasher>>(c, "papaya");
+    bench_mix::<DashBackend<FoldBuildHasher>>(c, "dashmap");
+    bench_lookup::<PapayaBackend<FoldBuildHasher>>(c, "papaya");
+    bench_lookup::<DashBackend<FoldBuildHasher>>(c, "dashmap");
+    bench_lookup::<PapayaBackend<std::hash::RandomState>>(c, "papaya_siphash");
+    bench_lookup::<DashBackend<std::hash::RandomState>>(c, "dashmap_siphash");
+}
+
+criterion_group! {
+    name = group;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(group);
