@@ -2,7 +2,10 @@
 //! 90% endpoint lookup + timestamp touch, 4% node-id lookup, 4% random sample of 8,
 //! 2% insert + remove. Throughput is the total over all threads.
 //!
-//! The library keeps the winner (papaya); the dashmap backend it was compared with lives here.
+//! Backends: `default` (the library's: endpoints on papaya, node ids on dashmap), `papaya`
+//! (both on papaya) and `dashmap` (both on dashmap); the last two live only here. `*_siphash`
+//! swaps the fold hasher for the standard SipHash. Also single-operation groups
+//! (`channels_lookup_touch`, `channels_op`).
 //!
 //! `cargo bench --bench channels -- --warm-up-time 1 --measurement-time 3`
 
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use nanopeer::channels::backend::{Backend, FoldBuildHasher, PapayaBackend};
+use nanopeer::channels::backend::{Backend, DefaultBackend, FoldBuildHasher};
 use nanopeer::channels::{Channel, ChannelId, ChannelLimits, ChannelMap, Direction, NewChannel};
 use nanopeer::types::PublicKey;
 use rand::rngs::SmallRng;
@@ -64,6 +67,76 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DashBackend<S> 
 
     fn node_with<R>(&self, node_id: &PublicKey, f: impl FnOnce(&[Arc<Channel>]) -> R) -> Option<R> {
         self.by_node.get(node_id).map(|r| f(r.value()))
+    }
+
+    fn len(&self) -> usize {
+        self.by_endpoint.len()
+    }
+}
+
+/// Both indexes on papaya 0.2 (blocking resize; see `DefaultBackend`).
+pub struct PapayaBackend<S = FoldBuildHasher> {
+    by_endpoint: papaya::HashMap<SocketAddrV6, Arc<Channel>, S>,
+    by_node: papaya::HashMap<PublicKey, Box<[Arc<Channel>]>, S>,
+}
+
+fn papaya_map<K, V, S: Default>(capacity: usize) -> papaya::HashMap<K, V, S> {
+    papaya::HashMap::builder()
+        .capacity(capacity)
+        .hasher(S::default())
+        .resize_mode(papaya::ResizeMode::Blocking)
+        .build()
+}
+
+impl<S: BuildHasher + Default + Send + Sync> Backend for PapayaBackend<S> {
+    fn with_capacity(capacity: usize) -> Self {
+        PapayaBackend {
+            by_endpoint: papaya_map(capacity),
+            by_node: papaya_map(capacity),
+        }
+    }
+
+    #[inline]
+    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
+        self.by_endpoint.pin().get(ep).map(f)
+    }
+
+    fn insert(&self, ch: Arc<Channel>) {
+        self.by_endpoint.pin().insert(ch.remote(), ch);
+    }
+
+    fn remove(&self, ep: &SocketAddrV6) {
+        self.by_endpoint.pin().remove(ep);
+    }
+
+    fn node_insert(&self, ch: &Arc<Channel>) {
+        self.by_node.pin().update_or_insert_with(
+            *ch.node_id(),
+            |list| list.iter().cloned().chain([ch.clone()]).collect(),
+            || Box::new([ch.clone()]),
+        );
+    }
+
+    fn node_remove(&self, node_id: &PublicKey, id: ChannelId) {
+        self.by_node.pin().compute(*node_id, |entry| match entry {
+            None => papaya::Operation::Abort(()),
+            Some((_, list)) => {
+                if !list.iter().any(|c| c.id() == id) {
+                    return papaya::Operation::Abort(());
+                }
+                let rest: Box<[Arc<Channel>]> =
+                    list.iter().filter(|c| c.id() != id).cloned().collect();
+                if rest.is_empty() {
+                    papaya::Operation::Remove
+                } else {
+                    papaya::Operation::Insert(rest)
+                }
+            }
+        });
+    }
+
+    fn node_with<R>(&self, node_id: &PublicKey, f: impl FnOnce(&[Arc<Channel>]) -> R) -> Option<R> {
+        self.by_node.pin().get(node_id).map(|l| f(l))
     }
 
     fn len(&self) -> usize {
@@ -201,15 +274,18 @@ fn bench_ops<B: Backend + 'static>(c: &mut Criterion, name: &str) {
 }
 
 fn benches(c: &mut Criterion) {
-    bench_ops::<PapayaBackend<FoldBuildHasher>>(c, "papaya");
-    bench_ops::<DashBackend<FoldBuildHasher>>(c, "dashmap");
-    bench_ops::<PapayaBackend<std::hash::RandomState>>(c, "papaya_siphash");
-    bench_mix::<PapayaBackend<FoldBuildHasher>>(c, "papaya");
-    bench_mix::<DashBackend<FoldBuildHasher>>(c, "dashmap");
-    bench_lookup::<PapayaBackend<FoldBuildHasher>>(c, "papaya");
-    bench_lookup::<DashBackend<FoldBuildHasher>>(c, "dashmap");
-    bench_lookup::<PapayaBackend<std::hash::RandomState>>(c, "papaya_siphash");
-    bench_lookup::<DashBackend<std::hash::RandomState>>(c, "dashmap_siphash");
+    type Siphash = std::hash::RandomState;
+    bench_lookup::<DefaultBackend>(c, "default");
+    bench_lookup::<PapayaBackend>(c, "papaya");
+    bench_lookup::<DashBackend>(c, "dashmap");
+    bench_lookup::<DefaultBackend<Siphash>>(c, "default_siphash");
+    bench_lookup::<DashBackend<Siphash>>(c, "dashmap_siphash");
+    bench_ops::<DefaultBackend>(c, "default");
+    bench_ops::<PapayaBackend>(c, "papaya");
+    bench_ops::<DashBackend>(c, "dashmap");
+    bench_mix::<DefaultBackend>(c, "default");
+    bench_mix::<PapayaBackend>(c, "papaya");
+    bench_mix::<DashBackend>(c, "dashmap");
 }
 
 criterion_group! {

@@ -3,8 +3,9 @@
 //! crawler thread (fan-out sampling, limits, purge, RPC) (§7.1–7.4).
 //!
 //! Layout:
-//! - **Indexes** (endpoint → channel, node id → channels) live in a concurrent map
-//!   ([`backend::Backend`], papaya by default). Lookups and timestamp updates take no lock.
+//! - **Indexes** (endpoint → channel, node id → channels) live in concurrent maps
+//!   ([`backend::DefaultBackend`]: papaya for endpoints, dashmap for node ids). Endpoint
+//!   lookups and timestamp updates take no lock.
 //! - **Admission state** is split into 64 *stripes*, chosen by the subnet key. A stripe holds,
 //!   under a short mutex, the per-IP and per-subnet counts, the members of each IP group
 //!   (endpoint, node id), the outbound reachout attempts of its subnets and a dense list of
@@ -30,7 +31,7 @@ use crossbeam::utils::CachePadded;
 use parking_lot::Mutex;
 use rand::{Rng, RngCore};
 
-pub use backend::{Backend, PapayaBackend};
+pub use backend::{Backend, DefaultBackend};
 pub use channel::{Channel, ChannelId, Direction};
 
 use crate::proto::addr::{IpKey, SubnetKey, canonical};
@@ -226,9 +227,9 @@ impl StripeInner {
 
 /// The shared channel map. See the [module docs](self) for the layout.
 ///
-/// `B` is the index storage; the default ([`PapayaBackend`]) won the comparison in
+/// `B` is the index storage; the default ([`DefaultBackend`]) won the comparison in
 /// `benches/channels.rs`.
-pub struct ChannelMap<B: Backend = PapayaBackend> {
+pub struct ChannelMap<B: Backend = DefaultBackend> {
     limits: ChannelLimits,
     index: B,
     stripes: Box<[CachePadded<Stripe>]>,
