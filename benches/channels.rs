@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nanopeer::channels::backend::{Backend, DefaultBackend, FoldBuildHasher};
 use nanopeer::channels::{Channel, ChannelId, ChannelLimits, ChannelMap, Direction, NewChannel};
 use nanopeer::types::PublicKey;
@@ -210,28 +210,76 @@ fn run_mix<B: Backend>(map: &ChannelMap<B>, thread: u32, iters: u64, seed: u64) 
     }
 }
 
-fn bench_mix<B: Backend + 'static>(c: &mut Criterion, name: &str) {
-    let map = Arc::new(filled::<B>());
-    let mut group = c.benchmark_group("channels_mix");
+/// CPU time of the calling thread in ns (first field of `/proc/thread-self/schedstat`), or
+/// `None` where that file is unavailable.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs the mix on `threads` threads, `iters` operations each. Returns the wall time and the
+/// CPU time summed over the threads (wall time where CPU time is unavailable).
+fn timed_mix<B: Backend>(
+    map: &ChannelMap<B>,
+    threads: u32,
+    iters: u64,
+    seed: u64,
+) -> (Duration, Duration) {
+    let start = Instant::now();
+    let cpu: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let c0 = thread_cpu_ns();
+                    let w0 = Instant::now();
+                    run_mix(map, t, iters, seed);
+                    match (c0, thread_cpu_ns()) {
+                        (Some(a), Some(b)) => b.saturating_sub(a),
+                        _ => w0.elapsed().as_nanos() as u64,
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    (start.elapsed(), Duration::from_nanos(cpu))
+}
+
+/// One thread count, all backends back to back (so load drift on a shared machine hits them
+/// alike). `channels_mix/T/*`: wall time, throughput summed over the T threads.
+/// `channels_mix_cpu/T/*`: CPU time per operation (summed thread CPU time / operations), which
+/// ignores time other processes took the cores and shows contention as extra CPU per op.
+fn bench_mix(c: &mut Criterion) {
+    let default = filled::<DefaultBackend>();
+    let papaya = filled::<PapayaBackend>();
+    let dash = filled::<DashBackend>();
     for threads in [1u32, 2, 4] {
         assert!(threads <= MAX_THREADS);
+        let mut group = c.benchmark_group(format!("channels_mix/{threads}"));
         group.throughput(Throughput::Elements(u64::from(threads)));
-        group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
-            let mut seed = 1u64;
-            b.iter_custom(|iters| {
-                seed += 1;
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for t in 0..threads {
-                        let map = &map;
-                        s.spawn(move || run_mix(map, t, iters, seed));
-                    }
-                });
-                start.elapsed()
-            });
+        group.bench_function("default", |b| {
+            b.iter_custom(|iters| timed_mix(&default, threads, iters, iters).0)
         });
+        group.bench_function("papaya", |b| {
+            b.iter_custom(|iters| timed_mix(&papaya, threads, iters, iters).0)
+        });
+        group.bench_function("dashmap", |b| {
+            b.iter_custom(|iters| timed_mix(&dash, threads, iters, iters).0)
+        });
+        group.finish();
+        let mut group = c.benchmark_group(format!("channels_mix_cpu/{threads}"));
+        let per_op = |d: Duration| d / threads;
+        group.bench_function("default", |b| {
+            b.iter_custom(|iters| per_op(timed_mix(&default, threads, iters, iters).1))
+        });
+        group.bench_function("papaya", |b| {
+            b.iter_custom(|iters| per_op(timed_mix(&papaya, threads, iters, iters).1))
+        });
+        group.bench_function("dashmap", |b| {
+            b.iter_custom(|iters| per_op(timed_mix(&dash, threads, iters, iters).1))
+        });
+        group.finish();
     }
-    group.finish();
 }
 
 fn bench_lookup<B: Backend + 'static>(c: &mut Criterion, name: &str) {
@@ -247,21 +295,25 @@ fn bench_lookup<B: Backend + 'static>(c: &mut Criterion, name: &str) {
     group.finish();
 }
 
-fn bench_ops<B: Backend + 'static>(c: &mut Criterion, name: &str) {
-    let map = filled::<B>();
-    let mut group = c.benchmark_group("channels_op");
-    let mut rng = SmallRng::seed_from_u64(9);
-    group.bench_function(BenchmarkId::new("node_lookup", name), |b| {
+fn op_node_lookup<B: Backend>(c: &mut Criterion, name: &str, map: &ChannelMap<B>) {
+    c.bench_function(&format!("channels_op/node_lookup/{name}"), |b| {
         let mut i = 0u32;
         b.iter(|| {
             i = (i + 7) % CHANNELS;
             black_box(map.find_node_id(&node(i)))
         });
     });
-    group.bench_function(BenchmarkId::new("random_set_8", name), |b| {
+}
+
+fn op_random_set<B: Backend>(c: &mut Criterion, name: &str, map: &ChannelMap<B>) {
+    let mut rng = SmallRng::seed_from_u64(9);
+    c.bench_function(&format!("channels_op/random_set_8/{name}"), |b| {
         b.iter(|| black_box(map.random_set(8, &mut rng)));
     });
-    group.bench_function(BenchmarkId::new("insert_remove", name), |b| {
+}
+
+fn op_insert_remove<B: Backend>(c: &mut Criterion, name: &str, map: &ChannelMap<B>) {
+    c.bench_function(&format!("channels_op/insert_remove/{name}"), |b| {
         let mut i = 0u32;
         b.iter(|| {
             i = (i + 1) % SPARES;
@@ -270,7 +322,22 @@ fn bench_ops<B: Backend + 'static>(c: &mut Criterion, name: &str) {
             black_box(map.remove(&endpoint(idx)))
         });
     });
-    group.finish();
+}
+
+/// Single operations, one operation at a time over all backends.
+fn bench_ops(c: &mut Criterion) {
+    let default = filled::<DefaultBackend>();
+    let papaya = filled::<PapayaBackend>();
+    let dash = filled::<DashBackend>();
+    op_node_lookup(c, "default", &default);
+    op_node_lookup(c, "papaya", &papaya);
+    op_node_lookup(c, "dashmap", &dash);
+    op_random_set(c, "default", &default);
+    op_random_set(c, "papaya", &papaya);
+    op_random_set(c, "dashmap", &dash);
+    op_insert_remove(c, "default", &default);
+    op_insert_remove(c, "papaya", &papaya);
+    op_insert_remove(c, "dashmap", &dash);
 }
 
 fn benches(c: &mut Criterion) {
@@ -280,12 +347,8 @@ fn benches(c: &mut Criterion) {
     bench_lookup::<DashBackend>(c, "dashmap");
     bench_lookup::<DefaultBackend<Siphash>>(c, "default_siphash");
     bench_lookup::<DashBackend<Siphash>>(c, "dashmap_siphash");
-    bench_ops::<DefaultBackend>(c, "default");
-    bench_ops::<PapayaBackend>(c, "papaya");
-    bench_ops::<DashBackend>(c, "dashmap");
-    bench_mix::<DefaultBackend>(c, "default");
-    bench_mix::<PapayaBackend>(c, "papaya");
-    bench_mix::<DashBackend>(c, "dashmap");
+    bench_ops(c);
+    bench_mix(c);
 }
 
 criterion_group! {
