@@ -1,8 +1,11 @@
-//! The sans-IO peering logic (spec §6–9): syn cookies, the handshake, channel policy,
-//! keepalive, the rep crawler, online weight and the peer-store policy. Nothing here opens a
-//! socket, reads a clock or spawns a thread: time comes in as `now_ms`, randomness as an RNG.
+//! The sans-IO peering logic (spec §6–9): syn cookies, the handshake, channel policy
+//! (addresses, limits, exclusion), keepalive, the rep crawler, online weight and the
+//! peer-store policy. Nothing here opens a socket, reads a clock or spawns a thread: time
+//! comes in as `now_ms`, randomness as an RNG.
 
+pub mod addr;
 pub mod config;
 pub mod cookies;
+pub mod exclusion;
 pub mod filter;
 pub mod online;
