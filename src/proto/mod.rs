@@ -6,6 +6,7 @@
 pub mod addr;
 pub mod config;
 pub mod cookies;
+pub mod events;
 pub mod exclusion;
 pub mod filter;
 pub mod online;
