@@ -28,6 +28,7 @@
 //! Modules:
 //! - [`types`]: networks, hashes, keys, signatures, amounts.
 //! - [`wire`]: the sans-IO codec (header, every message, blocks, TCP deframer).
+//! - [`io`]: the io_uring runtime (shards, buffer rings, command queues); the only `unsafe`.
 //! - [`crypto`]: Ed25519-Blake2b keys, signing, single and batch verification, hashes, PoW,
 //!   account and node-id text.
 //!
@@ -36,5 +37,6 @@
 #![deny(unsafe_code)]
 
 pub mod crypto;
+pub mod io;
 pub mod types;
 pub mod wire;
