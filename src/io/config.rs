@@ -90,8 +90,8 @@ impl ShardConfig {
         if self.ring_entries < 8 || self.ring_entries > 32768 {
             return Err(IoError::Config("ring_entries must be in 8..=32768"));
         }
-        if self.max_connections == 0 || self.max_connections > (1 << 24) {
-            return Err(IoError::Config("max_connections must be in 1..=16M"));
+        if self.max_connections == 0 || self.max_connections > (1 << 20) {
+            return Err(IoError::Config("max_connections must be in 1..=1048576"));
         }
         if self.send_queue_messages == 0 || self.send_queue_bytes == 0 {
             return Err(IoError::Config("send queue caps must be positive"));

@@ -41,6 +41,18 @@ impl<C> Shared<C> {
     }
 }
 
+/// Runs when a shard thread ends.
+struct ExitGuard<C>(Arc<Shared<C>>);
+
+impl<C> Drop for ExitGuard<C> {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+        if let Ok(mut w) = self.0.wake.write() {
+            *w = None;
+        }
+    }
+}
+
 /// What a handler factory learns about the shard it builds a handler for.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardInfo {
@@ -169,6 +181,9 @@ where
     let thread = std::thread::Builder::new()
         .name(format!("shard-{index}"))
         .spawn(move || {
+            // Marks the shard stopped and closes its eventfd however the thread ends (even by
+            // a handler panic), after the shard itself is dropped.
+            let _exit = ExitGuard(Arc::clone(&thread_shared));
             let started = core.map_or(Ok(()), sys::pin_to_core).and_then(|()| {
                 let listener_fd = listener.as_ref().map_or(-1, |l| l.as_raw_fd());
                 Parts::new(&cfg, index, listener_fd, wake_fd)
@@ -176,7 +191,6 @@ where
             let parts = match started {
                 Ok(p) => p,
                 Err(e) => {
-                    thread_shared.stopped.store(true, Ordering::Release);
                     let _ = ready_tx.send(Err(e));
                     return Ok(());
                 }

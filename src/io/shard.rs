@@ -248,6 +248,9 @@ impl Io {
     /// message is dropped and counted, and with `SendOverflow::Close` the connection closes).
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<(), IoError> {
         let idx = self.open_idx(conn).ok_or(IoError::NotOpen)?;
+        if data.is_empty() {
+            return Ok(());
+        }
         self.admit(idx, data.len())?;
         let coalesce = self.pool.capacity;
         let c = &mut self.slab.0[idx];
@@ -270,6 +273,10 @@ impl Io {
             self.pool.put(data);
             return Err(IoError::NotOpen);
         };
+        if data.is_empty() {
+            self.pool.put(data);
+            return Ok(());
+        }
         if let Err(e) = self.admit(idx, data.len()) {
             self.pool.put(data);
             return Err(e);
@@ -646,6 +653,19 @@ impl Io {
     }
 }
 
+impl Drop for Io {
+    /// Closes connection fds still open. After a normal stop there are none (shutdown closes
+    /// them in the ring); after a handler panic this is what releases them. The ring itself
+    /// is dropped right after, which cancels whatever it still had in flight.
+    fn drop(&mut self) {
+        for c in &mut self.slab.0 {
+            if c.fd >= 0 {
+                sys::close(std::mem::replace(&mut c.fd, -1));
+            }
+        }
+    }
+}
+
 fn c_id(c: &Conn, idx: usize) -> ConnId {
     c.id(idx as u32)
 }
@@ -769,7 +789,7 @@ impl<H: Handler> Shard<H> {
 
     /// One submit, blocking until a completion, the nearest deadline, or a wake.
     fn wait(&mut self) -> Result<(), IoError> {
-        let now = self.io.now;
+        let now = Instant::now();
         let mut until: Option<Instant> = self.io.deadlines.next();
         for t in [self.handler.next_wakeup(), self.io.accept_retry_at] {
             until = match (until, t) {
@@ -814,9 +834,9 @@ impl<H: Handler> Shard<H> {
     }
 
     fn maybe_publish(&mut self) {
-        if self.io.now >= self.next_publish
-            || self.shared.publish_requested.swap(false, Ordering::AcqRel)
-        {
+        let requested = self.shared.publish_requested.load(Ordering::Relaxed)
+            && self.shared.publish_requested.swap(false, Ordering::AcqRel);
+        if requested || self.io.now >= self.next_publish {
             self.publish();
         }
     }
@@ -958,10 +978,12 @@ impl<H: Handler> Shard<H> {
     }
 
     fn received(&mut self, idx: usize, res: i32, flags: u32, more: bool) {
+        let c = &mut self.io.slab.0[idx];
         if !more {
-            self.io.slab.0[idx].recv_armed = false;
+            c.recv_armed = false;
         }
-        let open = self.io.slab.0[idx].state == State::Open;
+        let generation = c.generation;
+        let open = c.state == State::Open;
         let bid = cqueue::buffer_select(flags);
         if res > 0 {
             self.io.counters.recv_completions += 1;
@@ -985,8 +1007,10 @@ impl<H: Handler> Shard<H> {
                 e => self.io.begin_close(idx, CloseReason::RecvError(e)),
             }
         }
+        // The handler may have closed the connection (and a dial may even have reused the
+        // slot): re-arm only the same, still open connection.
         let c = &self.io.slab.0[idx];
-        if !more && !c.recv_armed {
+        if !more && c.generation == generation {
             if c.state == State::Open {
                 self.io.counters.recv_rearms += 1;
                 self.io.arm_recv(idx);
@@ -1107,16 +1131,7 @@ impl<H: Handler> Shard<H> {
             self.io.now = Instant::now();
             self.reap();
         }
-        // Anything still open (only if the grace period ran out) is closed directly.
-        for c in &mut self.io.slab.0 {
-            if c.fd >= 0 {
-                sys::close(std::mem::replace(&mut c.fd, -1));
-            }
-        }
+        // Anything still open (only if the grace period ran out) is closed by `Io::drop`.
         self.publish();
-        // The wake eventfd closes with the shard, not with the last handle.
-        if let Ok(mut w) = self.shared.wake.write() {
-            *w = None;
-        }
     }
 }

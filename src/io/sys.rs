@@ -68,7 +68,7 @@ impl RawAddr {
     }
 
     /// Decodes the address, or `None` for a family other than IPv4/IPv6.
-    pub(crate) fn to_std(&self) -> Option<SocketAddr> {
+    pub(crate) fn to_std(self) -> Option<SocketAddr> {
         match i32::from(self.storage.ss_family) {
             libc::AF_INET if self.len as usize >= mem::size_of::<libc::sockaddr_in>() => {
                 // SAFETY: the family says the storage holds a sockaddr_in, and it is long enough.
