@@ -735,3 +735,51 @@ fn handler_panic_ends_the_shard_cleanly() {
     drop(h);
     assert_eq!(open_fds(), before);
 }
+
+/// Blocks its shard for the commanded time, so its listener stops accepting.
+struct Sleeper;
+
+impl Handler for Sleeper {
+    type Command = Duration;
+    fn on_command(&mut self, _io: &mut Io, pause: Duration) {
+        std::thread::sleep(pause);
+    }
+    fn on_data(&mut self, _io: &mut Io, _conn: ConnId, _data: &[u8]) {}
+}
+
+#[test]
+fn connect_timeout_fires() {
+    let _g = serial();
+    // A target whose accept queue (backlog 1) is full: the kernel drops further SYNs.
+    let target = spawn(
+        &ShardConfig {
+            backlog: 1,
+            ..cfg("127.0.0.1:0")
+        },
+        0,
+        |_| Sleeper,
+    )
+    .unwrap();
+    let addr = target.local_addr().unwrap();
+    target.send_command(Duration::from_millis(1000)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let fillers: Vec<_> = (0..3)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok())
+        .collect();
+    let (tx, rx) = channel();
+    let config = ShardConfig {
+        listen: None,
+        connect_timeout: Duration::from_millis(150),
+        ..cfg("127.0.0.1:0")
+    };
+    let dialer = spawn(&config, 0, move |_| Dialer { tx, flood: 0 }).unwrap();
+    dialer.send_command(Cmd::Dial(addr, 3)).unwrap();
+    match recv_ev(&rx) {
+        Ev::ConnectFailed(3, kind) => assert_eq!(kind, ErrorKind::TimedOut),
+        e => panic!("{e:?}"),
+    }
+    stop(&dialer);
+    stop(&target);
+    drop(fillers);
+    assert_eq!(dialer.counters().connects_failed, 1);
+}

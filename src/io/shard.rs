@@ -36,7 +36,8 @@ pub trait Handler: 'static {
     /// Commands other threads send through [`ShardHandle::send_command`](super::ShardHandle).
     type Command: Send + 'static;
 
-    /// A connection was accepted from `peer`. Return `false` to close it at once (no
+    /// A connection was accepted from `peer` (on a dual-stack `[::]` listener IPv4 peers
+    /// appear as IPv4-mapped IPv6 addresses). Return `false` to close it at once (no
     /// `on_closed` follows). Receiving starts after this returns `true`.
     fn on_accept(&mut self, io: &mut Io, conn: ConnId, peer: SocketAddr) -> bool {
         let _ = (io, conn, peer);
@@ -68,7 +69,8 @@ pub trait Handler: 'static {
         let _ = (io, cmd);
     }
 
-    /// Called once per loop turn when [`Handler::next_wakeup`] is due.
+    /// Called once per loop turn while [`Handler::next_wakeup`] is due (so it must move
+    /// `next_wakeup` forward, or the ring never sleeps).
     fn on_timer(&mut self, io: &mut Io, now: Instant) {
         let _ = (io, now);
     }
