@@ -28,17 +28,21 @@
 //! Modules:
 //! - [`types`]: networks, hashes, keys, signatures, amounts.
 //! - [`wire`]: the sans-IO codec (header, every message, blocks, TCP deframer).
+//! - [`io`]: the io_uring runtime (shards, buffer rings, command queues); the only `unsafe`.
 //! - [`crypto`]: Ed25519-Blake2b keys, signing, single and batch verification, hashes, PoW,
 //!   account and node-id text.
 //! - [`store`]: the data directory: peer store and online-weight samples (redb), node ID key.
+//! - [`channels`]: the shared channel map and its admission limits.
+//! - [`proto`]: the sans-IO peering logic (cookies, handshake, keepalive, rep crawler).
 //!
-//! `wire` and `crypto` never open a socket, read a clock or spawn a thread.
+//! `wire`, `crypto` and `proto` never open a socket, read a clock or spawn a thread.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod channels;
 pub mod crypto;
 pub mod proto;
+pub mod io;
 pub mod store;
 pub mod types;
 pub mod wire;

@@ -1,0 +1,38 @@
+//! The io_uring runtime: shards that move bytes for a [`Handler`]. Knows nothing of Nano.
+//!
+//! A shard is one thread (optionally pinned) with one ring created with `SINGLE_ISSUER |
+//! DEFER_TASKRUN`, its own SO_REUSEPORT listener, a multishot accept, and per connection a
+//! multishot receive into a provided buffer ring. Sends come from owned, pooled buffers with a
+//! bounded queue per connection (one send in flight; small messages packed together). Other
+//! threads reach a shard through a [`ShardHandle`]: a bounded command queue plus an eventfd the
+//! ring has a read armed on. Each loop turn processes every completion, the commands, expired
+//! deadlines and the handler's timer, then calls `before_sleep` and submits once, waiting until
+//! the nearest deadline.
+//!
+//! Steady state, the receive path allocates nothing and makes no syscall besides the one
+//! `io_uring_enter` per turn: receive buffers come from the ring and return to it after
+//! `on_data`, connection states live in a slab that never reallocates, send buffers come from a
+//! pool. Per connection (not per message) there is one `getpeername` on accept and one
+//! `socket` + `setsockopt` per dial.
+//!
+//! This is the only module with `unsafe` code; every block says why it holds.
+#![allow(unsafe_code)]
+
+mod bufring;
+mod config;
+mod conn;
+mod counters;
+mod deadline;
+mod error;
+mod handle;
+mod ring;
+mod shard;
+mod sys;
+
+pub use config::{SendOverflow, ShardConfig};
+pub use conn::{CloseReason, ConnId};
+pub use counters::Counters;
+pub use error::{Full, IoError};
+pub use handle::{ShardHandle, ShardInfo, spawn, spawn_shards};
+pub use ring::probe;
+pub use shard::{Handler, Io};
