@@ -714,11 +714,18 @@ const KINDS: u8 = 18;
 
 /// Builds one adversarial item of the given kind.
 fn make_case(kind: u8, seed: u64) -> Case {
+    make_case_with(kind, seed, None)
+}
+
+/// As [`make_case`], with the honest key pair taken from a small shared set when `shared` is
+/// given, so batches hold several items of one key.
+fn make_case_with(kind: u8, seed: u64, shared: Option<u8>) -> Case {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let msg_len = [32usize, 96, 138][rng.random_range(0..3)];
     let mut msg = vec![0u8; msg_len];
     rng.fill_bytes(&mut msg);
-    let pair = KeyPair::from_private(rng.random());
+    let own: [u8; 32] = rng.random();
+    let pair = KeyPair::from_private(shared.map_or(own, |k| [k; 32]));
     let a_scalar = {
         // The secret scalar of `pair`, recomputed the same way (clamped, mod L).
         let hsh = blake2b_simd::blake2b(pair.private_bytes());
@@ -1020,22 +1027,30 @@ proptest! {
 
     #[test]
     fn batch_equals_single(
-        items in prop::collection::vec((0u8..KINDS, any::<u64>(), any::<bool>()), 1..40),
+        items in prop::collection::vec(
+            (0u8..KINDS, any::<u64>(), any::<bool>(), prop::option::of(0u8..3)),
+            1..40,
+        ),
         seed in any::<u64>(),
     ) {
-        let cases: Vec<Case> = items.iter().map(|&(k, s, _)| make_case(k, s)).collect();
+        let cases: Vec<Case> =
+            items.iter().map(|&(k, s, _, key)| make_case_with(k, s, key)).collect();
         let cached: Vec<bool> = items.iter().map(|i| i.2).collect();
         check_batch(&cases, &cached, seed);
     }
 
     #[test]
     fn mostly_valid_batches_equal_single(
-        items in prop::collection::vec((0u8..KINDS, any::<u64>(), any::<bool>()), 1..8),
-        valid in prop::collection::vec(any::<u64>(), 3..30),
+        items in prop::collection::vec(
+            (0u8..KINDS, any::<u64>(), prop::option::of(0u8..3)),
+            1..8,
+        ),
+        valid in prop::collection::vec((any::<u64>(), prop::option::of(0u8..3)), 3..30),
         seed in any::<u64>(),
     ) {
-        let mut cases: Vec<Case> = valid.iter().map(|&s| make_case(0, s)).collect();
-        cases.extend(items.iter().map(|&(k, s, _)| make_case(k, s)));
+        let mut cases: Vec<Case> =
+            valid.iter().map(|&(s, key)| make_case_with(0, s, key)).collect();
+        cases.extend(items.iter().map(|&(k, s, key)| make_case_with(k, s, key)));
         let cached: Vec<bool> = (0..cases.len()).map(|i| i % 3 == 0).collect();
         check_batch(&cases, &cached, seed);
     }
@@ -1081,19 +1096,33 @@ fn large_batches_use_pippenger_and_stay_exact() {
             5 => 5,
             _ => 8,
         };
-        cases.push(make_case(kind, 7000 + i));
+        // Half of the honest items come from three shared keys.
+        let shared = (i % 2 == 0).then_some((i % 3) as u8);
+        cases.push(make_case_with(kind, 7000 + i, shared));
     }
-    let cached: Vec<bool> = (0..cases.len()).map(|i| i % 2 == 0).collect();
+    let cached: Vec<bool> = (0..cases.len()).map(|i| i % 4 < 2).collect();
     check_batch(&cases, &cached, 1);
-    let mut batch = BatchVerifier::new(cases.len());
-    for c in &cases {
-        batch.push(&c.key, &c.msg, &c.sig).unwrap();
-    }
     let mut rng = ChaCha20Rng::seed_from_u64(2);
-    assert!(batch.verify(&mut rng).iter().all(|&r| r));
-    let stats = batch.stats();
-    assert_eq!(stats.batches, 1);
-    assert_eq!(stats.failed_batches, 0);
+    for (size, use_cache) in [(cases.len(), false), (cases.len(), true), (40, true)] {
+        let mut batch = BatchVerifier::new(size);
+        for (c, &cache_it) in cases[..size].iter().zip(&cached) {
+            match VerifyingKey::from_public(&c.key) {
+                Some(vk) if use_cache && cache_it => batch.push_key(&vk, &c.msg, &c.sig),
+                _ => batch.push(&c.key, &c.msg, &c.sig),
+            }
+            .unwrap();
+        }
+        assert!(batch.verify(&mut rng).iter().all(|&r| r));
+        // Mixed-order keys (exact coefficients) and shared points (summed coefficients) pass
+        // the batch equation itself: no fallback.
+        let stats = batch.stats();
+        assert_eq!(
+            (stats.batches, stats.failed_batches),
+            (1, 0),
+            "{size} {use_cache}"
+        );
+    }
+    let mut batch = BatchVerifier::new(cases.len());
     // One bad item makes the batch fail and every item falls back.
     cases[17].msg[0] ^= 1;
     for c in &cases {
