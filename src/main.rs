@@ -1,6 +1,7 @@
-//! The `nanopeer` command line.
+//! The `nanopeer` command line: parse, then hand over to [`nanopeer::ops::cli::run`].
 
-fn main() {
-    eprintln!("nanopeer: no command yet");
-    std::process::exit(2);
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    nanopeer::ops::cli::run(nanopeer::ops::cli::Cli::parse())
 }
