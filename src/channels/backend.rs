@@ -193,3 +193,30 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DefaultBackend<
         self.by_endpoint.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::net::Ipv4Addr;
+
+    fn ep(i: u32, port: u16) -> SocketAddrV6 {
+        SocketAddrV6::new(Ipv4Addr::from_bits(0x0a00_0000 + i).to_ipv6_mapped(), port, 0, 0)
+    }
+
+    #[test]
+    fn fold_hasher_spreads_sequential_endpoints() {
+        let b = FoldBuildHasher::default();
+        let hashes: Vec<u64> = (0..4096).map(|i| b.hash_one(ep(i, 7075))).collect();
+        // Low bits index the table: near the random expectation of 4096·(1 − 1/e) ≈ 2589.
+        let low: HashSet<u64> = hashes.iter().map(|h| h & 4095).collect();
+        assert!(low.len() > 2400, "low bits: {}", low.len());
+        // Top 7 bits are papaya's tag: all 128 values appear.
+        let top: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert_eq!(top.len(), 128);
+        // Ports matter, and seeds differ between maps.
+        assert_ne!(b.hash_one(ep(1, 1)), b.hash_one(ep(1, 2)));
+        let other = FoldBuildHasher::default();
+        assert_ne!(b.hash_one(ep(1, 1)), other.hash_one(ep(1, 1)));
+    }
+}
