@@ -201,7 +201,12 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn ep(i: u32, port: u16) -> SocketAddrV6 {
-        SocketAddrV6::new(Ipv4Addr::from_bits(0x0a00_0000 + i).to_ipv6_mapped(), port, 0, 0)
+        SocketAddrV6::new(
+            Ipv4Addr::from_bits(0x0a00_0000 + i).to_ipv6_mapped(),
+            port,
+            0,
+            0,
+        )
     }
 
     #[test]
