@@ -124,11 +124,14 @@ impl std::hash::Hasher for FoldHasher {
 /// The default index: endpoints on `papaya` 0.2, node ids on `dashmap` 6.
 ///
 /// - Endpoint → channel is read on every received message: papaya reads are lock-free (an
-///   epoch guard, no shared lock word written), 3× faster than a dashmap shard read lock in
-///   `benches/channels.rs`.
+///   epoch guard; no shared lock word is written, so readers on different cores do not bounce
+///   a cache line), where a dashmap read takes a shard `RwLock`. In `benches/channels.rs`
+///   (2 shared vCPUs) lookup + touch took 15–34 ns against 37–59 ns for dashmap in the same
+///   runs, and read-only throughput from 2 threads was about 10% higher.
 /// - Node id → channels changes with every insert and removal and is read only off the hot
 ///   path: dashmap updates its `Vec` in place, where papaya must allocate a new value per
-///   change (insert + remove 1.2 µs instead of 1.6 µs).
+///   change (insert + remove of a channel: about 0.6–0.9 µs here against 1.2–1.9 µs with
+///   both indexes on papaya).
 ///
 /// The papaya map uses `ResizeMode::Blocking`: in papaya 0.2.5's default incremental mode, a
 /// table filled through `compute`/`update_or_insert_with` was left mid-migration, and reads
@@ -188,5 +191,37 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DefaultBackend<
 
     fn len(&self) -> usize {
         self.by_endpoint.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::net::Ipv4Addr;
+
+    fn ep(i: u32, port: u16) -> SocketAddrV6 {
+        SocketAddrV6::new(
+            Ipv4Addr::from_bits(0x0a00_0000 + i).to_ipv6_mapped(),
+            port,
+            0,
+            0,
+        )
+    }
+
+    #[test]
+    fn fold_hasher_spreads_sequential_endpoints() {
+        let b = FoldBuildHasher::default();
+        let hashes: Vec<u64> = (0..4096).map(|i| b.hash_one(ep(i, 7075))).collect();
+        // Low bits index the table: near the random expectation of 4096·(1 − 1/e) ≈ 2589.
+        let low: HashSet<u64> = hashes.iter().map(|h| h & 4095).collect();
+        assert!(low.len() > 2400, "low bits: {}", low.len());
+        // Top 7 bits are papaya's tag: all 128 values appear.
+        let top: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert_eq!(top.len(), 128);
+        // Ports matter, and seeds differ between maps.
+        assert_ne!(b.hash_one(ep(1, 1)), b.hash_one(ep(1, 2)));
+        let other = FoldBuildHasher::default();
+        assert_ne!(b.hash_one(ep(1, 1)), other.hash_one(ep(1, 1)));
     }
 }

@@ -227,8 +227,8 @@ impl StripeInner {
 
 /// The shared channel map. See the [module docs](self) for the layout.
 ///
-/// `B` is the index storage; the default ([`DefaultBackend`]) won the comparison in
-/// `benches/channels.rs`.
+/// `B` is the index storage; the default ([`DefaultBackend`]) was chosen with
+/// `benches/channels.rs` (see its docs for the figures).
 pub struct ChannelMap<B: Backend = DefaultBackend> {
     limits: ChannelLimits,
     index: B,
