@@ -229,4 +229,17 @@ mod tests {
         );
         assert!(e.to_string().starts_with("line 2:"));
     }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/representative-weights.md");
+        let block = doc
+            .split("```text\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let w = RepWeights::parse(block).unwrap();
+        assert_eq!(w.get(&genesis_account(Network::Dev)), u128::MAX);
+        assert_eq!(w.get(&PublicKey([7; 32])), 6 * 10u128.pow(37));
+    }
 }
