@@ -375,6 +375,18 @@ fn stored_peers_are_merged_first_then_preconfigured() {
         later.extend(dials(&r.tick(t)));
     }
     assert!(later.is_empty(), "{later:?}");
+    let walked = r.core.reachout_stats().known_walked;
+    assert!(walked > 0);
+    assert_eq!(r.core.reachout_stats().attempted_recently, walked);
+    // past the cutoff (and with the failed dials ended) the walk dials them again
+    for e in [stored[0], stored[1]] {
+        r.event(CrawlerEvent::DialFailed { endpoint: e }, 300_000);
+    }
+    let mut again = BTreeSet::new();
+    for t in (300_250..340_000).step_by(250) {
+        again.extend(dials(&r.tick(t)));
+    }
+    assert_eq!(again, stored.iter().copied().collect());
 }
 
 #[test]
@@ -550,15 +562,13 @@ fn insufficient_weight_resolves_preconfigured_rate_limited() {
     assert_eq!(resolves(&out), 1);
     // warm-up rounds every 3 s, resolves at most once per 15 s
     let mut n = 0;
-    let mut rounds_before = r.core.rep_stats().rounds;
+    let rounds_before = r.core.rep_stats().rounds;
     for t in (1_000..=30_000).step_by(1_000) {
         r.touch_all(t);
         n += resolves(&r.tick(t));
     }
     assert_eq!(n, 2);
     assert!(r.core.rep_stats().rounds - rounds_before >= 9);
-    rounds_before = r.core.rep_stats().rounds;
-    let _ = rounds_before;
     // responders are tracked with weight 0 when no weights are known
     let asked = r.chans[0].clone();
     r.event(CrawlerEvent::ChannelUp(asked.clone()), 30_001);

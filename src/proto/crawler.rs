@@ -314,6 +314,9 @@ impl CrawlerCore {
             let _ = self.merge_peer(*ep, now_ms, out);
         }
         self.reachout.remember_peers(&stored, now_ms);
+        // they were just merged: the first walk of known peers waits one interval
+        self.reachout
+            .defer_known_walk(now_ms + self.config.peer_store_interval_ms);
         let pre = std::mem::take(&mut self.preconfigured);
         for ep in pre {
             self.merge_default_port(ep, now_ms, out);
@@ -329,14 +332,6 @@ impl CrawlerCore {
         let mut s = self.channels.snapshot();
         s.sort_by_key(|c| c.id());
         s
-    }
-
-    fn ctx(&self) -> MergeContext<'_> {
-        MergeContext {
-            channels: &self.channels,
-            table: &self.table,
-            exclusion: &self.exclusion,
-        }
     }
 
     /// `merge_peer(ep)` now (§7.4): dial unless a refusal rule applies.
@@ -722,10 +717,5 @@ impl CrawlerCore {
     /// Rep crawler counters.
     pub fn rep_stats(&self) -> &RepCrawlerStats {
         self.reps.stats()
-    }
-
-    #[doc(hidden)]
-    pub fn merge_context(&self) -> MergeContext<'_> {
-        self.ctx()
     }
 }

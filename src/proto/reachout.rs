@@ -339,6 +339,11 @@ impl Reachout {
         }
     }
 
+    /// No new walk of the known peers starts before `until_ms`.
+    pub fn defer_known_walk(&mut self, until_ms: u64) {
+        self.next_walk_start_ms = self.next_walk_start_ms.max(until_ms);
+    }
+
     /// One paced step of each walker that is due: at most one `merge_peer` from the stored
     /// keepalives and one from the known peers.
     pub fn step(
