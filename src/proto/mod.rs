@@ -6,7 +6,12 @@
 pub mod addr;
 pub mod config;
 pub mod cookies;
+pub mod crawler;
 pub mod events;
 pub mod exclusion;
 pub mod filter;
+pub mod keepalive;
 pub mod online;
+pub mod reachout;
+pub mod repcrawler;
+pub mod weights;

@@ -1,0 +1,721 @@
+//! The crawler core: the sans-IO logic of the one crawler thread (§7, §8, §9).
+//!
+//! [`CrawlerCore`] owns everything periodic and slow: keepalive fan-out, reachout, the rep
+//! crawler and online weight, telemetry broadcast and the telemetry cache, cleanup (purge),
+//! peer-store flushes and publish relay. It reads the shared [`ChannelMap`] and answers with
+//! [`CrawlerOutput`]s: commands for the shard that owns a channel (send, dial, close) and
+//! actions for the node (store, DNS). It never reads a clock: the driver passes `now_ms`, an
+//! RNG, and calls [`CrawlerCore::tick`] at [`CrawlerCore::next_wakeup_ms`].
+//!
+//! Same channel-map contents, same events, same times and the same RNG seed give the same
+//! outputs: the crawler samples from its own table ordered by channel id, and sorts what it
+//! reads from the map.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rand::RngCore;
+
+use super::addr::canonical;
+use super::config::ProtoConfig;
+use super::events::{CloseReason, CrawlerEvent, CrawlerOutput, NodeAction, ShardCommand};
+use super::exclusion::PeerExclusion;
+use super::keepalive::{encode_keepalive, fanout, keepalive_self, random_fill, random_subset};
+use super::online::OnlineReps;
+use super::reachout::{MergeContext, MergeRefusal, Reachout, ReachoutConfig, ReachoutStats};
+use super::repcrawler::{RepCrawler, RepCrawlerConfig, RepCrawlerStats, RepStatus};
+use super::weights::RepWeights;
+use crate::channels::{Channel, ChannelId, ChannelMap};
+use crate::wire::{Message, Publish, TelemetryData, VERSION_MIN};
+
+/// Most channels whose telemetry is cached (§9).
+pub const TELEMETRY_CACHE_MAX: usize = 1024;
+
+/// Builds the signed telemetry_ack message (header included) to broadcast, from the time and
+/// the current peer count. An empty result skips the broadcast.
+pub type TelemetrySource = Box<dyn FnMut(u64, usize) -> Vec<u8> + Send>;
+
+/// The crawler's own view of the channels: ordered by id (for deterministic sampling), with
+/// an index by remote IP (for peering-endpoint lookups). Kept current by ChannelUp /
+/// ChannelDown and re-synchronised with the map at every cleanup.
+#[derive(Debug, Default)]
+pub struct ChannelTable {
+    list: Vec<Arc<Channel>>,
+    by_ip: HashMap<Ipv6Addr, Vec<Arc<Channel>>>,
+}
+
+impl ChannelTable {
+    /// An empty table.
+    pub fn new() -> ChannelTable {
+        ChannelTable::default()
+    }
+
+    /// Adds a channel; false if its id is present already.
+    pub fn insert(&mut self, ch: Arc<Channel>) -> bool {
+        match self.list.binary_search_by_key(&ch.id(), |c| c.id()) {
+            Ok(_) => false,
+            Err(pos) => {
+                self.by_ip
+                    .entry(*ch.remote().ip())
+                    .or_default()
+                    .push(ch.clone());
+                self.list.insert(pos, ch);
+                true
+            }
+        }
+    }
+
+    /// Removes a channel by id.
+    pub fn remove(&mut self, id: ChannelId) -> Option<Arc<Channel>> {
+        let pos = self.list.binary_search_by_key(&id, |c| c.id()).ok()?;
+        let ch = self.list.remove(pos);
+        let ip = *ch.remote().ip();
+        if let Some(v) = self.by_ip.get_mut(&ip) {
+            v.retain(|c| c.id() != id);
+            if v.is_empty() {
+                self.by_ip.remove(&ip);
+            }
+        }
+        Some(ch)
+    }
+
+    /// The channel with this id.
+    pub fn get(&self, id: ChannelId) -> Option<&Arc<Channel>> {
+        self.list
+            .binary_search_by_key(&id, |c| c.id())
+            .ok()
+            .map(|i| &self.list[i])
+    }
+
+    /// Every channel, by id.
+    pub fn list(&self) -> &[Arc<Channel>] {
+        &self.list
+    }
+
+    /// The alive channels, by id.
+    pub fn alive(&self) -> Vec<Arc<Channel>> {
+        self.list.iter().filter(|c| c.is_alive()).cloned().collect()
+    }
+
+    /// Number of channels in the table.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// True when an alive channel has `ep` as its remote or peering endpoint.
+    pub fn has_peering_endpoint(&self, ep: &SocketAddrV6) -> bool {
+        let ep = canonical(*ep);
+        self.by_ip.get(ep.ip()).is_some_and(|v| {
+            v.iter()
+                .any(|c| c.is_alive() && (c.peering_endpoint() == ep || c.remote() == ep))
+        })
+    }
+
+    /// Makes the table equal to the alive channels of `snapshot`; returns the ids removed.
+    pub fn sync(&mut self, snapshot: Vec<Arc<Channel>>) -> Vec<ChannelId> {
+        let live: HashSet<ChannelId> = snapshot
+            .iter()
+            .filter(|c| c.is_alive())
+            .map(|c| c.id())
+            .collect();
+        let gone: Vec<ChannelId> = self
+            .list
+            .iter()
+            .filter(|c| !live.contains(&c.id()))
+            .map(|c| c.id())
+            .collect();
+        for id in &gone {
+            self.remove(*id);
+        }
+        let mut fresh: Vec<Arc<Channel>> = snapshot.into_iter().filter(|c| c.is_alive()).collect();
+        fresh.sort_by_key(|c| c.id());
+        for c in fresh {
+            self.insert(c);
+        }
+        gone
+    }
+}
+
+/// What [`CrawlerCore::new`] needs. Build with [`CrawlerSetup::new`] and set the optional
+/// fields.
+pub struct CrawlerSetup {
+    /// Protocol settings.
+    pub config: ProtoConfig,
+    /// The shared channel map.
+    pub channels: Arc<ChannelMap>,
+    /// The excluded peers (shared with the shards' admission checks).
+    pub exclusion: Arc<Mutex<PeerExclusion>>,
+    /// Representative weights.
+    pub weights: RepWeights,
+    /// Number of shards (dials go round-robin).
+    pub shard_count: u16,
+    /// Peers from the peer store, most recent first.
+    pub stored_peers: Vec<SocketAddrV6>,
+    /// Preconfigured peer addresses already known (port 0 = the default port); dev: none.
+    pub preconfigured: Vec<SocketAddrV6>,
+    /// Stored online-weight samples, oldest first.
+    pub online_samples: Vec<u128>,
+    /// The telemetry builder; `None` = no telemetry broadcast.
+    pub telemetry: Option<TelemetrySource>,
+    /// Overrides the rep crawler settings derived from `config`.
+    pub rep_crawler: Option<RepCrawlerConfig>,
+    /// Send a keepalive_self to each new channel at ChannelUp (off by default: the shard
+    /// sends it when the handshake completes).
+    pub keepalive_self_on_up: bool,
+}
+
+impl CrawlerSetup {
+    /// Required parts; everything else empty / default.
+    pub fn new(
+        config: ProtoConfig,
+        channels: Arc<ChannelMap>,
+        exclusion: Arc<Mutex<PeerExclusion>>,
+        weights: RepWeights,
+        shard_count: u16,
+    ) -> CrawlerSetup {
+        CrawlerSetup {
+            config,
+            channels,
+            exclusion,
+            weights,
+            shard_count,
+            stored_peers: Vec::new(),
+            preconfigured: Vec::new(),
+            online_samples: Vec::new(),
+            telemetry: None,
+            rep_crawler: None,
+            keepalive_self_on_up: false,
+        }
+    }
+}
+
+/// Crawler counters (reachout and rep crawler counters are separate, see
+/// [`CrawlerCore::reachout_stats`] and [`CrawlerCore::rep_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrawlerStats {
+    /// Keepalive rounds.
+    pub keepalive_rounds: u64,
+    /// Random-peer keepalives sent by the flood.
+    pub keepalive_flood: u64,
+    /// keepalive_self sent.
+    pub keepalive_self: u64,
+    /// Keepalives sent to idle channels.
+    pub keepalive_idle: u64,
+    /// Keepalives received.
+    pub keepalives_received: u64,
+    /// ChannelUp events.
+    pub channels_up: u64,
+    /// ChannelDown events.
+    pub channels_down: u64,
+    /// Channels closed by the purge.
+    pub purged: u64,
+    /// Cleanup runs.
+    pub cleanups: u64,
+    /// Peer store flushes.
+    pub flushes: u64,
+    /// Blocks relayed.
+    pub blocks_relayed: u64,
+    /// Publish messages sent by relays.
+    pub relay_sends: u64,
+    /// Telemetry broadcasts.
+    pub telemetry_broadcasts: u64,
+    /// telemetry_ack messages sent.
+    pub telemetry_sends: u64,
+    /// Telemetry entries received and stored.
+    pub telemetry_received: u64,
+    /// Telemetry entries evicted (cache full) or gone stale.
+    pub telemetry_evicted: u64,
+    /// Genesis mismatches (exclusions).
+    pub genesis_mismatches: u64,
+    /// Dials that failed.
+    pub dials_failed: u64,
+    /// Events naming a channel the crawler does not know.
+    pub unknown_channel: u64,
+    /// Preconfigured addresses received.
+    pub preconfigured_resolved: u64,
+}
+
+/// The crawler core. See the [module docs](self).
+pub struct CrawlerCore {
+    config: ProtoConfig,
+    channels: Arc<ChannelMap>,
+    exclusion: Arc<Mutex<PeerExclusion>>,
+    table: ChannelTable,
+    reachout: Reachout,
+    reps: RepCrawler,
+    telemetry_source: Option<TelemetrySource>,
+    telemetry: BTreeMap<ChannelId, (Box<TelemetryData>, u64)>,
+    stored_peers: Vec<SocketAddrV6>,
+    preconfigured: Vec<SocketAddrV6>,
+    keepalive_self_on_up: bool,
+    next_keepalive_ms: u64,
+    next_cleanup_ms: u64,
+    next_flush_ms: u64,
+    next_telemetry_ms: u64,
+    stats: CrawlerStats,
+}
+
+impl std::fmt::Debug for CrawlerCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrawlerCore")
+            .field("network", &self.config.network)
+            .field("channels", &self.table.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CrawlerCore {
+    /// A crawler; nothing happens until [`start`](Self::start).
+    pub fn new(setup: CrawlerSetup) -> CrawlerCore {
+        let config = setup.config;
+        let rep_config = setup
+            .rep_crawler
+            .unwrap_or_else(|| RepCrawlerConfig::from_proto(&config));
+        let online = OnlineReps::new(
+            config.online_weight_minimum,
+            config.online_weight_max_samples,
+        )
+        .with_samples(setup.online_samples);
+        CrawlerCore {
+            reachout: Reachout::new(ReachoutConfig::from_proto(&config, setup.shard_count)),
+            reps: RepCrawler::new(rep_config, setup.weights, online),
+            channels: setup.channels,
+            exclusion: setup.exclusion,
+            table: ChannelTable::new(),
+            telemetry_source: setup.telemetry,
+            telemetry: BTreeMap::new(),
+            stored_peers: setup.stored_peers,
+            preconfigured: setup.preconfigured,
+            keepalive_self_on_up: setup.keepalive_self_on_up,
+            next_keepalive_ms: 0,
+            next_cleanup_ms: 0,
+            next_flush_ms: 0,
+            next_telemetry_ms: 0,
+            stats: CrawlerStats::default(),
+            config,
+        }
+    }
+
+    /// `add_initial_peers`: merges the stored peers (most recent first), then the
+    /// preconfigured addresses; picks up channels already in the map; schedules the timers
+    /// and runs the first [`tick`](Self::tick) (first rep crawler round).
+    pub fn start(&mut self, now_ms: u64, rng: &mut impl RngCore, out: &mut Vec<CrawlerOutput>) {
+        self.table.sync(self.sorted_snapshot());
+        let stored = std::mem::take(&mut self.stored_peers);
+        for ep in &stored {
+            let _ = self.merge_peer(*ep, now_ms, out);
+        }
+        self.reachout.remember_peers(&stored, now_ms);
+        // they were just merged: the first walk of known peers waits one interval
+        self.reachout
+            .defer_known_walk(now_ms + self.config.peer_store_interval_ms);
+        let pre = std::mem::take(&mut self.preconfigured);
+        for ep in pre {
+            self.merge_default_port(ep, now_ms, out);
+        }
+        self.next_keepalive_ms = now_ms + self.config.keepalive_period_ms;
+        self.next_cleanup_ms = now_ms + self.config.cleanup_period_ms;
+        self.next_flush_ms = now_ms + self.config.peer_store_interval_ms;
+        self.next_telemetry_ms = now_ms + self.config.telemetry_period_ms;
+        self.tick(now_ms, rng, out);
+    }
+
+    fn sorted_snapshot(&self) -> Vec<Arc<Channel>> {
+        let mut s = self.channels.snapshot();
+        s.sort_by_key(|c| c.id());
+        s
+    }
+
+    /// `merge_peer(ep)` now (§7.4): dial unless a refusal rule applies.
+    pub fn merge_peer(
+        &mut self,
+        ep: SocketAddrV6,
+        now_ms: u64,
+        out: &mut Vec<CrawlerOutput>,
+    ) -> Result<u16, MergeRefusal> {
+        let ctx = MergeContext {
+            channels: &self.channels,
+            table: &self.table,
+            exclusion: &self.exclusion,
+        };
+        self.reachout.merge_peer(ep, now_ms, ctx, out)
+    }
+
+    fn merge_default_port(&mut self, ep: SocketAddrV6, now_ms: u64, out: &mut Vec<CrawlerOutput>) {
+        let ep = if ep.port() == 0 {
+            SocketAddrV6::new(*ep.ip(), self.config.network.default_port(), 0, 0)
+        } else {
+            ep
+        };
+        let _ = self.merge_peer(ep, now_ms, out);
+    }
+
+    /// The node resolved the preconfigured peers: dial each (port 0 = the network's default
+    /// port), subject to the reachout rules.
+    pub fn on_preconfigured_resolved(
+        &mut self,
+        addrs: Vec<SocketAddrV6>,
+        now_ms: u64,
+        out: &mut Vec<CrawlerOutput>,
+    ) {
+        for ep in addrs {
+            self.stats.preconfigured_resolved += 1;
+            self.merge_default_port(ep, now_ms, out);
+        }
+    }
+
+    fn channel_gone(&mut self, id: ChannelId) {
+        self.table.remove(id);
+        self.reachout.forget_channel(id);
+        self.reps.channel_down(id);
+        if self.telemetry.remove(&id).is_some() {
+            self.stats.telemetry_evicted += 1;
+        }
+    }
+
+    fn lookup(&self, id: ChannelId) -> Option<Arc<Channel>> {
+        self.table.get(id).cloned()
+    }
+
+    /// Handles one event from a shard.
+    pub fn on_event(
+        &mut self,
+        event: CrawlerEvent,
+        now_ms: u64,
+        rng: &mut impl RngCore,
+        out: &mut Vec<CrawlerOutput>,
+    ) {
+        match event {
+            CrawlerEvent::ChannelUp(ch) => {
+                self.stats.channels_up += 1;
+                if !ch.is_alive() {
+                    return;
+                }
+                self.table.insert(ch.clone());
+                if self.keepalive_self_on_up {
+                    let peers = keepalive_self(self.table.list(), self.config.listen_port, rng);
+                    self.send(&ch, encode_keepalive(self.config.network, peers), out);
+                    self.stats.keepalive_self += 1;
+                }
+                self.reps.query_channel(&ch, now_ms, rng, out);
+            }
+            CrawlerEvent::ChannelDown(ch) => {
+                self.stats.channels_down += 1;
+                self.channel_gone(ch.id());
+            }
+            CrawlerEvent::Keepalive { channel, peers } => {
+                self.stats.keepalives_received += 1;
+                if self.table.get(channel).is_none() {
+                    self.stats.unknown_channel += 1;
+                }
+                self.reachout.store_keepalive(channel, peers);
+            }
+            CrawlerEvent::Vote {
+                channel,
+                account,
+                hashes,
+                rebroadcasted,
+                ..
+            } => {
+                let ch = self.lookup(channel);
+                self.reps.on_vote(
+                    ch.as_ref(),
+                    channel,
+                    account,
+                    &hashes,
+                    rebroadcasted,
+                    now_ms,
+                );
+            }
+            CrawlerEvent::Block {
+                channel,
+                hash,
+                block,
+            } => {
+                self.reps.note_block(hash, block.root());
+                self.relay(channel, &block, rng, out);
+            }
+            CrawlerEvent::Telemetry { channel, data } => {
+                self.store_telemetry(channel, data, now_ms)
+            }
+            CrawlerEvent::GenesisMismatch { channel } => {
+                self.stats.genesis_mismatches += 1;
+                self.exclusion.lock().add(*channel.remote().ip(), now_ms);
+                self.channels.remove_channel(&channel);
+                out.push(CrawlerOutput::Shard {
+                    shard: channel.shard(),
+                    command: ShardCommand::Close {
+                        channel: channel.id(),
+                        reason: CloseReason::Excluded,
+                    },
+                });
+                self.channel_gone(channel.id());
+            }
+            CrawlerEvent::DialFailed { endpoint } => {
+                self.stats.dials_failed += 1;
+                self.channels.end_attempt(&endpoint);
+            }
+        }
+    }
+
+    fn send(&self, ch: &Channel, bytes: Arc<[u8]>, out: &mut Vec<CrawlerOutput>) {
+        out.push(CrawlerOutput::Shard {
+            shard: ch.shard(),
+            command: ShardCommand::Send {
+                channel: ch.id(),
+                bytes,
+            },
+        });
+    }
+
+    fn relay(
+        &mut self,
+        from: ChannelId,
+        block: &crate::wire::Block,
+        rng: &mut impl RngCore,
+        out: &mut Vec<CrawlerOutput>,
+    ) {
+        let n = self.table.list().iter().filter(|c| c.is_alive()).count();
+        let targets = random_subset(self.table.list(), fanout(1.0, n), rng, |c| c.id() == from);
+        self.stats.blocks_relayed += 1;
+        if targets.is_empty() {
+            return;
+        }
+        let bytes: Arc<[u8]> = Message::Publish(Publish {
+            block: block.clone(),
+            originator: false,
+        })
+        .encode(self.config.network)
+        .into();
+        for c in &targets {
+            self.send(c, bytes.clone(), out);
+            self.stats.relay_sends += 1;
+        }
+    }
+
+    fn store_telemetry(&mut self, channel: ChannelId, data: Box<TelemetryData>, now_ms: u64) {
+        if self.table.get(channel).is_none() {
+            self.stats.unknown_channel += 1;
+            return;
+        }
+        if !self.telemetry.contains_key(&channel)
+            && self.telemetry.len() >= TELEMETRY_CACHE_MAX
+            && let Some(oldest) = self
+                .telemetry
+                .iter()
+                .min_by_key(|(id, (_, t))| (*t, **id))
+                .map(|(id, _)| *id)
+        {
+            self.telemetry.remove(&oldest);
+            self.stats.telemetry_evicted += 1;
+        }
+        self.telemetry.insert(channel, (data, now_ms));
+        self.stats.telemetry_received += 1;
+    }
+
+    /// Runs every periodic task that is due at `now_ms`.
+    pub fn tick(&mut self, now_ms: u64, rng: &mut impl RngCore, out: &mut Vec<CrawlerOutput>) {
+        if now_ms >= self.next_cleanup_ms {
+            self.cleanup(now_ms, out);
+            self.next_cleanup_ms = now_ms + self.config.cleanup_period_ms.max(1);
+        }
+        if now_ms >= self.reps.next_wakeup_ms() {
+            let alive = self.table.alive();
+            self.reps.tick(&alive, now_ms, rng, out);
+        }
+        if now_ms >= self.next_keepalive_ms {
+            self.keepalive_round(now_ms, rng, out);
+            self.next_keepalive_ms = now_ms + self.config.keepalive_period_ms.max(1);
+        }
+        if self.reachout.next_wakeup_ms().is_some_and(|t| now_ms >= t) {
+            let ctx = MergeContext {
+                channels: &self.channels,
+                table: &self.table,
+                exclusion: &self.exclusion,
+            };
+            self.reachout.step(now_ms, rng, ctx, out);
+        }
+        if now_ms >= self.next_telemetry_ms {
+            self.broadcast_telemetry(now_ms, out);
+            self.next_telemetry_ms = now_ms + self.config.telemetry_period_ms.max(1);
+        }
+        if now_ms >= self.next_flush_ms {
+            self.flush_peers(now_ms, out);
+            self.next_flush_ms = now_ms + self.config.peer_store_interval_ms.max(1);
+        }
+    }
+
+    /// The earliest time [`tick`](Self::tick) has something to do.
+    pub fn next_wakeup_ms(&self) -> u64 {
+        let mut t = self
+            .next_keepalive_ms
+            .min(self.next_cleanup_ms)
+            .min(self.next_flush_ms)
+            .min(self.reps.next_wakeup_ms());
+        if self.telemetry_source.is_some() {
+            t = t.min(self.next_telemetry_ms);
+        }
+        if let Some(r) = self.reachout.next_wakeup_ms() {
+            t = t.min(r);
+        }
+        t
+    }
+
+    /// One keepalive round (§7.4): a random-peer keepalive to ⌈0.75·√N⌉ random channels, a
+    /// keepalive_self to ⌈0.25·√N⌉, and a random-peer keepalive to every other channel whose
+    /// last send is older than the keepalive period.
+    fn keepalive_round(
+        &mut self,
+        now_ms: u64,
+        rng: &mut impl RngCore,
+        out: &mut Vec<CrawlerOutput>,
+    ) {
+        self.stats.keepalive_rounds += 1;
+        let list = self.table.alive();
+        let n = list.len();
+        if n == 0 {
+            return;
+        }
+        let network = self.config.network;
+        let fill = encode_keepalive(network, random_fill(&list, rng));
+        let mut sent: HashSet<ChannelId> = HashSet::new();
+        for c in random_subset(&list, fanout(0.75, n), rng, |_| false) {
+            self.send(&c, fill.clone(), out);
+            sent.insert(c.id());
+            self.stats.keepalive_flood += 1;
+        }
+        let me = encode_keepalive(network, keepalive_self(&list, self.config.listen_port, rng));
+        for c in random_subset(&list, fanout(0.25, n), rng, |_| false) {
+            self.send(&c, me.clone(), out);
+            sent.insert(c.id());
+            self.stats.keepalive_self += 1;
+        }
+        let cutoff = now_ms.saturating_sub(self.config.keepalive_period_ms);
+        for c in &list {
+            if c.last_sent_ms() < cutoff && !sent.contains(&c.id()) {
+                self.send(c, fill.clone(), out);
+                self.stats.keepalive_idle += 1;
+            }
+        }
+    }
+
+    fn broadcast_telemetry(&mut self, now_ms: u64, out: &mut Vec<CrawlerOutput>) {
+        let list = self.table.alive();
+        let Some(src) = self.telemetry_source.as_mut() else {
+            return;
+        };
+        let bytes = src(now_ms, list.len());
+        if bytes.is_empty() || list.is_empty() {
+            return;
+        }
+        let bytes: Arc<[u8]> = bytes.into();
+        self.stats.telemetry_broadcasts += 1;
+        for c in &list {
+            self.send(c, bytes.clone(), out);
+            self.stats.telemetry_sends += 1;
+        }
+    }
+
+    /// Cleanup (§7.3): purge idle and old-version channels (closing them on their shard),
+    /// purge exclusions and old attempts, re-sync the table, drop stale telemetry.
+    fn cleanup(&mut self, now_ms: u64, out: &mut Vec<CrawlerOutput>) {
+        self.stats.cleanups += 1;
+        let mut purged = self
+            .channels
+            .purge(now_ms, self.config.cleanup_cutoff_ms, VERSION_MIN);
+        purged.sort_by_key(|c| c.id());
+        for c in purged {
+            self.stats.purged += 1;
+            out.push(CrawlerOutput::Shard {
+                shard: c.shard(),
+                command: ShardCommand::Close {
+                    channel: c.id(),
+                    reason: CloseReason::Purged,
+                },
+            });
+            self.channel_gone(c.id());
+        }
+        self.exclusion.lock().purge(now_ms);
+        for id in self.table.sync(self.sorted_snapshot()) {
+            self.channel_gone(id);
+        }
+        let cutoff = self.config.telemetry_cache_cutoff_ms;
+        let before = self.telemetry.len();
+        self.telemetry
+            .retain(|_, (_, t)| now_ms.saturating_sub(*t) <= cutoff);
+        self.stats.telemetry_evicted += (before - self.telemetry.len()) as u64;
+    }
+
+    fn flush_peers(&mut self, now_ms: u64, out: &mut Vec<CrawlerOutput>) {
+        self.stats.flushes += 1;
+        let mut seen = HashSet::new();
+        let peers: Vec<SocketAddrV6> = self
+            .table
+            .list()
+            .iter()
+            .filter(|c| c.is_alive())
+            .map(|c| c.peering_endpoint())
+            .filter(|e| seen.insert(*e))
+            .collect();
+        self.reachout.remember_peers(&peers, now_ms);
+        out.push(CrawlerOutput::Node(NodeAction::FlushPeers(peers)));
+    }
+
+    /// Cached telemetry that is not stale, by channel.
+    pub fn telemetry(&self, now_ms: u64) -> Vec<(ChannelId, &TelemetryData)> {
+        let cutoff = self.config.telemetry_cache_cutoff_ms;
+        self.telemetry
+            .iter()
+            .filter(|(_, (_, t))| now_ms.saturating_sub(*t) <= cutoff)
+            .map(|(id, (d, _))| (*id, &**d))
+            .collect()
+    }
+
+    /// Representatives, online weight, trended, quorum delta and sufficiency (for the RPC).
+    pub fn rep_status(&self, now_ms: u64) -> RepStatus {
+        self.reps.status(now_ms)
+    }
+
+    /// The crawler's channel table.
+    pub fn table(&self) -> &ChannelTable {
+        &self.table
+    }
+
+    /// The rep crawler.
+    pub fn rep_crawler(&self) -> &RepCrawler {
+        &self.reps
+    }
+
+    /// The reachout state.
+    pub fn reachout(&self) -> &Reachout {
+        &self.reachout
+    }
+
+    /// The protocol settings.
+    pub fn config(&self) -> &ProtoConfig {
+        &self.config
+    }
+
+    /// Crawler counters.
+    pub fn stats(&self) -> &CrawlerStats {
+        &self.stats
+    }
+
+    /// Reachout counters.
+    pub fn reachout_stats(&self) -> &ReachoutStats {
+        self.reachout.stats()
+    }
+
+    /// Rep crawler counters.
+    pub fn rep_stats(&self) -> &RepCrawlerStats {
+        self.reps.stats()
+    }
+}

@@ -1,0 +1,245 @@
+//! Representative voting weights (account → raw), as the rep crawler needs them (§8).
+//!
+//! nanopeer has no ledger, so the weights come from a file (format in
+//! `docs/representative-weights.md`: one `nano_… <raw decimal>` per line, `#` comments, blank
+//! lines ignored). Without a file:
+//! - **dev and test**: the genesis account holds the whole supply ([`GENESIS_AMOUNT`]), which is
+//!   exactly the ledger of a fresh dev network;
+//! - **live and beta**: no weight is known. The rep crawler still tracks the accounts that answer
+//!   its queries (with weight 0), but known weight stays 0, so it never reaches sufficiency and
+//!   keeps resolving the preconfigured peers.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::crypto::{GENESIS_AMOUNT, decode_account, genesis_account};
+use crate::types::{Network, PublicKey};
+
+/// Why a weights file could not be used. Line numbers start at 1.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file could not be read.
+    #[error("reading representative weights {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not `<account> <raw>`.
+    #[error("line {line}: expected `<account> <raw decimal>`")]
+    Syntax {
+        /// The line number.
+        line: usize,
+    },
+    /// The account text does not decode.
+    #[error("line {line}: invalid account {text:?}: {reason}")]
+    Account {
+        /// The line number.
+        line: usize,
+        /// The account text.
+        text: String,
+        /// What is wrong with it.
+        reason: crate::crypto::CryptoError,
+    },
+    /// The amount is not a decimal number of raw that fits in 128 bits.
+    #[error("line {line}: invalid raw amount {text:?}")]
+    Amount {
+        /// The line number.
+        line: usize,
+        /// The amount text.
+        text: String,
+    },
+    /// The account already appeared on an earlier line.
+    #[error("line {line}: account {text} listed twice (first on line {first})")]
+    Duplicate {
+        /// The line number.
+        line: usize,
+        /// The account text.
+        text: String,
+        /// The line it first appeared on.
+        first: usize,
+    },
+}
+
+/// Representative weights in raw. Unknown accounts weigh 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepWeights {
+    weights: HashMap<PublicKey, u128>,
+    total: u128,
+}
+
+impl RepWeights {
+    /// No weight known.
+    pub fn new() -> RepWeights {
+        RepWeights::default()
+    }
+
+    /// The defaults of a network with no file: on dev and test the genesis account holds all
+    /// supply; on live and beta nothing is known.
+    pub fn defaults(network: Network) -> RepWeights {
+        let mut w = RepWeights::new();
+        if matches!(network, Network::Dev | Network::Test) {
+            w.insert(genesis_account(network), GENESIS_AMOUNT.0);
+        }
+        w
+    }
+
+    /// The weights for `network`: parsed from `text` when given (the file replaces the
+    /// defaults entirely), else [`RepWeights::defaults`].
+    pub fn for_network(network: Network, text: Option<&str>) -> Result<RepWeights, WeightsError> {
+        match text {
+            Some(t) => RepWeights::parse(t),
+            None => Ok(RepWeights::defaults(network)),
+        }
+    }
+
+    /// Reads and parses a weights file.
+    pub fn load(path: &Path) -> Result<RepWeights, WeightsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WeightsError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        RepWeights::parse(&text)
+    }
+
+    /// Parses the file format: one `<account> <raw decimal>` per line, separated by spaces or
+    /// tabs; `#` starts a comment (whole line or after the fields); blank lines are ignored.
+    /// An account listed twice is an error.
+    pub fn parse(text: &str) -> Result<RepWeights, WeightsError> {
+        let mut w = RepWeights::new();
+        let mut first_line: HashMap<PublicKey, usize> = HashMap::new();
+        for (i, raw_line) in text.lines().enumerate() {
+            let line = i + 1;
+            let content = raw_line.split('#').next().unwrap_or("").trim();
+            if content.is_empty() {
+                continue;
+            }
+            let mut fields = content.split_whitespace();
+            let (Some(acc), Some(amt), None) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(WeightsError::Syntax { line });
+            };
+            let key = decode_account(acc).map_err(|reason| WeightsError::Account {
+                line,
+                text: acc.to_string(),
+                reason,
+            })?;
+            if !amt.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(WeightsError::Amount {
+                    line,
+                    text: amt.to_string(),
+                });
+            }
+            let raw: u128 = amt.parse().map_err(|_| WeightsError::Amount {
+                line,
+                text: amt.to_string(),
+            })?;
+            if let Some(&first) = first_line.get(&key) {
+                return Err(WeightsError::Duplicate {
+                    line,
+                    text: acc.to_string(),
+                    first,
+                });
+            }
+            first_line.insert(key, line);
+            w.insert(key, raw);
+        }
+        Ok(w)
+    }
+
+    /// Sets the weight of `account` (replacing any earlier value).
+    pub fn insert(&mut self, account: PublicKey, raw: u128) {
+        if let Some(old) = self.weights.insert(account, raw) {
+            self.total = self.total.saturating_sub(old);
+        }
+        self.total = self.total.saturating_add(raw);
+    }
+
+    /// The weight of `account` (0 when unknown).
+    pub fn get(&self, account: &PublicKey) -> u128 {
+        self.weights.get(account).copied().unwrap_or(0)
+    }
+
+    /// Number of representatives with a weight.
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// True when no weight is known.
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    /// Σ of all weights (saturating).
+    pub fn total(&self) -> u128 {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_and_test_default_to_genesis() {
+        for n in [Network::Dev, Network::Test] {
+            let w = RepWeights::defaults(n);
+            assert_eq!(w.get(&genesis_account(n)), u128::MAX);
+            assert_eq!(w.len(), 1);
+        }
+        assert!(RepWeights::defaults(Network::Live).is_empty());
+        assert!(RepWeights::defaults(Network::Beta).is_empty());
+    }
+
+    #[test]
+    fn parses_comments_blanks_and_errors_name_the_line() {
+        let g = genesis_account(Network::Dev).to_account();
+        let other = PublicKey([7; 32]).to_account();
+        let text = format!("# weights\n\n{g} 1000 # genesis\n\t{other}\t5\n");
+        let w = RepWeights::parse(&text).unwrap();
+        assert_eq!(w.get(&genesis_account(Network::Dev)), 1000);
+        assert_eq!(w.get(&PublicKey([7; 32])), 5);
+        assert_eq!(w.total(), 1005);
+        // the file replaces the defaults
+        let w = RepWeights::for_network(Network::Dev, Some(&format!("{other} 1"))).unwrap();
+        assert_eq!(w.get(&genesis_account(Network::Dev)), 0);
+
+        let e = RepWeights::parse(&format!("\n{g}\n")).unwrap_err();
+        assert!(matches!(e, WeightsError::Syntax { line: 2 }), "{e}");
+        let e = RepWeights::parse(&format!("{g} 12x")).unwrap_err();
+        assert!(matches!(e, WeightsError::Amount { line: 1, .. }), "{e}");
+        let e = RepWeights::parse(&format!("{g} -1")).unwrap_err();
+        assert!(matches!(e, WeightsError::Amount { line: 1, .. }), "{e}");
+        let too_big = "340282366920938463463374607431768211456";
+        let e = RepWeights::parse(&format!("{g} {too_big}")).unwrap_err();
+        assert!(matches!(e, WeightsError::Amount { line: 1, .. }), "{e}");
+        let e = RepWeights::parse("\n\nnano_1111 5").unwrap_err();
+        assert!(matches!(e, WeightsError::Account { line: 3, .. }), "{e}");
+        let e = RepWeights::parse(&format!("{g} 1\n{g} 2")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                WeightsError::Duplicate {
+                    line: 2,
+                    first: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("line 2:"));
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/representative-weights.md");
+        let block = doc
+            .split("```text\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let w = RepWeights::parse(block).unwrap();
+        assert_eq!(w.get(&genesis_account(Network::Dev)), u128::MAX);
+        assert_eq!(w.get(&PublicKey([7; 32])), 6 * 10u128.pow(37));
+    }
+}
