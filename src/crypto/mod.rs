@@ -1,1 +1,60 @@
 //! Ed25519-Blake2b and the hashes of the protocol (spec §5).
+//!
+//! Ed25519 with every SHA-512 replaced by Blake2b-512, written on curve25519-dalek so that the
+//! semantics of nano-node's ed25519-donna are ours to match exactly (§5.1):
+//!
+//! * [`KeyPair`]: h = Blake2b-512(private key), a = clamp(h\[0..32\]), A = a·B. Signing is
+//!   deterministic (r = Blake2b-512(h\[32..64\] ‖ M) mod L), which reproduces the pre-2018
+//!   genesis signatures byte for byte; nano-node's own signatures are randomized but verify the
+//!   same way.
+//! * [`verify`]: reject when `sig[63] & 0xE0 ≠ 0` (S ≥ 2^253; S ≥ L is accepted) or when A does
+//!   not decompress; accept iff encode(S·B − k·A) equals the R bytes, k = Blake2b-512(R ‖ A ‖ M)
+//!   mod L. No cofactor, no small-order rejection, no canonical-R check, so the identity key
+//!   `0100…00` and the two odd live-ledger signatures of §5.5 verify.
+//! * [`VerifyingKey`] and [`KeyCache`]: keys decompressed once for repeat signers.
+//! * [`BatchVerifier`]: random-weight multiscalar batches whose per-item result equals [`verify`]
+//!   (the precise residual under [`TorsionPolicy::Fast`] is documented in the batch module).
+//! * Hashes and checks: [`block_hash`], [`vote_hash`], [`verify_block_signature`],
+//!   [`work_value`] and [`WorkThresholds`], the genesis blocks, [`deterministic_key`].
+//! * Account and node-id text: [`encode_account`], [`encode_node_id`], [`decode_account`].
+//!
+//! Nothing here reads a clock, opens a socket or spawns a thread; randomness comes in as an
+//! argument.
+
+mod account;
+pub mod batch;
+mod hash;
+mod keys;
+mod verify;
+
+pub use account::{decode_account, encode_account, encode_node_id};
+pub use batch::{BatchStats, BatchVerifier, MAX_BATCH, TorsionPolicy};
+pub use hash::{
+    GENESIS_AMOUNT, WorkThresholds, block_hash, epoch_link, epoch_signer, genesis_account,
+    genesis_block, genesis_hash, verify_block_signature, vote_hash, work_value,
+};
+pub use keys::{KeyPair, deterministic_key};
+pub use verify::{KeyCache, VerifyingKey, verify};
+
+/// What failed in the crypto module: account text that does not decode, or a full batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The text does not start with `nano_`, `nano-`, `xrb_`, `xrb-` or `node_`.
+    #[error("account text must start with nano_, nano-, xrb_, xrb- or node_")]
+    AccountPrefix,
+    /// The part after the prefix is not 60 characters.
+    #[error("account text has {0} digits after the prefix, expected 60")]
+    AccountLength(usize),
+    /// The first digit is not `1` or `3`.
+    #[error("account text must start with 1 or 3 after the prefix")]
+    AccountFirstDigit,
+    /// A character outside the account alphabet.
+    #[error("invalid account character {0:?}")]
+    AccountCharacter(char),
+    /// The checksum does not match the key.
+    #[error("account checksum mismatch")]
+    AccountChecksum,
+    /// The batch verifier holds its capacity already.
+    #[error("batch verifier is full")]
+    BatchFull,
+}
