@@ -9,4 +9,8 @@ pub mod cookies;
 pub mod events;
 pub mod exclusion;
 pub mod filter;
+pub mod handshake;
+pub mod identity;
 pub mod online;
+pub mod shard;
+pub mod telemetry;
