@@ -515,7 +515,9 @@ fn header_error_closes() {
         [CrawlerEvent::ChannelDown(_)]
     ));
     assert!(b.shared.channels.is_empty());
-    bytes.clear();
+    // Later bytes on the closed connection are ignored.
+    bytes.truncate(8);
+    assert!(b.bytes(1, &bytes, 6).io.is_empty());
 }
 
 #[test]
@@ -765,4 +767,59 @@ fn commands_dial_send_close() {
         [CrawlerEvent::ChannelDown(_)]
     ));
     assert!(b.shared.channels.is_empty());
+}
+
+#[test]
+fn frames_during_final_verification_are_held_and_replayed() {
+    // The initiator may go realtime (and send its keepalive_self) before the responder has
+    // verified its response: those frames wait for the channel.
+    let mut b = node(2, 2);
+    let p = peer(9);
+    b.connect(1, "127.0.0.1:50000", false, 0);
+    let q = Message::NodeIdHandshake(NodeIdHandshake::query(Cookie([0x11; 32]))).encode(NET);
+    let g = b.bytes(1, &q, 0);
+    let msgs = g.messages();
+    let [Message::NodeIdHandshake(reply)] = msgs.as_slice() else {
+        panic!()
+    };
+    let cookie = reply.query.unwrap().cookie;
+    let resp = p.handshake_response(&cookie, Some((Cookie([0x22; 32]), genesis_hash(NET))));
+    let mut stream = Message::NodeIdHandshake(NodeIdHandshake::response(resp)).encode(NET);
+    let ka = nanopeer::proto::shard::keepalive_self(7777, &[]);
+    stream.extend(Message::Keepalive(ka).encode(NET));
+    let mut out = ShardOutput::default();
+    b.core.on_bytes(ConnId(1), &stream, 1, &mut b.rng, &mut out);
+    assert_eq!(out.verify.len(), 1);
+    assert!(
+        out.io.is_empty() && out.events.is_empty(),
+        "keepalive held, nothing closed"
+    );
+    let v = out.verify.pop().unwrap();
+    assert!(verify(v.message.as_bytes(), &v.signature, &v.key));
+    b.core.on_verified(v.id, true, 2, &mut b.rng, &mut out);
+    assert!(matches!(
+        out.events.as_slice(),
+        [CrawlerEvent::ChannelUp(_), CrawlerEvent::Keepalive { .. }]
+    ));
+    let ch = b.shared.channels.find_node_id(&p.node_id()).unwrap();
+    assert_eq!(ch.peering_endpoint().port(), 7777);
+    // A result for a connection that closed meanwhile is ignored.
+    let mut b = node(2, 2);
+    b.connect(1, "127.0.0.1:50000", false, 0);
+    let g = b.bytes(1, &q, 0);
+    let msgs = g.messages();
+    let [Message::NodeIdHandshake(reply)] = msgs.as_slice() else {
+        panic!()
+    };
+    let resp = p.handshake_response(&reply.query.unwrap().cookie, None);
+    let mut out = ShardOutput::default();
+    let bytes = Message::NodeIdHandshake(NodeIdHandshake::response(resp)).encode(NET);
+    b.core.on_bytes(ConnId(1), &bytes, 1, &mut b.rng, &mut out);
+    let v = out.verify.pop().unwrap();
+    b.core.on_closed(ConnId(1), 2, &mut out);
+    out.clear();
+    b.core.on_verified(v.id, true, 3, &mut b.rng, &mut out);
+    assert!(out.is_empty());
+    assert!(b.shared.channels.is_empty());
+    assert_eq!(b.core.stats().verify_orphaned, 1);
 }
