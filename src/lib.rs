@@ -41,8 +41,8 @@
 
 pub mod channels;
 pub mod crypto;
-pub mod io;
 pub mod proto;
+pub mod io;
 pub mod store;
 pub mod types;
 pub mod wire;
