@@ -911,11 +911,11 @@ pub fn default_toml(network: Network) -> String {
                 (Some(v), _) => {
                     let varies = others.iter().any(|o| get(o).as_ref() != Some(&v));
                     let note = if varies { "network default" } else { "default" };
-                    out.push_str(&format!("# {} = {}    ({note})\n", kd.key, value_text(&v)));
+                    out.push_str(&format!("# {} = {}    # {note}\n", kd.key, value_text(&v)));
                 }
                 (None, Some(ex)) => {
                     out.push_str(&format!(
-                        "# {} = {ex}    (example; unset by default)\n",
+                        "# {} = {ex}    # example; unset by default\n",
                         kd.key
                     ));
                 }
