@@ -958,11 +958,21 @@ fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError>
     {
         return Err(ConfigError::UnknownKey(key.to_string()));
     }
-    let parsed = format!("v = {value}")
+    let text = toml::Value::String(value.to_string());
+    let parsed = match format!("v = {value}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    {
+        // `rpc.address=7076`: a string key given an unquoted scalar takes it as text
+        Some(v)
+            if check_key(section, name, &v).is_err() && check_key(section, name, &text).is_ok() =>
+        {
+            text
+        }
+        Some(v) => v,
+        None => text,
+    };
     let sec = table
         .entry(section.to_string())
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -989,18 +999,7 @@ fn from_table(table: toml::Table) -> Result<NodeConfig, ConfigError> {
             if !KEYS.iter().any(|kd| kd.section == section && kd.key == key) {
                 return Err(ConfigError::UnknownKey(dotted));
             }
-            let mut one = toml::Table::new();
-            one.insert(key.clone(), v.clone());
-            let r = match section.as_str() {
-                "node" => check::<NodeSection>(one),
-                "limits" => check::<LimitsSection>(one),
-                "timing" => check::<TimingSection>(one),
-                "verify" => check::<VerifySection>(one),
-                "io" => check::<IoSection>(one),
-                "rep_crawler" => check::<RepCrawlerSection>(one),
-                _ => check::<ServerSection>(one),
-            };
-            r.map_err(|message| ConfigError::BadValue {
+            check_key(section, key, v).map_err(|message| ConfigError::BadValue {
                 key: dotted,
                 message,
             })?;
@@ -1012,6 +1011,21 @@ fn from_table(table: toml::Table) -> Result<NodeConfig, ConfigError> {
     })?;
     config.validate()?;
     Ok(config)
+}
+
+/// Checks one value against the type of `section.key`.
+fn check_key(section: &str, key: &str, v: &toml::Value) -> Result<(), String> {
+    let mut one = toml::Table::new();
+    one.insert(key.to_string(), v.clone());
+    match section {
+        "node" => check::<NodeSection>(one),
+        "limits" => check::<LimitsSection>(one),
+        "timing" => check::<TimingSection>(one),
+        "verify" => check::<VerifySection>(one),
+        "io" => check::<IoSection>(one),
+        "rep_crawler" => check::<RepCrawlerSection>(one),
+        _ => check::<ServerSection>(one),
+    }
 }
 
 fn check<T: DeserializeOwned>(one: toml::Table) -> Result<(), String> {

@@ -174,7 +174,9 @@ fn accept_loop(listener: TcpListener, ctx: Ctx) {
                     let _ = stream.set_nonblocking(false);
                     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
                     let mut s = stream;
-                    let _ = respond(&mut s, 503, "text/plain", b"too many connections\n");
+                    // no lingering here: the accept loop must not stall under overload
+                    let _ =
+                        respond_then(&mut s, 503, "text/plain", b"too many connections\n", false);
                     drop(guard);
                     continue;
                 }
@@ -368,6 +370,17 @@ fn reason(code: u16) -> &'static str {
 }
 
 fn respond(stream: &mut TcpStream, code: u16, ctype: &str, body: &[u8]) -> std::io::Result<()> {
+    respond_then(stream, code, ctype, body, true)
+}
+
+/// Writes a whole response, half-closes, and (if `drain`) lingers for the client's input.
+fn respond_then(
+    stream: &mut TcpStream,
+    code: u16,
+    ctype: &str,
+    body: &[u8],
+    drain: bool,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {code} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         reason(code),
@@ -379,5 +392,26 @@ fn respond(stream: &mut TcpStream, code: u16, ctype: &str, body: &[u8]) -> std::
     stream.write_all(&out)?;
     stream.flush()?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    if drain {
+        linger(stream);
+    }
     Ok(())
+}
+
+/// Reads and discards what the client still sends (bounded: 64 KiB, 200 ms), so that closing
+/// with unread input does not reset the connection before the client reads the response.
+fn linger(stream: &mut TcpStream) {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut sink = [0u8; 4096];
+    let mut total = 0usize;
+    while total < 64 * 1024 && Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }

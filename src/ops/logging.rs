@@ -25,6 +25,7 @@ pub fn init_with(directives: Option<&str>) -> bool {
     tracing_subscriber::fmt()
         .compact()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .try_init()
         .is_ok()
