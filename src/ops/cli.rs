@@ -70,7 +70,7 @@ pub struct RunArgs {
     /// Data directory (peer store, node ID key) [default: $HOME/.nanopeer/<network>].
     #[arg(long, value_name = "DIR")]
     pub data_path: Option<PathBuf>,
-    /// Peering listen address [default: [::]:<the network's port>].
+    /// Peering listen address [default: `[::]:<network port>`].
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
     /// Number of shards [default: one per core, less one].
