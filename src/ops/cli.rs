@@ -67,10 +67,10 @@ pub struct RunArgs {
     /// Network: live, beta, dev or test [default: live, or `node.network` of the config].
     #[arg(long)]
     pub network: Option<Network>,
-    /// Data directory (peer store, node ID key) [default: $HOME/.nanopeer/<network>].
+    /// Data directory (peer store, node ID key) [default: $HOME/.nanopeer/NETWORK].
     #[arg(long, value_name = "DIR")]
     pub data_path: Option<PathBuf>,
-    /// Peering listen address [default: `[::]:<network port>`].
+    /// Peering listen address [default: all addresses (IPv6 ::, dual-stack) on the network's port].
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
     /// Number of shards [default: one per core, less one].
