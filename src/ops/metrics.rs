@@ -1,0 +1,667 @@
+//! Prometheus text exposition (format 0.0.4) of a [`MetricsSnapshot`] the node fills.
+//!
+//! No registry: the node keeps its counters where they are cheap to update (per shard, per
+//! thread) and copies them into a snapshot when `/metrics` is scraped; [`render`] writes the
+//! families below. [`parse_text`] is a strict reader of what [`render`] writes, for tests.
+//!
+//! Families: `nanopeer_messages_total{direction,type}`, `nanopeer_handshakes_total{outcome}`,
+//! `nanopeer_verify_batch_size` (histogram), `nanopeer_verify_fallbacks_total`,
+//! `nanopeer_verify_failed_total`, `nanopeer_channels`, `nanopeer_cookies`,
+//! `nanopeer_buffer_ring_exhausted_total{shard}`, `nanopeer_shard_*{shard}` (I/O counters),
+//! `nanopeer_shard_closed_total{shard,reason}`, `nanopeer_uptime_seconds`.
+
+use std::fmt::Write;
+
+use crate::io::Counters;
+
+/// A histogram: per-bucket counts for upper bounds `bounds` plus `+Inf`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Upper bounds, increasing.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative); one more entry than `bounds` (`+Inf`).
+    pub counts: Vec<u64>,
+    /// Sum of all observations.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram with these (increasing) upper bounds.
+    pub fn with_bounds(bounds: &[f64]) -> Histogram {
+        Histogram {
+            bounds: bounds.to_vec(),
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+        }
+    }
+
+    /// The bounds used for verification batch sizes: powers of two up to 4096.
+    pub fn batch_sizes() -> Histogram {
+        let b: Vec<f64> = (0..=12).map(|i| f64::from(1u32 << i)).collect();
+        Histogram::with_bounds(&b)
+    }
+
+    /// Records one observation.
+    pub fn observe(&mut self, v: f64) {
+        if self.counts.len() != self.bounds.len() + 1 {
+            self.counts.resize(self.bounds.len() + 1, 0);
+        }
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i] += 1;
+        self.sum += v;
+    }
+
+    /// Total observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// One shard's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShardMetrics {
+    /// Shard index.
+    pub shard: usize,
+    /// The I/O runtime's counters.
+    pub io: Counters,
+}
+
+/// Everything `/metrics` shows, copied from the node at scrape time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Messages received, per type name (`keepalive`, `confirm_ack`, …).
+    pub messages_in: Vec<(String, u64)>,
+    /// Messages sent, per type name.
+    pub messages_out: Vec<(String, u64)>,
+    /// Handshake outcomes, per reason (`ok`, `invalid_signature`, `missing_cookie`, …).
+    pub handshakes: Vec<(String, u64)>,
+    /// Sizes of the signature batches verified.
+    pub verify_batch_sizes: Histogram,
+    /// Batches that failed as a whole and were re-verified item by item.
+    pub verify_fallbacks: u64,
+    /// Signatures that failed verification.
+    pub verify_failed: u64,
+    /// Open channels (completed handshakes).
+    pub channels: u64,
+    /// Outstanding syn cookies.
+    pub cookies: u64,
+    /// Per-shard I/O counters (buffer-ring exhaustion among them).
+    pub shards: Vec<ShardMetrics>,
+    /// Seconds since the node started.
+    pub uptime_seconds: u64,
+}
+
+type Getter = fn(&Counters) -> u64;
+
+/// Per-shard I/O counters: (name suffix, help, type, getter).
+const SHARD_COUNTERS: &[(&str, &str, &str, Getter)] = &[
+    (
+        "accepted_total",
+        "Inbound connections accepted.",
+        "counter",
+        |c| c.accepted,
+    ),
+    (
+        "rejected_cap_total",
+        "Inbound connections refused at the shard's connection cap.",
+        "counter",
+        |c| c.rejected_cap,
+    ),
+    (
+        "refused_total",
+        "Inbound connections refused by policy (limits, exclusion).",
+        "counter",
+        |c| c.refused,
+    ),
+    (
+        "accept_errors_total",
+        "Failed accept completions.",
+        "counter",
+        |c| c.accept_errors,
+    ),
+    (
+        "connects_ok_total",
+        "Outbound connects that succeeded.",
+        "counter",
+        |c| c.connects_ok,
+    ),
+    (
+        "connects_failed_total",
+        "Outbound connects that failed or timed out.",
+        "counter",
+        |c| c.connects_failed,
+    ),
+    ("recv_bytes_total", "Bytes received.", "counter", |c| {
+        c.recv_bytes
+    }),
+    (
+        "recv_completions_total",
+        "Receive completions carrying data.",
+        "counter",
+        |c| c.recv_completions,
+    ),
+    (
+        "recv_rearms_total",
+        "Multishot receives re-armed.",
+        "counter",
+        |c| c.recv_rearms,
+    ),
+    (
+        "send_messages_total",
+        "Messages queued for sending.",
+        "counter",
+        |c| c.send_messages,
+    ),
+    ("send_bytes_total", "Bytes sent.", "counter", |c| {
+        c.send_bytes
+    }),
+    (
+        "partial_sends_total",
+        "Sends that wrote only part of their buffer.",
+        "counter",
+        |c| c.partial_sends,
+    ),
+    (
+        "send_queue_drops_total",
+        "Messages dropped on a full send queue.",
+        "counter",
+        |c| c.send_queue_drops,
+    ),
+    (
+        "commands_total",
+        "Commands received from other threads.",
+        "counter",
+        |c| c.commands,
+    ),
+    ("loop_turns_total", "Event loop turns.", "counter", |c| {
+        c.loop_turns
+    }),
+    ("live_connections", "Open connections.", "gauge", |c| {
+        c.live_connections
+    }),
+];
+
+/// Close reasons: (label, getter).
+const CLOSE_REASONS: &[(&str, Getter)] = &[
+    ("peer", |c| c.closed_peer),
+    ("recv_error", |c| c.closed_recv_error),
+    ("send_error", |c| c.closed_send_error),
+    ("send_queue_full", |c| c.closed_send_queue_full),
+    ("deadline", |c| c.closed_deadline),
+    ("local", |c| c.closed_local),
+    ("shutdown", |c| c.closed_shutdown),
+];
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
+            }
+            self.0.push('}');
+        }
+        self.0.push(' ');
+        self.0.push_str(value);
+        self.0.push('\n');
+    }
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn float(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Writes the snapshot in the Prometheus text format (version 0.0.4).
+pub fn render(s: &MetricsSnapshot) -> String {
+    let mut o = Out(String::with_capacity(8192));
+
+    o.family(
+        "nanopeer_messages_total",
+        "Realtime messages received (in) and sent (out), per message type.",
+        "counter",
+    );
+    for (dir, list) in [("in", &s.messages_in), ("out", &s.messages_out)] {
+        for (t, n) in list {
+            o.sample(
+                "nanopeer_messages_total",
+                &[("direction", dir), ("type", t)],
+                &n.to_string(),
+            );
+        }
+    }
+
+    o.family(
+        "nanopeer_handshakes_total",
+        "Handshake outcomes, per reason (ok or why it failed).",
+        "counter",
+    );
+    for (reason, n) in &s.handshakes {
+        o.sample(
+            "nanopeer_handshakes_total",
+            &[("outcome", reason)],
+            &n.to_string(),
+        );
+    }
+
+    let h = &s.verify_batch_sizes;
+    o.family(
+        "nanopeer_verify_batch_size",
+        "Signatures per verification batch.",
+        "histogram",
+    );
+    let mut cum = 0u64;
+    for (i, b) in h.bounds.iter().enumerate() {
+        cum += h.counts.get(i).copied().unwrap_or(0);
+        o.sample(
+            "nanopeer_verify_batch_size_bucket",
+            &[("le", &float(*b))],
+            &cum.to_string(),
+        );
+    }
+    let total = h.count();
+    o.sample(
+        "nanopeer_verify_batch_size_bucket",
+        &[("le", "+Inf")],
+        &total.to_string(),
+    );
+    o.sample("nanopeer_verify_batch_size_sum", &[], &float(h.sum));
+    o.sample("nanopeer_verify_batch_size_count", &[], &total.to_string());
+
+    o.family(
+        "nanopeer_verify_fallbacks_total",
+        "Batches that failed as a whole and were re-verified one signature at a time.",
+        "counter",
+    );
+    o.sample(
+        "nanopeer_verify_fallbacks_total",
+        &[],
+        &s.verify_fallbacks.to_string(),
+    );
+    o.family(
+        "nanopeer_verify_failed_total",
+        "Signatures that failed verification.",
+        "counter",
+    );
+    o.sample(
+        "nanopeer_verify_failed_total",
+        &[],
+        &s.verify_failed.to_string(),
+    );
+
+    o.family(
+        "nanopeer_channels",
+        "Open channels (handshake completed).",
+        "gauge",
+    );
+    o.sample("nanopeer_channels", &[], &s.channels.to_string());
+    o.family(
+        "nanopeer_cookies",
+        "Outstanding handshake syn cookies.",
+        "gauge",
+    );
+    o.sample("nanopeer_cookies", &[], &s.cookies.to_string());
+    o.family(
+        "nanopeer_uptime_seconds",
+        "Seconds since the node started.",
+        "gauge",
+    );
+    o.sample(
+        "nanopeer_uptime_seconds",
+        &[],
+        &s.uptime_seconds.to_string(),
+    );
+
+    let shard_labels: Vec<String> = s.shards.iter().map(|m| m.shard.to_string()).collect();
+    o.family(
+        "nanopeer_buffer_ring_exhausted_total",
+        "Receives ended because the shard's provided buffer ring was empty (ENOBUFS).",
+        "counter",
+    );
+    for (m, l) in s.shards.iter().zip(&shard_labels) {
+        o.sample(
+            "nanopeer_buffer_ring_exhausted_total",
+            &[("shard", l)],
+            &m.io.buf_ring_exhausted.to_string(),
+        );
+    }
+    for (suffix, help, kind, get) in SHARD_COUNTERS {
+        let name = format!("nanopeer_shard_{suffix}");
+        o.family(&name, help, kind);
+        for (m, l) in s.shards.iter().zip(&shard_labels) {
+            o.sample(&name, &[("shard", l)], &get(&m.io).to_string());
+        }
+    }
+    o.family(
+        "nanopeer_shard_closed_total",
+        "Connections closed, per shard and reason.",
+        "counter",
+    );
+    for (m, l) in s.shards.iter().zip(&shard_labels) {
+        for (reason, get) in CLOSE_REASONS {
+            o.sample(
+                "nanopeer_shard_closed_total",
+                &[("shard", l), ("reason", reason)],
+                &get(&m.io).to_string(),
+            );
+        }
+    }
+    o.0
+}
+
+/// One sample read back by [`parse_text`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample name (with `_bucket`/`_sum`/`_count` for histograms).
+    pub name: String,
+    /// Labels in order, unescaped.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of a label.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Reads the text format strictly: every line is `# HELP`, `# TYPE` or a sample; every sample
+/// belongs to the family declared by the last `# TYPE` (histogram samples by suffix); a family
+/// is declared once; label values are unescaped; histogram buckets are cumulative and end with
+/// `+Inf` equal to `_count`.
+pub fn parse_text(text: &str) -> Result<Vec<Sample>, String> {
+    use std::collections::HashSet;
+    let mut out = Vec::new();
+    let mut declared = HashSet::new();
+    let mut current: Option<(String, String)> = None;
+    let mut last_bucket: Option<f64> = None;
+    let mut inf_bucket: Option<f64> = None;
+    for (no, line) in text.lines().enumerate() {
+        let no = no + 1;
+        let err = |m: &str| format!("line {no}: {m}: {line:?}");
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or("");
+            if !valid_name(name) {
+                return Err(err("bad HELP name"));
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let (name, kind) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+            if !valid_name(name) || it.next().is_some() {
+                return Err(err("bad TYPE line"));
+            }
+            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                return Err(err("bad metric type"));
+            }
+            if !declared.insert(name.to_string()) {
+                return Err(err("family declared twice"));
+            }
+            current = Some((name.to_string(), kind.to_string()));
+            last_bucket = None;
+            inf_bucket = None;
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            return Err(err("unexpected comment or blank line"));
+        }
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
+        let name = &line[..name_end];
+        if !valid_name(name) {
+            return Err(err("bad sample name"));
+        }
+        let (family, kind) = current.clone().ok_or_else(|| err("sample before TYPE"))?;
+        let belongs = if kind == "histogram" {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|s| name.strip_suffix(s) == Some(family.as_str()))
+        } else {
+            name == family
+        };
+        if !belongs {
+            return Err(err("sample outside its family"));
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut r = r;
+            loop {
+                if let Some(after) = r.strip_prefix('}') {
+                    r = after;
+                    break;
+                }
+                let eq = r.find('=').ok_or_else(|| err("label without ="))?;
+                let key = &r[..eq];
+                if !valid_name(key) || key.contains(':') {
+                    return Err(err("bad label name"));
+                }
+                let mut chars = r[eq + 1..].char_indices();
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err(err("label value not quoted"));
+                }
+                let mut val = String::new();
+                let mut end = None;
+                let mut esc = false;
+                for (i, c) in chars {
+                    if esc {
+                        val.push(match c {
+                            'n' => '\n',
+                            '\\' => '\\',
+                            '"' => '"',
+                            _ => return Err(err("bad escape")),
+                        });
+                        esc = false;
+                    } else if c == '\\' {
+                        esc = true;
+                    } else if c == '"' {
+                        end = Some(eq + 1 + i + 1);
+                        break;
+                    } else {
+                        val.push(c);
+                    }
+                }
+                let end = end.ok_or_else(|| err("unterminated label value"))?;
+                labels.push((key.to_string(), val));
+                r = &r[end..];
+                if let Some(after) = r.strip_prefix(',') {
+                    r = after;
+                }
+            }
+            rest = r;
+        }
+        let value_text = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| err("no space before value"))?;
+        let value = match value_text {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            t => t.parse::<f64>().map_err(|_| err("bad value"))?,
+        };
+        if kind == "counter" && value < 0.0 {
+            return Err(err("negative counter"));
+        }
+        if name.ends_with("_bucket") && kind == "histogram" {
+            let le = labels
+                .iter()
+                .find(|(k, _)| k == "le")
+                .ok_or_else(|| err("bucket without le"))?;
+            if let Some(prev) = last_bucket
+                && value < prev
+            {
+                return Err(err("buckets not cumulative"));
+            }
+            last_bucket = Some(value);
+            if le.1 == "+Inf" {
+                inf_bucket = Some(value);
+            }
+        }
+        if name.ends_with("_count") && kind == "histogram" && inf_bucket != Some(value) {
+            return Err(err("_count differs from the +Inf bucket"));
+        }
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> MetricsSnapshot {
+        let mut h = Histogram::batch_sizes();
+        for v in [1.0, 3.0, 64.0, 64.0, 5000.0] {
+            h.observe(v);
+        }
+        let io = Counters {
+            accepted: 10,
+            buf_ring_exhausted: 3,
+            live_connections: 4,
+            closed_peer: 2,
+            ..Counters::default()
+        };
+        MetricsSnapshot {
+            messages_in: vec![("keepalive".into(), 7), ("confirm_ack".into(), 9)],
+            messages_out: vec![("keepalive".into(), 5)],
+            handshakes: vec![("ok".into(), 2), ("weird \"reason\"\\\nx".into(), 1)],
+            verify_batch_sizes: h,
+            verify_fallbacks: 1,
+            verify_failed: 2,
+            channels: 3,
+            cookies: 4,
+            shards: vec![
+                ShardMetrics { shard: 0, io },
+                ShardMetrics {
+                    shard: 1,
+                    io: Counters::default(),
+                },
+            ],
+            uptime_seconds: 12,
+        }
+    }
+
+    #[test]
+    fn output_parses_line_by_line_with_expected_values() {
+        let text = render(&snapshot());
+        let samples = parse_text(&text).unwrap();
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+                .map(|s| s.value)
+        };
+        assert_eq!(
+            find(
+                "nanopeer_messages_total",
+                &[("direction", "in"), ("type", "confirm_ack")]
+            ),
+            Some(9.0)
+        );
+        assert_eq!(
+            find(
+                "nanopeer_handshakes_total",
+                &[("outcome", "weird \"reason\"\\\nx")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            find("nanopeer_verify_batch_size_bucket", &[("le", "4")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            find("nanopeer_verify_batch_size_bucket", &[("le", "64")]),
+            Some(4.0)
+        );
+        assert_eq!(
+            find("nanopeer_verify_batch_size_bucket", &[("le", "+Inf")]),
+            Some(5.0)
+        );
+        assert_eq!(find("nanopeer_verify_batch_size_sum", &[]), Some(5132.0));
+        assert_eq!(
+            find("nanopeer_buffer_ring_exhausted_total", &[("shard", "0")]),
+            Some(3.0)
+        );
+        assert_eq!(
+            find("nanopeer_shard_live_connections", &[("shard", "0")]),
+            Some(4.0)
+        );
+        assert_eq!(
+            find(
+                "nanopeer_shard_closed_total",
+                &[("shard", "0"), ("reason", "peer")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(find("nanopeer_cookies", &[]), Some(4.0));
+    }
+
+    #[test]
+    fn parser_rejects_malformed_lines() {
+        assert!(parse_text("x 1\n").is_err(), "sample before TYPE");
+        assert!(parse_text("# TYPE x counter\nx{a=\"b} 1\n").is_err());
+        assert!(parse_text("# TYPE x counter\nx{a=b} 1\n").is_err());
+        assert!(parse_text("# TYPE x counter\ny 1\n").is_err());
+        assert!(parse_text("# TYPE x counter\nx -1\n").is_err());
+        assert!(parse_text("# TYPE x counter\n# TYPE x counter\n").is_err());
+        assert!(
+            parse_text("# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\n")
+                .is_err()
+        );
+        assert!(parse_text("# TYPE x gauge\nx{a=\"\\\"q\\\\\"} 1.5\n").is_ok());
+    }
+
+    #[test]
+    fn empty_snapshot_is_valid() {
+        parse_text(&render(&MetricsSnapshot::default())).unwrap();
+    }
+}
