@@ -128,7 +128,11 @@ pub fn resolve_peer(text: &str, default_port: u16) -> std::io::Result<Vec<Socket
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(vec![fix(sa)]);
     }
-    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(vec![fix(SocketAddr::new(ip, default_port))]);
     }
     let (host, port) = match s.rsplit_once(':') {
@@ -430,7 +434,10 @@ mod tests {
     #[test]
     fn resolve_peer_forms() {
         let v = resolve_peer("127.0.0.1:7075", 1).unwrap();
-        assert_eq!(v, vec![canonical("127.0.0.1:7075".parse::<SocketAddr>().unwrap())]);
+        assert_eq!(
+            v,
+            vec![canonical("127.0.0.1:7075".parse::<SocketAddr>().unwrap())]
+        );
         let v = resolve_peer("127.0.0.1", 54000).unwrap();
         assert_eq!(v[0].port(), 54000);
         let v = resolve_peer("[::1]", 17075).unwrap();

@@ -745,7 +745,10 @@ impl Node {
                 result = Err(NodeError::CrawlerPanicked);
             }
         }
-        tracing::info!(node_id = self.identity.node_id_text(), "nanopeer node stopped");
+        tracing::info!(
+            node_id = self.identity.node_id_text(),
+            "nanopeer node stopped"
+        );
         result
     }
 }
