@@ -109,6 +109,26 @@ fn two_nodes_handshake_and_list_each_other() {
     assert_eq!(sa.proto.handshake.invalid_signature, 0);
     assert!(sa.io.connects_ok >= 1);
     assert!(b.stats().io.accepted >= 1);
+    // Verify batches: every flush is counted in one size bucket.
+    let b_stats = sa.batch;
+    assert_eq!(b_stats.sizes.iter().sum::<u64>(), b_stats.flushes);
+    assert_eq!(
+        b_stats.flushes,
+        b_stats.flush_full + b_stats.flush_delay + b_stats.flush_sleep
+    );
+    assert_eq!(b_stats.invalid_keys, 0);
+    // Telemetry is broadcast every 500 ms on dev, verified and cached by the crawler.
+    assert!(
+        wait_until(Duration::from_secs(5), || a
+            .telemetry()
+            .iter()
+            .any(|t| t.node_id == b.node_id() && t.data.node_id == b.node_id())),
+        "no telemetry from b: {:?}",
+        a.telemetry()
+    );
+    assert!(a.stats().crawler.stats.channels_up >= 1);
+    let rs = a.rep_status();
+    assert!(rs.delta > 0, "{rs:?}");
     // keepalive to a connected peer is refused by the reachout rules
     match a.keepalive(b.local_addr()) {
         Err(NodeError::Refused { .. }) => {}
@@ -159,6 +179,28 @@ fn six_nodes_from_one_seed_converge() {
     for n in nodes {
         n.stop().unwrap();
     }
+}
+
+#[test]
+fn full_batches_flush_at_batch_max() {
+    let _g = serial();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut o = opts(db.path(), &[]);
+    o.batch_max = 1;
+    let b = Node::start(o).unwrap();
+    let mut o = opts(da.path(), &[b.local_addr()]);
+    o.batch_max = 1;
+    let a = Node::start(o).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let s = a.stats().batch;
+        knows(&a, &b.node_id()) && s.flush_full >= 1
+    }));
+    let s = a.stats().batch;
+    // a batch of one is full as soon as it has its item
+    assert_eq!(s.flush_sleep + s.flush_delay, 0, "{s:?}");
+    assert_eq!(s.sizes[0], s.flushes);
+    a.stop().unwrap();
+    b.stop().unwrap();
 }
 
 #[test]
