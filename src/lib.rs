@@ -42,6 +42,7 @@
 pub mod channels;
 pub mod crypto;
 pub mod io;
+pub mod node;
 pub mod ops;
 pub mod proto;
 pub mod store;

@@ -36,3 +36,8 @@ pub use error::{Full, IoError};
 pub use handle::{ShardHandle, ShardInfo, spawn, spawn_shards};
 pub use ring::probe;
 pub use shard::{Handler, Io};
+
+/// Pins the calling thread to `core` (for threads beside the shards, e.g. the crawler).
+pub fn pin_current_thread(core: usize) -> Result<(), IoError> {
+    sys::pin_to_core(core)
+}

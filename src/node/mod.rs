@@ -1,0 +1,779 @@
+//! The node: io_uring shards running the protocol cores, the crawler thread, the peer store.
+//!
+//! [`Node::start`] checks io_uring, opens the data directory (peer store, node key), loads
+//! the representative weights, builds the shared state (channel map, duplicate filter,
+//! exclusion list), spawns the shards (one SO_REUSEPORT listener each) and the crawler thread,
+//! which dials the stored peers first and then the preconfigured ones. [`Node`] is the handle
+//! the CLI, the RPC server and the tests use; [`Node::stop`] flushes the live peers to the store
+//! and joins every thread. [`run_until_signal`] is the daemon: start, wait for SIGTERM or
+//! SIGINT, stop.
+
+mod crawler;
+mod shard;
+
+pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
+pub use shard::{BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
+
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{bounded, unbounded};
+use parking_lot::{Mutex, RwLock};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use crate::channels::{ChannelLimits, ChannelMap, Direction};
+use crate::io::{self, Counters, IoError, ShardConfig, ShardHandle};
+use crate::proto::addr::{canonical, to_socket_addr};
+use crate::proto::config::ProtoConfig;
+use crate::proto::crawler::{CrawlerCore, CrawlerSetup};
+use crate::proto::events::ShardCommand;
+use crate::proto::exclusion::PeerExclusion;
+use crate::proto::filter::{DEFAULT_CUTOFF_MS, DEFAULT_SLOTS, DuplicateFilter};
+use crate::proto::identity::NodeIdentity;
+use crate::proto::reachout::MergeRefusal;
+use crate::proto::repcrawler::RepStatus;
+use crate::proto::shard::{ShardShared, ShardStats};
+use crate::proto::telemetry::telemetry_ack_bytes;
+use crate::proto::weights::{RepWeights, WeightsError};
+use crate::store::{PeerStore, StoreError, ensure_data_dir, load_or_create_node_key};
+use crate::types::{Network, PublicKey};
+
+use self::crawler::{Control, CrawlerThread, recv_within, wall_ms};
+use self::shard::{NodeShard, ShardSetup};
+
+/// How long [`Node::stop`] waits for the crawler's final flush.
+const STOP_CRAWLER_WAIT: Duration = Duration::from_secs(2);
+/// How long [`Node::keepalive`] waits for the crawler's answer.
+const CONTROL_WAIT: Duration = Duration::from_secs(2);
+
+/// Why the node could not start, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// io_uring (or a feature the shards need) is unavailable.
+    #[error("io_uring is not usable here: {0}")]
+    IoUnavailable(#[source] IoError),
+    /// The data directory, peer store or node key (the message names the file).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The representative weights file could not be loaded.
+    #[error("cannot load representative weights from {path}: {source}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// The cause.
+        source: WeightsError,
+    },
+    /// The shards could not start (bind, ring setup, pinning).
+    #[error("cannot start shards listening on {addr}: {source}")]
+    Shards {
+        /// The listen address.
+        addr: SocketAddr,
+        /// The cause.
+        source: IoError,
+    },
+    /// A shard thread ended with an error.
+    #[error("shard {index} failed: {source}")]
+    ShardFailed {
+        /// The shard.
+        index: usize,
+        /// The cause.
+        source: IoError,
+    },
+    /// A thread could not be spawned.
+    #[error("cannot spawn the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The operating system's random source failed.
+    #[error("cannot seed the random generator from the OS: {0}")]
+    Random(String),
+    /// An option is inconsistent.
+    #[error("invalid node option: {0}")]
+    Config(String),
+    /// `keepalive(addr)` was refused by the reachout rules (§7.4).
+    #[error("peer {addr} not dialed: {reason:?}")]
+    Refused {
+        /// The address.
+        addr: SocketAddr,
+        /// The rule that refused it.
+        reason: MergeRefusal,
+    },
+    /// The crawler thread is not running (stopped or crashed).
+    #[error("the crawler thread is not running")]
+    CrawlerGone,
+    /// The crawler thread panicked.
+    #[error("the crawler thread panicked")]
+    CrawlerPanicked,
+    /// Installing the SIGTERM/SIGINT handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// The preconfigured peers of a network (§7.6): dev none, live `peering.nano.org:7075`, beta
+/// `peering-beta.nano.org:54000`, test `peering-test.nano.org:17075`.
+pub fn default_preconfigured_peers(network: Network) -> Vec<String> {
+    match network {
+        Network::Dev => Vec::new(),
+        Network::Live => vec!["peering.nano.org:7075".into()],
+        Network::Beta => vec!["peering-beta.nano.org:54000".into()],
+        Network::Test => vec!["peering-test.nano.org:17075".into()],
+    }
+}
+
+/// The default shard count: one per core but one (left for the crawler), at least 1.
+pub fn default_shard_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1)
+}
+
+/// Everything [`Node::start`] needs. [`NodeOptions::new`] gives the defaults of a network.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The network.
+    pub network: Network,
+    /// The data directory (peer store, node key); created if missing.
+    pub data_path: PathBuf,
+    /// Where to listen (every shard binds it with SO_REUSEPORT). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Number of shards; `None` = [`default_shard_count`].
+    pub shards: Option<usize>,
+    /// Peers dialed at start after the stored ones, as `host[:port]` (no port = the network's
+    /// default port); `None` = [`default_preconfigured_peers`].
+    pub preconfigured_peers: Option<Vec<String>>,
+    /// A verify batch is flushed when it holds this many requests.
+    pub batch_max: usize,
+    /// … or this long after its first request (µs).
+    pub batch_delay_us: u64,
+    /// Protocol settings; `network` must match, `listen_port` is replaced by the bound port.
+    pub proto: ProtoConfig,
+    /// io settings of each shard (`listen` and `cores` are set by the node).
+    pub io: ShardConfig,
+    /// Representative weights file (`<account> <raw>` lines); `None` = the network's defaults.
+    pub weights_file: Option<PathBuf>,
+    /// Overrides `proto.online_weight_minimum` (raw).
+    pub online_weight_minimum: Option<u128>,
+    /// Pin shard `i` to core `i` (and the crawler to the last core).
+    pub pin_cores: bool,
+    /// Slots of the duplicate filter (16 bytes each).
+    pub filter_slots: usize,
+    /// Capacity of the shard → crawler event queue.
+    pub event_queue: usize,
+    /// Decompressed public keys cached per shard.
+    pub key_cache: usize,
+}
+
+impl NodeOptions {
+    /// The defaults of `network`: listen on `[::]` at the network's default port, shards
+    /// [`default_shard_count`], the network's preconfigured peers, batches of 64 or 200 µs.
+    pub fn new(network: Network, data_path: impl Into<PathBuf>) -> NodeOptions {
+        NodeOptions {
+            network,
+            data_path: data_path.into(),
+            listen: SocketAddr::from((Ipv6Addr::UNSPECIFIED, network.default_port())),
+            shards: None,
+            preconfigured_peers: None,
+            batch_max: 64,
+            batch_delay_us: 200,
+            proto: ProtoConfig::for_network(network),
+            io: ShardConfig::default(),
+            weights_file: None,
+            online_weight_minimum: None,
+            pin_cores: false,
+            filter_slots: DEFAULT_SLOTS,
+            event_queue: 65_536,
+            key_cache: 4096,
+        }
+    }
+}
+
+/// One connected peer, as [`Node::peers`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The remote endpoint of the connection.
+    pub endpoint: SocketAddr,
+    /// The peer's node id.
+    pub node_id: PublicKey,
+    /// The protocol version of the channel.
+    pub protocol_version: u8,
+    /// Where the peer listens (keepalive slot 0; else the remote endpoint).
+    pub peering_endpoint: SocketAddr,
+    /// The shard that owns the connection.
+    pub shard: u16,
+    /// Who dialed.
+    pub direction: Direction,
+}
+
+/// Counters of the whole node.
+#[derive(Debug, Clone)]
+pub struct NodeStats {
+    /// The protocol cores' counters, summed over the shards.
+    pub proto: ShardStats,
+    /// The io counters, summed over the shards.
+    pub io: Counters,
+    /// The batch verifiers' counters, summed over the shards.
+    pub batch: BatchMetrics,
+    /// Events handed to the crawler.
+    pub events_sent: u64,
+    /// Events dropped (crawler queue full).
+    pub events_dropped: u64,
+    /// ChannelUp/ChannelDown dropped (queue and backlog full).
+    pub lifecycle_dropped: u64,
+    /// Channels in the channel map.
+    pub channels: usize,
+    /// Per shard, as published.
+    pub shards: Vec<ShardMetrics>,
+    /// The crawler (as last published).
+    pub crawler: CrawlerStatus,
+}
+
+/// Adds `b`'s counters to `a`.
+pub fn add_shard_stats(a: &mut ShardStats, b: &ShardStats) {
+    for (x, y) in a.messages_in.iter_mut().zip(b.messages_in.iter()) {
+        *x += y;
+    }
+    for (x, y) in a.messages_out.iter_mut().zip(b.messages_out.iter()) {
+        *x += y;
+    }
+    a.bytes_in += b.bytes_in;
+    a.bytes_out += b.bytes_out;
+    let (h, g) = (&mut a.handshake, &b.handshake);
+    h.ok += g.ok;
+    h.own_node_id += g.own_node_id;
+    h.invalid_genesis += g.invalid_genesis;
+    h.missing_cookie += g.missing_cookie;
+    h.invalid_signature += g.invalid_signature;
+    h.protocol += g.protocol;
+    h.cookie_limit += g.cookie_limit;
+    h.max_per_ip += g.max_per_ip;
+    h.max_per_subnet += g.max_per_subnet;
+    h.duplicate_node_id += g.duplicate_node_id;
+    h.not_a_peer += g.not_a_peer;
+    h.excluded += g.excluded;
+    h.channel_limit += g.channel_limit;
+    let (p, q) = (&mut a.payload_errors, &b.payload_errors);
+    p.too_short += q.too_short;
+    p.trailing_bytes += q.trailing_bytes;
+    p.not_a_block += q.not_a_block;
+    p.confirm_req_pairs += q.confirm_req_pairs;
+    p.empty_handshake += q.empty_handshake;
+    p.telemetry_too_short += q.telemetry_too_short;
+    p.bulk_pull_extended += q.bulk_pull_extended;
+    p.asc_pull_type += q.asc_pull_type;
+    p.other += q.other;
+    let (c, d) = (&mut a.closes, &b.closes);
+    c.header_error += d.header_error;
+    c.handshake += d.handshake;
+    c.message_before_handshake += d.message_before_handshake;
+    c.bootstrap_not_served += d.bootstrap_not_served;
+    c.timeout += d.timeout;
+    c.purged += d.purged;
+    c.excluded += d.excluded;
+    c.requested += d.requested;
+    a.closed_remotely += b.closed_remotely;
+    a.connections += b.connections;
+    a.duplicate_publish += b.duplicate_publish;
+    a.duplicate_confirm_ack += b.duplicate_confirm_ack;
+    a.insufficient_work += b.insufficient_work;
+    a.invalid_block_signature += b.invalid_block_signature;
+    a.invalid_vote_signature += b.invalid_vote_signature;
+    a.zero_account_vote += b.zero_account_vote;
+    a.telemetry_empty += b.telemetry_empty;
+    a.telemetry_node_id_mismatch += b.telemetry_node_id_mismatch;
+    a.invalid_telemetry_signature += b.invalid_telemetry_signature;
+    a.genesis_mismatch += b.genesis_mismatch;
+    a.confirm_req_ignored += b.confirm_req_ignored;
+    a.realtime_ignored += b.realtime_ignored;
+    a.handshake_ignored += b.handshake_ignored;
+    a.verify_requests += b.verify_requests;
+    a.verify_overflow += b.verify_overflow;
+    a.verify_orphaned += b.verify_orphaned;
+    a.held_dropped += b.held_dropped;
+    a.send_to_closed += b.send_to_closed;
+    a.dials += b.dials;
+    a.dials_failed += b.dials_failed;
+    a.cookies_purged += b.cookies_purged;
+}
+
+fn add_counters(a: &mut Counters, b: &Counters) {
+    a.accepted += b.accepted;
+    a.rejected_cap += b.rejected_cap;
+    a.refused += b.refused;
+    a.accept_errors += b.accept_errors;
+    a.connects_ok += b.connects_ok;
+    a.connects_failed += b.connects_failed;
+    a.recv_completions += b.recv_completions;
+    a.recv_bytes += b.recv_bytes;
+    a.recv_rearms += b.recv_rearms;
+    a.buf_ring_exhausted += b.buf_ring_exhausted;
+    a.send_messages += b.send_messages;
+    a.sends += b.sends;
+    a.send_bytes += b.send_bytes;
+    a.partial_sends += b.partial_sends;
+    a.send_queue_drops += b.send_queue_drops;
+    a.closed_peer += b.closed_peer;
+    a.closed_recv_error += b.closed_recv_error;
+    a.closed_send_error += b.closed_send_error;
+    a.closed_send_queue_full += b.closed_send_queue_full;
+    a.closed_deadline += b.closed_deadline;
+    a.closed_local += b.closed_local;
+    a.closed_shutdown += b.closed_shutdown;
+    a.live_connections += b.live_connections;
+    a.commands += b.commands;
+    a.loop_turns += b.loop_turns;
+    a.sq_full_submits += b.sq_full_submits;
+}
+
+/// A running node. Dropping it stops it (as [`Node::stop`], ignoring errors).
+pub struct Node {
+    identity: Arc<NodeIdentity>,
+    network: Network,
+    local_addr: SocketAddr,
+    data_path: PathBuf,
+    channels: Arc<ChannelMap>,
+    shards: Vec<ShardHandle<ShardCommand>>,
+    metrics: Vec<Arc<Mutex<ShardMetrics>>>,
+    status: Arc<RwLock<CrawlerStatus>>,
+    control: crossbeam::channel::Sender<Control>,
+    crawler: Option<JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("network", &self.network)
+            .field("node_id", &self.identity.node_id_text())
+            .field("local_addr", &self.local_addr)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a node (see the [module docs](self)). Every failure names what failed: the
+    /// missing io_uring feature, the data directory or file, the listen address.
+    pub fn start(opts: NodeOptions) -> Result<Node, NodeError> {
+        let epoch = Instant::now();
+        let network = opts.network;
+        if opts.proto.network != network {
+            return Err(NodeError::Config(format!(
+                "protocol settings are for the {} network, the node is on {}",
+                opts.proto.network.name(),
+                network.name()
+            )));
+        }
+        if opts.batch_max == 0 {
+            return Err(NodeError::Config("batch_max must be at least 1".into()));
+        }
+        io::probe().map_err(NodeError::IoUnavailable)?;
+        ensure_data_dir(&opts.data_path)?;
+        let store = PeerStore::open(&opts.data_path)?;
+        let mut master =
+            ChaCha20Rng::try_from_os_rng().map_err(|e| NodeError::Random(e.to_string()))?;
+        let key = load_or_create_node_key(&opts.data_path, &mut master)?;
+        let identity = Arc::new(NodeIdentity::from_secret(&key.secret));
+        if key.created {
+            tracing::info!(path = %key.path.display(), "created a new node ID key");
+        }
+        let weights = match &opts.weights_file {
+            Some(path) => RepWeights::load(path).map_err(|source| NodeError::Weights {
+                path: path.clone(),
+                source,
+            })?,
+            None => RepWeights::defaults(network),
+        };
+        let mut config = opts.proto.clone();
+        if let Some(m) = opts.online_weight_minimum {
+            config.online_weight_minimum = m;
+        }
+        let channels = Arc::new(ChannelMap::new(ChannelLimits {
+            max_peers_per_ip: config.max_peers_per_ip as usize,
+            max_peers_per_subnetwork: config.max_peers_per_subnetwork as usize,
+            max_channels: config.max_channels,
+            max_attempts: ChannelLimits::for_network(network).max_attempts,
+        }));
+        let filter = Arc::new(DuplicateFilter::new(
+            opts.filter_slots,
+            master.random(),
+            DEFAULT_CUTOFF_MS,
+        ));
+        let exclusion = Arc::new(parking_lot::Mutex::new(PeerExclusion::new()));
+        let shard_count = opts.shards.unwrap_or_else(default_shard_count).max(1);
+        if shard_count > usize::from(u16::MAX) {
+            return Err(NodeError::Config("too many shards".into()));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+        // Shards. The protocol settings need the bound port, known once shard 0 has bound
+        // the listener, so the shared state is built by the first factory call.
+        let (ev_tx, ev_rx) = bounded(opts.event_queue.max(1));
+        let shared_cell: Arc<OnceLock<ShardShared>> = Arc::new(OnceLock::new());
+        let metrics: Vec<Arc<Mutex<ShardMetrics>>> = (0..shard_count)
+            .map(|i| {
+                Arc::new(Mutex::new(ShardMetrics {
+                    shard: i,
+                    ..ShardMetrics::default()
+                }))
+            })
+            .collect();
+        let seeds: Vec<[u8; 32]> = (0..shard_count).map(|_| master.random()).collect();
+        let mut io_cfg = opts.io.clone();
+        io_cfg.listen = Some(opts.listen);
+        io_cfg.cores = if opts.pin_cores {
+            (0..shard_count.min(cores)).collect()
+        } else {
+            Vec::new()
+        };
+        let factory = {
+            let shared_cell = Arc::clone(&shared_cell);
+            let metrics = metrics.clone();
+            let config = config.clone();
+            let (channels, filter, identity, exclusion) = (
+                Arc::clone(&channels),
+                Arc::clone(&filter),
+                Arc::clone(&identity),
+                Arc::clone(&exclusion),
+            );
+            let batch_delay = Duration::from_micros(opts.batch_delay_us);
+            let (batch_max, key_cache) = (opts.batch_max, opts.key_cache);
+            let ev_tx = ev_tx.clone();
+            move |info: &io::ShardInfo| {
+                let shared = shared_cell.get_or_init(|| {
+                    let mut config = config.clone();
+                    if let Some(a) = info.local_addr {
+                        config.listen_port = a.port();
+                    }
+                    ShardShared {
+                        channels: Arc::clone(&channels),
+                        filter: Arc::clone(&filter),
+                        config: Arc::new(config),
+                        identity: Arc::clone(&identity),
+                        exclusion: Arc::clone(&exclusion),
+                    }
+                });
+                let setup = ShardSetup {
+                    shared: shared.clone(),
+                    epoch,
+                    events: ev_tx.clone(),
+                    batch_max,
+                    batch_delay,
+                    key_cache,
+                };
+                let seed = seeds.get(info.index).copied().unwrap_or([7; 32]);
+                NodeShard::new(
+                    info.index,
+                    &setup,
+                    ChaCha20Rng::from_seed(seed),
+                    Arc::clone(&metrics[info.index.min(metrics.len() - 1)]),
+                )
+            }
+        };
+        let shards = io::spawn_shards(&io_cfg, shard_count, factory).map_err(|source| {
+            NodeError::Shards {
+                addr: opts.listen,
+                source,
+            }
+        })?;
+        drop(ev_tx);
+        let local_addr = shards
+            .first()
+            .and_then(|s| s.local_addr())
+            .unwrap_or(opts.listen);
+        let config = shared_cell
+            .get()
+            .map(|s| (*s.config).clone())
+            .unwrap_or_else(|| {
+                let mut c = config.clone();
+                c.listen_port = local_addr.port();
+                c
+            });
+
+        // The crawler.
+        let stored: Vec<SocketAddrV6> = store
+            .load(wall_ms())
+            .into_iter()
+            .map(|(ep, _)| ep)
+            .collect();
+        let stored_count = stored.len();
+        let mut setup = CrawlerSetup::new(
+            config.clone(),
+            Arc::clone(&channels),
+            Arc::clone(&exclusion),
+            weights,
+            shard_count as u16,
+        );
+        setup.stored_peers = stored;
+        setup.online_samples = store.samples();
+        {
+            let identity = Arc::clone(&identity);
+            setup.telemetry = Some(Box::new(move |now_ms: u64, peers: usize| {
+                telemetry_ack_bytes(
+                    &identity,
+                    network,
+                    u32::try_from(peers).unwrap_or(u32::MAX),
+                    now_ms / 1000,
+                    wall_ms(),
+                )
+            }));
+        }
+        let core = CrawlerCore::new(setup);
+        let status = Arc::new(RwLock::new(CrawlerStatus::of(&core, 0)));
+        let (ctl_tx, ctl_rx) = unbounded();
+        let preconfigured = opts
+            .preconfigured_peers
+            .clone()
+            .unwrap_or_else(|| default_preconfigured_peers(network));
+        let thread = CrawlerThread {
+            core,
+            events: ev_rx,
+            control: ctl_rx,
+            control_tx: ctl_tx.clone(),
+            shards: shards.clone(),
+            channels: Arc::clone(&channels),
+            store,
+            status: Arc::clone(&status),
+            epoch,
+            rng: ChaCha20Rng::from_seed(master.random()),
+            preconfigured: Arc::new(preconfigured),
+            default_port: network.default_port(),
+            max_samples: config.online_weight_max_samples,
+            resolving: Arc::new(AtomicBool::new(false)),
+            out: Vec::new(),
+            stats: CrawlerThreadStats::default(),
+            store_failed: false,
+        };
+        let pin = opts.pin_cores.then(|| cores.saturating_sub(1));
+        let spawned = std::thread::Builder::new()
+            .name("crawler".into())
+            .spawn(move || {
+                if let Some(core) = pin
+                    && let Err(e) = io::pin_current_thread(core)
+                {
+                    tracing::warn!(core, error = %e, "cannot pin the crawler thread");
+                }
+                thread.run();
+            });
+        let crawler = match spawned {
+            Ok(h) => h,
+            Err(source) => {
+                for s in &shards {
+                    s.stop();
+                }
+                for s in &shards {
+                    let _ = s.join();
+                }
+                return Err(NodeError::Thread {
+                    what: "crawler",
+                    source,
+                });
+            }
+        };
+        tracing::info!(
+            network = network.name(),
+            node_id = identity.node_id_text(),
+            listen = %local_addr,
+            shards = shard_count,
+            data_path = %opts.data_path.display(),
+            stored_peers = stored_count,
+            "nanopeer node started"
+        );
+        Ok(Node {
+            identity,
+            network,
+            local_addr,
+            data_path: opts.data_path,
+            channels,
+            shards,
+            metrics,
+            status,
+            control: ctl_tx,
+            crawler: Some(crawler),
+            stopped: false,
+        })
+    }
+
+    /// Our node id.
+    pub fn node_id(&self) -> PublicKey {
+        self.identity.node_id()
+    }
+
+    /// Our node id as `node_…` text.
+    pub fn node_id_text(&self) -> &str {
+        self.identity.node_id_text()
+    }
+
+    /// The network.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The address the shards listen on (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The data directory.
+    pub fn data_path(&self) -> &std::path::Path {
+        &self.data_path
+    }
+
+    /// The connected peers (alive channels), ordered by endpoint.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut v: Vec<PeerInfo> = self
+            .channels
+            .snapshot()
+            .into_iter()
+            .filter(|c| c.is_alive())
+            .map(|c| PeerInfo {
+                endpoint: to_socket_addr(c.remote()),
+                node_id: *c.node_id(),
+                protocol_version: c.protocol_version(),
+                peering_endpoint: to_socket_addr(c.peering_endpoint()),
+                shard: c.shard(),
+                direction: c.direction(),
+            })
+            .collect();
+        v.sort_by_key(|p| p.endpoint);
+        v
+    }
+
+    /// Asks the crawler to dial `addr` now (`merge_peer`, §7.4). Refused by the reachout rules
+    /// (already connected, attempted recently, not a peer, limits): [`NodeError::Refused`].
+    pub fn keepalive(&self, addr: SocketAddr) -> Result<(), NodeError> {
+        let (tx, rx) = bounded(1);
+        self.control
+            .send(Control::MergePeer(canonical(addr), tx))
+            .map_err(|_| NodeError::CrawlerGone)?;
+        match recv_within(&rx, CONTROL_WAIT) {
+            Some(Ok(_shard)) => Ok(()),
+            Some(Err(reason)) => Err(NodeError::Refused { addr, reason }),
+            None => Err(NodeError::CrawlerGone),
+        }
+    }
+
+    /// Counters of the whole node (shards as last published, within ~100 ms).
+    pub fn stats(&self) -> NodeStats {
+        let mut proto = ShardStats::default();
+        let mut io = Counters::default();
+        let mut batch = BatchMetrics::default();
+        let (mut sent, mut dropped, mut lifecycle_dropped) = (0, 0, 0);
+        let shards: Vec<ShardMetrics> = self.metrics.iter().map(|m| m.lock().clone()).collect();
+        for m in &shards {
+            add_shard_stats(&mut proto, &m.proto);
+            batch.add(&m.batch);
+            sent += m.events_sent;
+            dropped += m.events_dropped;
+            lifecycle_dropped += m.lifecycle_dropped;
+        }
+        for h in &self.shards {
+            add_counters(&mut io, &h.counters());
+        }
+        NodeStats {
+            proto,
+            io,
+            batch,
+            events_sent: sent,
+            events_dropped: dropped,
+            lifecycle_dropped,
+            channels: self.channels.len(),
+            shards,
+            crawler: self.status.read().clone(),
+        }
+    }
+
+    /// Representatives, online weight, trended weight and quorum delta (as last published).
+    pub fn rep_status(&self) -> RepStatus {
+        self.status.read().rep_status.clone()
+    }
+
+    /// Telemetry of the peers (as last published).
+    pub fn telemetry(&self) -> Vec<PeerTelemetry> {
+        self.status.read().telemetry.clone()
+    }
+
+    /// False while peer-store writes fail (the node keeps peering without persistence).
+    pub fn store_ok(&self) -> bool {
+        self.status.read().store_ok
+    }
+
+    /// Stops the node: the crawler writes the live peers to the peer store and exits, then the
+    /// shards close every connection and exit; every thread is joined (bounded: about 4 s at
+    /// worst, normally milliseconds).
+    pub fn stop(mut self) -> Result<(), NodeError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), NodeError> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        let mut result = Ok(());
+        let (tx, rx) = bounded(1);
+        let asked = self.control.send(Control::Stop(tx)).is_ok();
+        let flushed = asked && recv_within(&rx, STOP_CRAWLER_WAIT).is_some();
+        if !flushed {
+            tracing::warn!("the crawler did not confirm the final peer-store flush");
+        }
+        for s in &self.shards {
+            s.stop();
+        }
+        for s in &self.shards {
+            if let Err(source) = s.join()
+                && result.is_ok()
+            {
+                result = Err(NodeError::ShardFailed {
+                    index: s.index(),
+                    source,
+                });
+            }
+        }
+        if let Some(h) = self.crawler.take() {
+            // It has answered Stop (or is gone); a thread that did not answer is left
+            // detached rather than blocking the stop.
+            if (flushed || h.is_finished()) && h.join().is_err() && result.is_ok() {
+                result = Err(NodeError::CrawlerPanicked);
+            }
+        }
+        tracing::info!(
+            node_id = self.identity.node_id_text(),
+            "nanopeer node stopped"
+        );
+        result
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Starts a node, waits for SIGTERM or SIGINT, and stops it. A second signal while stopping
+/// exits the process at once.
+pub fn run_until_signal(opts: NodeOptions) -> Result<(), NodeError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        // A second signal (flag already set) terminates the process.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&term))
+            .map_err(NodeError::Signal)?;
+        signal_hook::flag::register(sig, Arc::clone(&term)).map_err(NodeError::Signal)?;
+    }
+    let node = Node::start(opts)?;
+    while !term.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("signal received, stopping");
+    node.stop()
+}

@@ -1,0 +1,512 @@
+//! The shard handler: one [`ShardCore`] driven by one io_uring shard.
+//!
+//! It maps io connection ids to proto connection ids (`ConnId::to_u64`), turns every io
+//! callback into a core call, and carries out what the core asks: socket actions go to the
+//! ring, crawler events to a bounded channel (never blocking), signature checks to a per-shard
+//! [`BatchVerifier`] that flushes when it holds `batch_max` items, `batch_delay` after its first
+//! item, or when the ring is about to sleep.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddrV6;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Sender, TrySendError};
+use parking_lot::Mutex;
+use rand_chacha::ChaCha20Rng;
+
+use crate::crypto::{BatchStats, BatchVerifier, KeyCache};
+use crate::io::{self, CloseReason, Handler, Io};
+use crate::proto::addr::to_socket_addr;
+use crate::proto::events::{ConnId, CrawlerEvent, IoAction, ShardCommand, VerifyRequest};
+use crate::proto::shard::{ShardCore, ShardOutput, ShardShared, ShardStats};
+
+/// How often the core's timers run (syn-cookie purge, handshake timeouts).
+const TICK: Duration = Duration::from_millis(100);
+/// How often the shard's metrics are published at most.
+const PUBLISH: Duration = Duration::from_millis(100);
+/// Most ChannelUp/ChannelDown events kept while the crawler's queue is full.
+const LIFECYCLE_BACKLOG: usize = 65_536;
+
+/// Number of batch-size histogram buckets: 1, 2–3, 4–7, …, 64–127, ≥ 128.
+pub const BATCH_BUCKETS: usize = 8;
+
+/// The bucket of a batch of `n` items (`n ≥ 1`): ⌊log2 n⌋, capped.
+pub fn batch_bucket(n: usize) -> usize {
+    (usize::BITS - 1 - n.max(1).leading_zeros()).min(BATCH_BUCKETS as u32 - 1) as usize
+}
+
+/// Why a verify batch was flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlushCause {
+    Full,
+    Delay,
+    Sleep,
+}
+
+/// Counters of one shard's batch verifier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchMetrics {
+    /// Flushes (each answers every pending request).
+    pub flushes: u64,
+    /// Flushes because the batch reached `batch_max`.
+    pub flush_full: u64,
+    /// Flushes because `batch_delay` passed since the first pending item.
+    pub flush_delay: u64,
+    /// Flushes because the ring was about to sleep.
+    pub flush_sleep: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests whose key is not a curve point (answered `false` without verifying).
+    pub invalid_keys: u64,
+    /// Flushes by size (requests handed to the verifier): bucket `i` counts sizes
+    /// `2^i ..= 2^(i+1) − 1`, the last bucket everything from 128.
+    pub sizes: [u64; BATCH_BUCKETS],
+    /// The verifier's own counters: multiscalar batches, failed batches (fallbacks to single
+    /// verification), items verified singly.
+    pub verifier: BatchStats,
+}
+
+impl BatchMetrics {
+    /// Adds another shard's counters.
+    pub fn add(&mut self, o: &BatchMetrics) {
+        self.flushes += o.flushes;
+        self.flush_full += o.flush_full;
+        self.flush_delay += o.flush_delay;
+        self.flush_sleep += o.flush_sleep;
+        self.requests += o.requests;
+        self.invalid_keys += o.invalid_keys;
+        for (a, b) in self.sizes.iter_mut().zip(o.sizes.iter()) {
+            *a += b;
+        }
+        self.verifier.items += o.verifier.items;
+        self.verifier.batches += o.verifier.batches;
+        self.verifier.failed_batches += o.verifier.failed_batches;
+        self.verifier.single += o.verifier.single;
+    }
+}
+
+/// What one shard publishes for metrics and RPC (at most every 100 ms, and when it stops).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardMetrics {
+    /// The shard's index.
+    pub shard: usize,
+    /// The protocol core's counters.
+    pub proto: ShardStats,
+    /// The batch verifier's counters.
+    pub batch: BatchMetrics,
+    /// Connections the core tracks now (handshaking and realtime).
+    pub connections: u64,
+    /// Events handed to the crawler.
+    pub events_sent: u64,
+    /// Events dropped because the crawler's queue was full (keepalives, votes, blocks,
+    /// telemetry; the crawler re-reads the channel map at cleanup).
+    pub events_dropped: u64,
+    /// ChannelUp/ChannelDown held back because the queue was full (sent later, in order).
+    pub lifecycle_deferred: u64,
+    /// ChannelUp/ChannelDown dropped because the backlog was full too.
+    pub lifecycle_dropped: u64,
+    /// Dials that failed before connecting (socket creation, connection cap).
+    pub dial_errors: u64,
+}
+
+/// Everything the shard factory shares between the shards of one node.
+#[derive(Clone)]
+pub(crate) struct ShardSetup {
+    pub(crate) shared: ShardShared,
+    pub(crate) epoch: Instant,
+    pub(crate) events: Sender<CrawlerEvent>,
+    pub(crate) batch_max: usize,
+    pub(crate) batch_delay: Duration,
+    pub(crate) key_cache: usize,
+}
+
+/// The io handler of one shard.
+pub(crate) struct NodeShard {
+    core: ShardCore,
+    out: ShardOutput,
+    spare_io: Vec<IoAction>,
+    spare_verify: Vec<VerifyRequest>,
+    rng: ChaCha20Rng,
+    epoch: Instant,
+    events: Sender<CrawlerEvent>,
+    backlog: VecDeque<CrawlerEvent>,
+    verifier: BatchVerifier,
+    keys: KeyCache,
+    batch_ids: Vec<u64>,
+    rejected: Vec<u64>,
+    results: Vec<(u64, bool)>,
+    batch_started: Option<Instant>,
+    batch_delay: Duration,
+    next_tick: Instant,
+    dial_tokens: HashMap<u64, SocketAddrV6>,
+    next_token: u64,
+    metrics: ShardMetrics,
+    published: Arc<Mutex<ShardMetrics>>,
+    next_publish: Instant,
+}
+
+impl NodeShard {
+    pub(crate) fn new(
+        index: usize,
+        setup: &ShardSetup,
+        rng: ChaCha20Rng,
+        published: Arc<Mutex<ShardMetrics>>,
+    ) -> NodeShard {
+        let now = Instant::now();
+        NodeShard {
+            core: ShardCore::new(index as u16, setup.shared.clone()),
+            out: ShardOutput::default(),
+            spare_io: Vec::new(),
+            spare_verify: Vec::new(),
+            rng,
+            epoch: setup.epoch,
+            events: setup.events.clone(),
+            backlog: VecDeque::new(),
+            verifier: BatchVerifier::new(setup.batch_max),
+            keys: KeyCache::new(setup.key_cache),
+            batch_ids: Vec::with_capacity(setup.batch_max),
+            rejected: Vec::new(),
+            results: Vec::with_capacity(setup.batch_max),
+            batch_started: None,
+            batch_delay: setup.batch_delay,
+            next_tick: now + TICK,
+            dial_tokens: HashMap::new(),
+            next_token: 1,
+            metrics: ShardMetrics {
+                shard: index,
+                ..ShardMetrics::default()
+            },
+            published,
+            next_publish: now,
+        }
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Carries out everything the core produced, until nothing is left (applying an action
+    /// or flushing a batch may produce more).
+    fn drain(&mut self, io: &mut Io) {
+        loop {
+            if !self.out.events.is_empty() {
+                self.forward_events();
+            }
+            if !self.out.verify.is_empty() {
+                let mut reqs = std::mem::take(&mut self.spare_verify);
+                std::mem::swap(&mut reqs, &mut self.out.verify);
+                for req in reqs.drain(..) {
+                    self.enqueue(req, io.now());
+                    if self.verifier.is_full() {
+                        self.flush(io.now(), FlushCause::Full);
+                    }
+                }
+                self.spare_verify = reqs;
+            }
+            if !self.out.io.is_empty() {
+                let mut actions = std::mem::take(&mut self.spare_io);
+                std::mem::swap(&mut actions, &mut self.out.io);
+                for action in actions.drain(..) {
+                    self.apply(io, action);
+                }
+                self.spare_io = actions;
+            }
+            if self.out.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn apply(&mut self, io: &mut Io, action: IoAction) {
+        match action {
+            IoAction::Send { conn, bytes } => {
+                // NotOpen (closed meanwhile) and SendQueueFull are counted by the io layer.
+                let _ = io.send_owned(io::ConnId::from_u64(conn.0), bytes);
+            }
+            IoAction::Close { conn, .. } => {
+                io.close(io::ConnId::from_u64(conn.0));
+            }
+            IoAction::Dial { endpoint } => {
+                let token = self.next_token;
+                self.next_token = self.next_token.wrapping_add(1);
+                match io.dial(to_socket_addr(endpoint), token) {
+                    Ok(_) => {
+                        self.dial_tokens.insert(token, endpoint);
+                    }
+                    Err(e) => {
+                        self.metrics.dial_errors += 1;
+                        tracing::debug!(%endpoint, error = %e, "dial failed");
+                        let now_ms = self.ms(io.now());
+                        self.core.on_dial_failed(endpoint, now_ms, &mut self.out);
+                    }
+                }
+            }
+            IoAction::Deadline { conn, at_ms } => {
+                io.set_deadline(
+                    io::ConnId::from_u64(conn.0),
+                    self.epoch + Duration::from_millis(at_ms),
+                );
+            }
+        }
+    }
+
+    fn forward_events(&mut self) {
+        self.retry_backlog();
+        for ev in self.out.events.drain(..) {
+            let lifecycle = matches!(
+                ev,
+                CrawlerEvent::ChannelUp(_) | CrawlerEvent::ChannelDown(_)
+            );
+            if lifecycle && !self.backlog.is_empty() {
+                // keep Up/Down in order behind the ones already waiting
+                if self.backlog.len() < LIFECYCLE_BACKLOG {
+                    self.backlog.push_back(ev);
+                    self.metrics.lifecycle_deferred += 1;
+                } else {
+                    self.metrics.lifecycle_dropped += 1;
+                }
+                continue;
+            }
+            match self.events.try_send(ev) {
+                Ok(()) => self.metrics.events_sent += 1,
+                Err(TrySendError::Full(ev)) if lifecycle => {
+                    self.backlog.push_back(ev);
+                    self.metrics.lifecycle_deferred += 1;
+                }
+                Err(TrySendError::Full(_)) => self.metrics.events_dropped += 1,
+                // The crawler has stopped (node shutdown): nothing to tell.
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    fn retry_backlog(&mut self) {
+        while let Some(ev) = self.backlog.pop_front() {
+            match self.events.try_send(ev) {
+                Ok(()) => self.metrics.events_sent += 1,
+                Err(TrySendError::Full(ev)) => {
+                    self.backlog.push_front(ev);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, req: VerifyRequest, now: Instant) {
+        if self.batch_started.is_none() {
+            self.batch_started = Some(now);
+        }
+        match self.keys.get(&req.key) {
+            Some(vk) => match self
+                .verifier
+                .push_key(vk, req.message.as_bytes(), &req.signature)
+            {
+                Ok(_) => self.batch_ids.push(req.id),
+                // Not reached: the batch is flushed as soon as it is full.
+                Err(_) => self.rejected.push(req.id),
+            },
+            None => {
+                self.metrics.batch.invalid_keys += 1;
+                self.rejected.push(req.id);
+            }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        !self.batch_ids.is_empty() || !self.rejected.is_empty()
+    }
+
+    /// Verifies every pending request and answers each.
+    fn flush(&mut self, now: Instant, cause: FlushCause) {
+        if !self.pending() {
+            return;
+        }
+        let now_ms = self.ms(now);
+        let m = &mut self.metrics.batch;
+        m.flushes += 1;
+        match cause {
+            FlushCause::Full => m.flush_full += 1,
+            FlushCause::Delay => m.flush_delay += 1,
+            FlushCause::Sleep => m.flush_sleep += 1,
+        }
+        let n = self.batch_ids.len() + self.rejected.len();
+        m.requests += n as u64;
+        m.sizes[batch_bucket(n)] += 1;
+        let mut results = std::mem::take(&mut self.results);
+        results.clear();
+        if !self.batch_ids.is_empty() {
+            let oks = self.verifier.verify(&mut self.rng);
+            results.extend(self.batch_ids.iter().copied().zip(oks.iter().copied()));
+            self.batch_ids.clear();
+        }
+        results.extend(self.rejected.drain(..).map(|id| (id, false)));
+        self.batch_started = None;
+        for &(id, ok) in &results {
+            self.core
+                .on_verified(id, ok, now_ms, &mut self.rng, &mut self.out);
+        }
+        results.clear();
+        self.results = results;
+    }
+
+    fn publish(&mut self, now: Instant) {
+        self.metrics.proto = *self.core.stats();
+        self.metrics.batch.verifier = self.verifier.stats();
+        self.metrics.connections = self.core.connections() as u64;
+        *self.published.lock() = self.metrics.clone();
+        self.next_publish = now + PUBLISH;
+    }
+
+    fn maybe_publish(&mut self, now: Instant) {
+        if now >= self.next_publish {
+            self.publish(now);
+        }
+    }
+}
+
+impl Drop for NodeShard {
+    fn drop(&mut self) {
+        self.publish(Instant::now());
+    }
+}
+
+impl Handler for NodeShard {
+    type Command = ShardCommand;
+
+    fn on_accept(&mut self, io: &mut Io, conn: io::ConnId, peer: std::net::SocketAddr) -> bool {
+        let now_ms = self.ms(io.now());
+        self.core.on_connected(
+            ConnId(conn.to_u64()),
+            peer,
+            false,
+            now_ms,
+            &mut self.rng,
+            &mut self.out,
+        );
+        self.drain(io);
+        true
+    }
+
+    fn on_connected(
+        &mut self,
+        io: &mut Io,
+        conn: io::ConnId,
+        peer: std::net::SocketAddr,
+        token: u64,
+    ) {
+        self.dial_tokens.remove(&token);
+        let now_ms = self.ms(io.now());
+        self.core.on_connected(
+            ConnId(conn.to_u64()),
+            peer,
+            true,
+            now_ms,
+            &mut self.rng,
+            &mut self.out,
+        );
+        self.drain(io);
+    }
+
+    fn on_connect_failed(
+        &mut self,
+        io: &mut Io,
+        _conn: io::ConnId,
+        token: u64,
+        err: std::io::Error,
+    ) {
+        if let Some(endpoint) = self.dial_tokens.remove(&token) {
+            tracing::debug!(%endpoint, error = %err, "connect failed");
+            let now_ms = self.ms(io.now());
+            self.core.on_dial_failed(endpoint, now_ms, &mut self.out);
+            self.drain(io);
+        }
+    }
+
+    fn on_data(&mut self, io: &mut Io, conn: io::ConnId, data: &[u8]) {
+        let now_ms = self.ms(io.now());
+        self.core.on_bytes(
+            ConnId(conn.to_u64()),
+            data,
+            now_ms,
+            &mut self.rng,
+            &mut self.out,
+        );
+        self.drain(io);
+    }
+
+    fn on_closed(&mut self, io: &mut Io, conn: io::ConnId, reason: CloseReason) {
+        let now_ms = self.ms(io.now());
+        self.core
+            .on_closed(ConnId(conn.to_u64()), now_ms, &mut self.out);
+        self.drain(io);
+        if reason == CloseReason::Shutdown {
+            self.publish(io.now());
+        }
+    }
+
+    fn on_command(&mut self, io: &mut Io, cmd: ShardCommand) {
+        let now_ms = self.ms(io.now());
+        self.core
+            .on_command(cmd, now_ms, &mut self.rng, &mut self.out);
+        self.drain(io);
+    }
+
+    fn on_timer(&mut self, io: &mut Io, now: Instant) {
+        if self
+            .batch_started
+            .is_some_and(|t| now >= t + self.batch_delay)
+        {
+            self.flush(now, FlushCause::Delay);
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            let now_ms = self.ms(now);
+            self.core.on_tick(now_ms, &mut self.out);
+        }
+        self.drain(io);
+        self.maybe_publish(now);
+    }
+
+    fn before_sleep(&mut self, io: &mut Io) {
+        let now = io.now();
+        if self.pending() {
+            self.flush(now, FlushCause::Sleep);
+        }
+        self.drain(io);
+        if !self.backlog.is_empty() {
+            self.retry_backlog();
+        }
+        self.maybe_publish(now);
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let mut t = self.next_tick;
+        if let Some(s) = self.batch_started {
+            t = t.min(s + self.batch_delay);
+        }
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_buckets_are_log2() {
+        assert_eq!(batch_bucket(1), 0);
+        assert_eq!(batch_bucket(2), 1);
+        assert_eq!(batch_bucket(3), 1);
+        assert_eq!(batch_bucket(4), 2);
+        assert_eq!(batch_bucket(64), 6);
+        assert_eq!(batch_bucket(127), 6);
+        assert_eq!(batch_bucket(128), 7);
+        assert_eq!(batch_bucket(4096), 7);
+        assert_eq!(batch_bucket(0), 0);
+    }
+}
