@@ -624,18 +624,22 @@ impl Handler for LoadHandler {
                 break;
             };
             match (p.phase, frame) {
-                (Phase::AwaitResponse, Frame::Handshake(h)) => {
-                    if !self.on_node_handshake(io, conn, h) {
+                (Phase::AwaitResponse, frame) => {
+                    let answered = match frame {
+                        Frame::Handshake(h) => self.on_node_handshake(io, conn, h),
+                        Frame::Undecodable | Frame::Other => false,
+                    };
+                    if !answered {
                         self.fail(io, conn, Failure::Protocol, true);
                     }
                 }
-                (Phase::AwaitResponse, _) => self.fail(io, conn, Failure::Protocol, true),
                 (Phase::AwaitChannel, Frame::Other) => {
                     p.node_msg = true;
                     self.maybe_done(io, conn);
                 }
+                // Realtime ignores handshakes (§6.2); a bad payload only drops the message.
                 (Phase::AwaitChannel, Frame::Undecodable | Frame::Handshake(_)) => {}
-                _ => {}
+                (Phase::Free | Phase::Connecting | Phase::Held, _) => {}
             }
         }
         self.frames = frames;
@@ -879,7 +883,8 @@ pub fn run(
             (f, n)
         })
         .collect();
-    let (handshakes, _, _, held) = totals(&shared);
+    let (handshakes, _, _, _) = totals(&shared);
+    let held = final_snapshot.held;
     let dials: u64 = shared.iter().map(|s| s.dials.load(Ordering::Relaxed)).sum();
     let measured = config.duration.as_secs_f64();
     let load_cpu = cpu_end.saturating_sub(cpu_start);
