@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod channels;
 pub mod crypto;
 pub mod io;

@@ -327,13 +327,37 @@ impl Io {
         token: u64,
         timeout: Duration,
     ) -> Result<ConnId, IoError> {
+        self.dial_inner(None, addr, token, timeout)
+    }
+
+    /// Starts an outbound connection from the local address `local` (bound before connect;
+    /// port 0 lets `connect` pick a port unique per 4-tuple), e.g. to spread a load
+    /// generator's connections over 127.0.0.0/8. Errors as for [`Io::dial_timeout`]; a bind
+    /// failure (address not local, in use) is `Dial`.
+    pub fn dial_from(
+        &mut self,
+        local: SocketAddr,
+        addr: SocketAddr,
+        token: u64,
+        timeout: Duration,
+    ) -> Result<ConnId, IoError> {
+        self.dial_inner(Some(local), addr, token, timeout)
+    }
+
+    fn dial_inner(
+        &mut self,
+        local: Option<SocketAddr>,
+        addr: SocketAddr,
+        token: u64,
+        timeout: Duration,
+    ) -> Result<ConnId, IoError> {
         if self.stopping {
             return Err(IoError::Stopping);
         }
         if self.slots_used >= self.max_connections {
             return Err(IoError::ConnectionCap);
         }
-        let fd = sys::stream_socket(&addr).map_err(IoError::Dial)?;
+        let fd = sys::stream_socket(&addr, local.as_ref()).map_err(IoError::Dial)?;
         let idx = self.alloc(fd, State::Connecting, addr);
         let c = &mut self.slab.0[idx];
         c.token = token;

@@ -197,10 +197,21 @@ pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }
 
-/// A non-blocking TCP socket for an outbound connection to `addr`, with `TCP_NODELAY`.
-pub(crate) fn stream_socket(addr: &SocketAddr) -> io::Result<RawFd> {
+/// A non-blocking TCP socket for an outbound connection to `addr`, with `TCP_NODELAY`, bound
+/// to `local` first when given. With port 0 in `local`, `IP_BIND_ADDRESS_NO_PORT` defers the
+/// port choice to `connect`, so ports are unique per 4-tuple rather than per local address.
+pub(crate) fn stream_socket(addr: &SocketAddr, local: Option<&SocketAddr>) -> io::Result<RawFd> {
     let sock = new_socket(addr)?;
-    setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    let fd = sock.as_raw_fd();
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    if let Some(local) = local {
+        if local.port() == 0 {
+            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+        }
+        let raw = RawAddr::from_std(*local);
+        // SAFETY: `raw` holds a valid sockaddr of `raw.len` bytes.
+        cvt(unsafe { libc::bind(fd, raw.as_ptr(), raw.len) })?;
+    }
     Ok(std::os::fd::IntoRawFd::into_raw_fd(sock))
 }
 
