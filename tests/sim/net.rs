@@ -353,6 +353,8 @@ pub struct SimNet {
     pub hook: Option<SendHook>,
     /// Check per-IP usage of the touched node's map after every step.
     pub track_ip_usage: bool,
+    /// Print connection closes and channel events (debugging).
+    pub trace: bool,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     next_conn: u64,
@@ -380,6 +382,7 @@ impl SimNet {
             stats: NetStats::default(),
             hook: None,
             track_ip_usage: false,
+            trace: false,
             queue: BinaryHeap::new(),
             seq: 0,
             next_conn: 1,
@@ -630,7 +633,9 @@ impl SimNet {
                 if !self.nodes[listener].up || self.listeners.get(&endpoint) != Some(&listener) {
                     self.stats.dial_failures += 1;
                     let mut out = ShardOutput::default();
-                    self.nodes[dialer].shard.on_dial_failed(endpoint, now, &mut out);
+                    self.nodes[dialer]
+                        .shard
+                        .on_dial_failed(endpoint, now, &mut out);
                     self.run_work(dialer, Work::Shard(out));
                     return;
                 }
@@ -689,7 +694,9 @@ impl SimNet {
                 }
                 self.stats.dial_failures += 1;
                 let mut out = ShardOutput::default();
-                self.nodes[node].shard.on_dial_failed(endpoint, now, &mut out);
+                self.nodes[node]
+                    .shard
+                    .on_dial_failed(endpoint, now, &mut out);
                 self.run_work(node, Work::Shard(out));
             }
             Ev::Deliver { node, conn, bytes } => {
@@ -716,7 +723,9 @@ impl SimNet {
                 {
                     self.record(b"X", &[&[node as u8], &conn.to_le_bytes()]);
                     let mut out = ShardOutput::default();
-                    self.nodes[node].shard.on_closed(ConnId(conn), now, &mut out);
+                    self.nodes[node]
+                        .shard
+                        .on_closed(ConnId(conn), now, &mut out);
                     self.run_work(node, Work::Shard(out));
                 }
             }
@@ -726,11 +735,16 @@ impl SimNet {
                     .get(&(node, conn))
                     .is_some_and(|h| h.open && h.deadline == Some(at));
                 if expired {
+                    if self.trace {
+                        eprintln!("{now} node {node} deadline closes {conn}");
+                    }
                     self.stats.deadline_closes += 1;
                     let h = self.halves.remove(&(node, conn)).expect("checked");
                     self.close_peer(h.peer, h.last_deliver);
                     let mut out = ShardOutput::default();
-                    self.nodes[node].shard.on_closed(ConnId(conn), now, &mut out);
+                    self.nodes[node]
+                        .shard
+                        .on_closed(ConnId(conn), now, &mut out);
                     self.run_work(node, Work::Shard(out));
                 }
             }
@@ -797,8 +811,11 @@ impl SimNet {
         let mut extra = 0;
         let bytes = match self.hook.take() {
             Some(mut hook) => {
-                let ids: Vec<Arc<NodeIdentity>> =
-                    self.nodes.iter().map(|n| n.shared.identity.clone()).collect();
+                let ids: Vec<Arc<NodeIdentity>> = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.shared.identity.clone())
+                    .collect();
                 let ctx = SendCtx {
                     from,
                     to: peer.0,
@@ -857,7 +874,10 @@ impl SimNet {
                     }
                     self.transmit(i, conn.0, bytes);
                 }
-                IoAction::Close { conn, .. } => {
+                IoAction::Close { conn, reason } => {
+                    if self.trace {
+                        eprintln!("{now} node {i} closes {} ({reason:?})", conn.0);
+                    }
                     if let Some(h) = self.halves.remove(&(i, conn.0))
                         && h.open
                     {
@@ -868,8 +888,8 @@ impl SimNet {
                     let endpoint = canonical(endpoint);
                     let inc = self.nodes[i].incarnation;
                     let target = self.listeners.get(&endpoint).copied();
-                    let fail = self.cfg.dial_failure > 0.0
-                        && self.rng.random_bool(self.cfg.dial_failure);
+                    let fail =
+                        self.cfg.dial_failure > 0.0 && self.rng.random_bool(self.cfg.dial_failure);
                     match target {
                         Some(l) if !fail => {
                             let d = self.delay();
@@ -925,6 +945,18 @@ impl SimNet {
             let mut cout = Vec::new();
             for e in out.events {
                 let desc = format!("{e:?}");
+                if self.trace
+                    && let CrawlerEvent::ChannelUp(c) | CrawlerEvent::ChannelDown(c) = &e
+                {
+                    let up = matches!(e, CrawlerEvent::ChannelUp(_));
+                    eprintln!(
+                        "{now} node {i} channel {} {} remote {} conn {:?}",
+                        c.id(),
+                        if up { "up" } else { "down" },
+                        c.remote(),
+                        self.nodes[i].shard.conn_of(c.id())
+                    );
+                }
                 self.record(b"E", &[&[i as u8], desc.as_bytes()]);
                 self.nodes[i]
                     .crawler
@@ -1081,10 +1113,19 @@ impl SimNet {
 
     // ---- assertions ----
 
-    /// Number of other nodes node `i` has an alive channel with.
+    /// True when `i` and `j` each have a channel to the other **on the same connection**
+    /// (during a crossed dial each side may briefly hold a channel on a different one).
+    pub fn linked(&self, i: usize, j: usize) -> bool {
+        let Some((ci, cj)) = self.conn_between(i, j) else {
+            return false;
+        };
+        self.conn_between(j, i) == Some((cj, ci))
+    }
+
+    /// Number of other nodes node `i` is linked with.
     pub fn degree(&self, i: usize) -> usize {
         (0..self.nodes.len())
-            .filter(|&j| j != i && self.nodes[i].channel_to(&self.nodes[j].node_id()).is_some())
+            .filter(|&j| j != i && self.linked(i, j))
             .count()
     }
 
