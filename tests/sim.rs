@@ -750,3 +750,39 @@ fn seeded_channel_map_is_reproducible() {
     assert_eq!(a, fill(1));
     assert_ne!(a.0, fill(2).0, "the seed picks the stripes");
 }
+
+/// Crossed dials: A dials B while B dials A. Each side keeps the connection whose handshake
+/// it finished first and refuses the other as DuplicateNodeId (§6.3 item 5). When the two
+/// sides finish in opposite orders, both connections die (seeds 5, 11 and 15 of 0..20 here);
+/// the reference has the same race. What must never remain is a one-sided channel.
+#[test]
+fn crossed_dials_leave_one_link_or_none_never_half() {
+    let mut lost_both = 0;
+    for seed in 0..20 {
+        let mut sim = SimNet::new(seed, NetConfig::default());
+        for i in 0..2 {
+            sim.add_node(NodeOpts::new(i));
+        }
+        for i in 0..2 {
+            let endpoint = sim.nodes[1 - i].endpoint();
+            sim.command(i, ShardCommand::Dial { endpoint });
+        }
+        sim.run_for(1_000);
+        let dups: u64 = (0..2)
+            .map(|i| sim.nodes[i].shard.stats().handshake.duplicate_node_id)
+            .sum();
+        assert!(dups >= 1, "seed {seed}: both dials completed a handshake");
+        if sim.linked(0, 1) {
+            assert_eq!(sim.nodes[0].channel_list().len(), 1);
+            assert_eq!(sim.nodes[1].channel_list().len(), 1);
+        } else {
+            lost_both += 1;
+            assert!(sim.nodes[0].channels().is_empty(), "seed {seed}: half link");
+            assert!(sim.nodes[1].channels().is_empty(), "seed {seed}: half link");
+        }
+    }
+    assert!(
+        lost_both <= 5,
+        "{lost_both} of 20 crossed dials lost both connections"
+    );
+}
