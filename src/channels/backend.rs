@@ -61,6 +61,13 @@ impl Default for FoldBuildHasher {
     }
 }
 
+impl FoldBuildHasher {
+    /// A builder keyed by `seed` (reproducible hashing, e.g. for seeded simulations).
+    pub fn with_seed(seed: u64) -> FoldBuildHasher {
+        FoldBuildHasher { seed: seed | 1 }
+    }
+}
+
 impl BuildHasher for FoldBuildHasher {
     type Hasher = FoldHasher;
     #[inline]

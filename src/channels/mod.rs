@@ -233,7 +233,7 @@ pub struct ChannelMap<B: Backend = DefaultBackend> {
     limits: ChannelLimits,
     index: B,
     stripes: Box<[CachePadded<Stripe>]>,
-    stripe_hasher: std::hash::RandomState,
+    stripe_hasher: backend::FoldBuildHasher,
     total: CachePadded<AtomicUsize>,
     attempts_total: AtomicUsize,
     next_id: AtomicU64,
@@ -244,6 +244,22 @@ impl ChannelMap {
     pub fn new(limits: ChannelLimits) -> Self {
         ChannelMap::with_backend(limits)
     }
+
+    /// An empty map whose stripe assignment is keyed by `seed` instead of a per-process random
+    /// key, so that [`snapshot`](Self::snapshot) order and [`random_set`](Self::random_set)
+    /// draws depend only on the inserts and the caller's RNG (seeded simulations).
+    ///
+    /// The key only picks one of 64 stripes; it is not what bounds the work per channel (each
+    /// stripe's maps use std's randomly keyed SipHash, and the admission limits bound them). A
+    /// peer who knew the key could at worst steer its subnets into one stripe, i.e. make
+    /// inserts from those subnets share one mutex. Production draws the seed from the OS RNG
+    /// (as [`new`](Self::new) does), so it stays secret; a simulation takes it from its seeded
+    /// RNG.
+    pub fn with_hash_seed(limits: ChannelLimits, seed: u64) -> Self {
+        let mut map = ChannelMap::with_backend(limits);
+        map.stripe_hasher = backend::FoldBuildHasher::with_seed(seed);
+        map
+    }
 }
 
 impl<B: Backend> ChannelMap<B> {
@@ -253,7 +269,7 @@ impl<B: Backend> ChannelMap<B> {
             limits,
             index: B::with_capacity(limits.max_channels.min(1 << 16)),
             stripes: (0..STRIPES).map(|_| CachePadded::default()).collect(),
-            stripe_hasher: std::hash::RandomState::new(),
+            stripe_hasher: backend::FoldBuildHasher::default(),
             total: CachePadded::new(AtomicUsize::new(0)),
             attempts_total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
