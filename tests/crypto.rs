@@ -377,6 +377,18 @@ fn state_block_signature_and_epoch_signer() {
         verify_block_signature(&Block::State(epoch.clone()), Network::Live),
         Some(false)
     );
+    // nn@HEAD common.cpp: the live epoch v2 signer.
+    assert_eq!(
+        nanopeer::crypto::epoch_signer(Network::Live, 2),
+        Some(
+            decode_account("nano_3qb6o6i1tkzr6jwr5s7eehfxwg9x6eemitdinbpi7u8bjjwsgqfj4wzser3x")
+                .unwrap()
+        )
+    );
+    assert_eq!(
+        nanopeer::crypto::epoch_signer(Network::Live, 1),
+        Some(genesis_account(Network::Live))
+    );
     let mut tampered = block;
     tampered.balance = Amount(1001);
     assert_eq!(
