@@ -15,7 +15,7 @@ use nanopeer::types::{BlockHash, Network, PublicKey, Signature};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-const SIZES: [usize; 5] = [1, 4, 16, 64, 256];
+const SIZES: [usize; 6] = [1, 2, 4, 16, 64, 256];
 
 /// `n` signed 32-byte messages (vote hashes) from `keys` distinct keys.
 fn items(n: usize, keys: usize) -> Vec<(PublicKey, [u8; 32], Signature)> {
@@ -89,7 +89,25 @@ fn batch(c: &mut Criterion) {
             })
         });
     }
-    // The fully exact option: a subgroup test per R before batching.
+    // Vote-like traffic: 64 or 256 signatures from 8 representatives share their key points.
+    let reps = items(256, 8);
+    let rep_keys: Vec<VerifyingKey> = reps
+        .iter()
+        .map(|(k, _, _)| VerifyingKey::from_public(k).unwrap())
+        .collect();
+    for n in [64, 256] {
+        g.throughput(Throughput::Elements(n as u64));
+        let mut bv = BatchVerifier::new(n);
+        g.bench_with_input(BenchmarkId::new("cached_8_keys", n), &n, |b, &n| {
+            b.iter(|| {
+                for ((_, msg, sig), key) in reps[..n].iter().zip(&rep_keys) {
+                    bv.push_key(key, msg, sig).unwrap();
+                }
+                assert!(bv.verify(&mut rng).iter().all(|&r| r));
+            })
+        });
+    }
+    // The fully exact option: the single equation per item, one shared inversion.
     let n = 64;
     g.throughput(Throughput::Elements(n as u64));
     let mut bv = BatchVerifier::with_policy(n, TorsionPolicy::Exact);

@@ -377,6 +377,18 @@ fn state_block_signature_and_epoch_signer() {
         verify_block_signature(&Block::State(epoch.clone()), Network::Live),
         Some(false)
     );
+    // nn@HEAD common.cpp: the live epoch v2 signer.
+    assert_eq!(
+        nanopeer::crypto::epoch_signer(Network::Live, 2),
+        Some(
+            decode_account("nano_3qb6o6i1tkzr6jwr5s7eehfxwg9x6eemitdinbpi7u8bjjwsgqfj4wzser3x")
+                .unwrap()
+        )
+    );
+    assert_eq!(
+        nanopeer::crypto::epoch_signer(Network::Live, 1),
+        Some(genesis_account(Network::Live))
+    );
     let mut tampered = block;
     tampered.balance = Amount(1001);
     assert_eq!(
@@ -703,6 +715,19 @@ fn encodings(p: &EdwardsPoint) -> Vec<[u8; 32]> {
     out
 }
 
+/// Encodings y + p (y < 19) that decompress to points of large order.
+fn large_order_non_canonical() -> Vec<[u8; 32]> {
+    (0u8..19)
+        .filter_map(|y| {
+            let mut enc = [0xFFu8; 32];
+            enc[31] = 0x7F;
+            enc[0] = 0xED + y;
+            let p = CompressedEdwardsY(enc).decompress()?;
+            (!p.is_small_order()).then_some(enc)
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 struct Case {
     key: PublicKey,
@@ -710,7 +735,7 @@ struct Case {
     sig: Signature,
 }
 
-const KINDS: u8 = 18;
+const KINDS: u8 = 19;
 
 /// Builds one adversarial item of the given kind.
 fn make_case(kind: u8, seed: u64) -> Case {
@@ -941,7 +966,7 @@ fn make_case_with(kind: u8, seed: u64, shared: Option<u8>) -> Case {
             }
         }
         // A key that is not a curve point.
-        _ => {
+        17 => {
             let mut key: [u8; 32] = rng.random();
             while CompressedEdwardsY(key).decompress().is_some() {
                 key = rng.random();
@@ -949,6 +974,21 @@ fn make_case_with(kind: u8, seed: u64, shared: Option<u8>) -> Case {
             Case {
                 key: PublicKey(key),
                 sig: honest(&msg),
+                msg,
+            }
+        }
+        // A non-canonical encoding (y + p) of a large-order point with a small y: it
+        // decompresses and is hashed as given; nobody knows its secret, so S is random.
+        _ => {
+            let encs = large_order_non_canonical();
+            let key = encs[rng.random_range(0..encs.len())];
+            let mut sig = honest(&msg);
+            if rng.random() {
+                sig.0[..32].copy_from_slice(&pair.public().0);
+            }
+            Case {
+                key: PublicKey(key),
+                sig,
                 msg,
             }
         }
@@ -1075,6 +1115,7 @@ fn every_kind_behaves_as_intended() {
             assert!(results.iter().all(|&r| r == v), "kind {kind}: {results:?}");
         }
     }
+    assert!(!large_order_non_canonical().is_empty());
     // Non-canonical encodings exist for the small-order points with x = 0 or y < 19.
     let non_canonical: usize = EIGHT_TORSION.iter().map(|t| encodings(t).len() - 1).sum();
     assert!(non_canonical >= 4, "{non_canonical}");

@@ -76,7 +76,7 @@ use crate::types::{PublicKey, Signature};
 pub const MAX_BATCH: usize = 4096;
 
 /// Below this many batchable items, verifying singly is cheaper than a batch.
-const MIN_BATCH: usize = 3;
+const MIN_BATCH: usize = 2;
 
 /// How a [`BatchVerifier`] checks its items (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
