@@ -790,3 +790,37 @@ fn same_seed_same_outputs() {
     assert_eq!(a, b);
     assert_ne!(a, scenario(12));
 }
+
+#[test]
+fn votes_are_counted_per_representative_and_bounded() {
+    let mut r = rig(Network::Dev, 2);
+    r.start(0);
+    let ch = r.chans[0].clone();
+    let vote = |account: PublicKey, t| CrawlerEvent::Vote {
+        channel: ch.id(),
+        account,
+        hashes: vec![BlockHash([t as u8; 32])],
+        timestamp: t,
+        rebroadcasted: t % 2 == 0,
+    };
+    let a = PublicKey([1; 32]);
+    let b = PublicKey([2; 32]);
+    for t in 0..3 {
+        r.event(vote(a, t), 10 + t);
+    }
+    r.event(vote(b, 7), 20);
+    assert_eq!(r.core.votes_by_rep(), vec![(a, 3), (b, 1)]);
+    assert_eq!(r.core.stats().votes, 4);
+    // beyond the cap, accounts are counted in total only
+    for i in 0..(nanopeer::proto::crawler::MAX_VOTE_COUNTERS as u32 + 10) {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        k[31] = 9;
+        r.event(vote(PublicKey(k), 1), 30);
+    }
+    assert_eq!(
+        r.core.votes_by_rep().len(),
+        nanopeer::proto::crawler::MAX_VOTE_COUNTERS
+    );
+    assert_eq!(r.core.stats().votes_untracked, 12);
+}

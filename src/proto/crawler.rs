@@ -28,6 +28,7 @@ use super::reachout::{MergeContext, MergeRefusal, Reachout, ReachoutConfig, Reac
 use super::repcrawler::{RepCrawler, RepCrawlerConfig, RepCrawlerStats, RepStatus};
 use super::weights::RepWeights;
 use crate::channels::{Channel, ChannelId, ChannelMap};
+use crate::types::PublicKey;
 use crate::wire::{Message, Publish, TelemetryData, VERSION_MIN};
 
 /// Most channels whose telemetry is cached (§9).
@@ -240,6 +241,10 @@ pub struct CrawlerStats {
     pub unknown_channel: u64,
     /// Preconfigured addresses received.
     pub preconfigured_resolved: u64,
+    /// Verified votes received (all representatives).
+    pub votes: u64,
+    /// Votes of accounts beyond [`MAX_VOTE_COUNTERS`], counted only here.
+    pub votes_untracked: u64,
 }
 
 /// The crawler core. See the [module docs](self).
@@ -259,8 +264,13 @@ pub struct CrawlerCore {
     next_cleanup_ms: u64,
     next_flush_ms: u64,
     next_telemetry_ms: u64,
+    votes: HashMap<PublicKey, u64>,
     stats: CrawlerStats,
 }
+
+/// Most representatives whose verified votes are counted one by one; votes of further accounts
+/// only raise [`CrawlerStats::votes_untracked`], so the table stays bounded whatever peers send.
+pub const MAX_VOTE_COUNTERS: usize = 4096;
 
 impl std::fmt::Debug for CrawlerCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -299,6 +309,7 @@ impl CrawlerCore {
             next_cleanup_ms: 0,
             next_flush_ms: 0,
             next_telemetry_ms: 0,
+            votes: HashMap::new(),
             stats: CrawlerStats::default(),
             config,
         }
@@ -425,6 +436,7 @@ impl CrawlerCore {
                 rebroadcasted,
                 ..
             } => {
+                self.count_vote(account);
                 let ch = self.lookup(channel);
                 self.reps.on_vote(
                     ch.as_ref(),
@@ -717,5 +729,24 @@ impl CrawlerCore {
     /// Rep crawler counters.
     pub fn rep_stats(&self) -> &RepCrawlerStats {
         self.reps.stats()
+    }
+
+    /// Verified votes received per representative (live and rebroadcast, asked or not), most
+    /// first; at most [`MAX_VOTE_COUNTERS`] accounts.
+    pub fn votes_by_rep(&self) -> Vec<(PublicKey, u64)> {
+        let mut v: Vec<(PublicKey, u64)> = self.votes.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    fn count_vote(&mut self, account: PublicKey) {
+        self.stats.votes += 1;
+        if let Some(n) = self.votes.get_mut(&account) {
+            *n += 1;
+        } else if self.votes.len() < MAX_VOTE_COUNTERS {
+            self.votes.insert(account, 1);
+        } else {
+            self.stats.votes_untracked += 1;
+        }
     }
 }
