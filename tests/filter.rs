@@ -21,7 +21,4 @@ fn shared_between_threads_each_payload_is_new_once() {
     let fresh: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
     // 2000 distinct payloads in 4096 slots: each is new on first sight
     assert_eq!(fresh, 2000);
-    // a payload seen a moment ago on another thread is a duplicate here
-    let last = 1999u32.to_le_bytes();
-    assert!(f.check_and_insert(&last, 1) || f.check_and_insert(&last, 1));
 }
