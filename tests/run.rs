@@ -309,6 +309,33 @@ fn two_processes_peer_list_each_other_and_remember_each_other() {
         "{:?}",
         b.peers()
     );
+    // keepalive over RPC: refused for a peer already connected, the reason in the error.
+    let refused = rpc(
+        a.rpc,
+        json!({"action": "keepalive", "address": "127.0.0.1", "port": b.listen.port().to_string()}),
+    )
+    .unwrap();
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connected")),
+        "{refused}"
+    );
+    // Telemetry broadcasts (every 0.5 s on dev) reach the other side, signed by a's node id.
+    let telemetry_of_a = || {
+        rpc(b.rpc, json!({"action": "telemetry", "raw": true}))
+            .and_then(|v| v["metrics"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .any(|t| {
+                t["node_id"] == id_a.as_str()
+                    && t["genesis_block"] == genesis_hash(Network::Dev).to_hex()
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), telemetry_of_a),
+        "b has no telemetry from a"
+    );
     for p in [&a, &b] {
         let ok = wait_until(Duration::from_secs(3), || {
             let m = metrics(p.metrics);
