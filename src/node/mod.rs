@@ -8,9 +8,11 @@
 //! and joins every thread. [`run_until_signal`] is the daemon: start, wait for SIGTERM or
 //! SIGINT, stop.
 
+mod api;
 mod crawler;
 mod shard;
 
+pub use api::{STORE_VERSION, SharedNode};
 pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
 pub use shard::{BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
 
@@ -38,10 +40,11 @@ use crate::proto::identity::NodeIdentity;
 use crate::proto::reachout::MergeRefusal;
 use crate::proto::repcrawler::RepStatus;
 use crate::proto::shard::{ShardShared, ShardStats};
-use crate::proto::telemetry::telemetry_ack_bytes;
+use crate::proto::telemetry::{local_telemetry, telemetry_ack_bytes};
 use crate::proto::weights::{RepWeights, WeightsError};
 use crate::store::{PeerStore, StoreError, ensure_data_dir, load_or_create_node_key};
 use crate::types::{Network, PublicKey};
+use crate::wire::TelemetryData;
 
 use self::crawler::{Control, CrawlerThread, recv_within, wall_ms};
 use self::shard::{NodeShard, ShardSetup};
@@ -156,14 +159,18 @@ pub struct NodeOptions {
     pub batch_delay_us: u64,
     /// Protocol settings; `network` must match, `listen_port` is replaced by the bound port.
     pub proto: ProtoConfig,
-    /// io settings of each shard (`listen` and `cores` are set by the node).
+    /// io settings of each shard (`listen` is set by the node; `cores`, if empty, from
+    /// `pin_cores`).
     pub io: ShardConfig,
     /// Representative weights file (`<account> <raw>` lines); `None` = the network's defaults.
     pub weights_file: Option<PathBuf>,
     /// Overrides `proto.online_weight_minimum` (raw).
     pub online_weight_minimum: Option<u128>,
-    /// Pin shard `i` to core `i` (and the crawler to the last core).
+    /// Pin shard `i` to core `i` (and the crawler to the last core), unless `io.cores` or
+    /// `crawler_core` say otherwise.
     pub pin_cores: bool,
+    /// Core to pin the crawler thread to (wins over `pin_cores`).
+    pub crawler_core: Option<usize>,
     /// Slots of the duplicate filter (16 bytes each).
     pub filter_slots: usize,
     /// Capacity of the shard → crawler event queue.
@@ -189,6 +196,7 @@ impl NodeOptions {
             weights_file: None,
             online_weight_minimum: None,
             pin_cores: false,
+            crawler_core: None,
             filter_slots: DEFAULT_SLOTS,
             event_queue: 65_536,
             key_cache: 4096,
@@ -337,6 +345,8 @@ fn add_counters(a: &mut Counters, b: &Counters) {
 pub struct Node {
     identity: Arc<NodeIdentity>,
     network: Network,
+    started: Instant,
+    config: ProtoConfig,
     local_addr: SocketAddr,
     data_path: PathBuf,
     channels: Arc<ChannelMap>,
@@ -429,7 +439,9 @@ impl Node {
         let seeds: Vec<[u8; 32]> = (0..shard_count).map(|_| master.random()).collect();
         let mut io_cfg = opts.io.clone();
         io_cfg.listen = Some(opts.listen);
-        io_cfg.cores = if opts.pin_cores {
+        io_cfg.cores = if !opts.io.cores.is_empty() {
+            opts.io.cores.clone()
+        } else if opts.pin_cores {
             (0..shard_count.min(cores)).collect()
         } else {
             Vec::new()
@@ -552,7 +564,9 @@ impl Node {
             stats: CrawlerThreadStats::default(),
             store_failed: false,
         };
-        let pin = opts.pin_cores.then(|| cores.saturating_sub(1));
+        let pin = opts
+            .crawler_core
+            .or_else(|| opts.pin_cores.then(|| cores.saturating_sub(1)));
         let spawned = std::thread::Builder::new()
             .name("crawler".into())
             .spawn(move || {
@@ -590,6 +604,8 @@ impl Node {
         Ok(Node {
             identity,
             network,
+            started: epoch,
+            config,
             local_addr,
             data_path: opts.data_path,
             channels,
@@ -625,6 +641,33 @@ impl Node {
     /// The data directory.
     pub fn data_path(&self) -> &std::path::Path {
         &self.data_path
+    }
+
+    /// Time since [`Node::start`] began.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The protocol settings in effect (`listen_port` is the bound port, the online-weight
+    /// minimum override applied).
+    pub fn proto_config(&self) -> &ProtoConfig {
+        &self.config
+    }
+
+    /// Our telemetry as we broadcast it now (signed; peer count = channels, uptime, wall time).
+    pub fn local_telemetry(&self) -> TelemetryData {
+        local_telemetry(
+            &self.identity,
+            self.network,
+            u32::try_from(self.channels.len()).unwrap_or(u32::MAX),
+            self.uptime().as_secs(),
+            wall_ms(),
+        )
+    }
+
+    /// Each shard's io counters (as last published), by shard index.
+    pub fn shard_counters(&self) -> Vec<Counters> {
+        self.shards.iter().map(|h| h.counters()).collect()
     }
 
     /// The connected peers (alive channels), ordered by endpoint.

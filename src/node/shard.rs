@@ -97,6 +97,8 @@ pub struct ShardMetrics {
     pub batch: BatchMetrics,
     /// Connections the core tracks now (handshaking and realtime).
     pub connections: u64,
+    /// Outstanding syn cookies.
+    pub cookies: u64,
     /// Events handed to the crawler.
     pub events_sent: u64,
     /// Events dropped because the crawler's queue was full (keepalives, votes, blocks,
@@ -358,6 +360,7 @@ impl NodeShard {
         self.metrics.proto = *self.core.stats();
         self.metrics.batch.verifier = self.verifier.stats();
         self.metrics.connections = self.core.connections() as u64;
+        self.metrics.cookies = self.core.cookies() as u64;
         *self.published.lock() = self.metrics.clone();
         self.next_publish = now + PUBLISH;
     }

@@ -4,10 +4,17 @@ use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::config::{ConfigError, NodeConfig, default_toml};
+use super::http::{HttpError, HttpServer, ServerOptions};
+use super::rpc::NodeApi;
+use crate::node::{Node, NodeOptions, SharedNode};
 use crate::types::{Cookie, Network};
 
 /// nanopeer: the peering layer of a Nano node.
@@ -175,7 +182,83 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// `nanopeer run`: logging, configuration, then the node (not wired on this branch yet).
+/// How often `run` looks at the signal flag.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// The node options a configuration asks for: network, data directory, listen address, shards,
+/// preconfigured peers (`node.peers` / `--peer` replace the network's list), verify batching,
+/// protocol and io settings, pinning, weights file and online-weight minimum.
+pub fn node_options(config: &NodeConfig) -> NodeOptions {
+    let mut o = NodeOptions::new(config.node.network, config.data_path());
+    o.listen = config.listen_addr();
+    o.shards = Some(config.shard_count());
+    o.preconfigured_peers = Some(config.peers());
+    o.batch_max = config.verify.batch_max;
+    o.batch_delay_us = config.verify.batch_delay_us;
+    o.proto = config.proto_config();
+    o.io = config.shard_config();
+    o.crawler_core = config.node.crawler_core;
+    o.weights_file = config.rep_crawler.weights_file.clone();
+    o.online_weight_minimum = config.rep_crawler.online_weight_minimum;
+    o
+}
+
+/// The HTTP servers `run` starts: RPC (`POST /`) and metrics (`GET /metrics`) on their own
+/// addresses, or one server for both when the addresses are equal.
+fn start_http(
+    rpc: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    api: &SharedNode,
+) -> Result<Vec<Served>, HttpError> {
+    let mut plan: Vec<(SocketAddr, bool, bool)> = Vec::new();
+    match (rpc, metrics) {
+        (Some(r), Some(m)) if r == m => plan.push((r, true, true)),
+        _ => {
+            if let Some(r) = rpc {
+                plan.push((r, true, false));
+            }
+            if let Some(m) = metrics {
+                plan.push((m, false, true));
+            }
+        }
+    }
+    let mut servers = Vec::new();
+    for (addr, rpc, metrics) in plan {
+        let options = ServerOptions {
+            rpc,
+            metrics,
+            ..ServerOptions::default()
+        };
+        let api: Arc<dyn NodeApi> = Arc::new(api.clone());
+        // On error the servers already started are dropped, which stops them.
+        let server = HttpServer::start(addr, api, options)?;
+        servers.push(Served {
+            server,
+            rpc,
+            metrics,
+        });
+    }
+    Ok(servers)
+}
+
+/// A started HTTP server and what it serves.
+struct Served {
+    server: HttpServer,
+    rpc: bool,
+    metrics: bool,
+}
+
+/// The bound address of the server that serves `what`, or `off`.
+fn served_text(servers: &[Served], what: impl Fn(&Served) -> bool) -> String {
+    servers
+        .iter()
+        .find(|s| what(s))
+        .map_or_else(|| "off".to_string(), |s| s.server.local_addr().to_string())
+}
+
+/// `nanopeer run`: logging, configuration (exit 2 if invalid), the node (exit 1 if it cannot
+/// start), the RPC and metrics servers; then waits for SIGTERM or SIGINT and stops everything
+/// (exit 0). A second signal while stopping ends the process at once (exit 1).
 fn run_node(args: &RunArgs) -> ExitCode {
     super::logging::init();
     let config = match args.load_config() {
@@ -185,14 +268,82 @@ fn run_node(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(
-        network = %config.node.network,
-        listen = %config.listen_addr(),
-        shards = config.shard_count(),
-        "configuration loaded"
-    );
-    tracing::error!("nanopeer run: not wired yet (the node module is missing on this branch)");
-    ExitCode::FAILURE
+    let (rpc, metrics) = match (config.rpc_addr(), config.metrics_addr()) {
+        (Ok(r), Ok(m)) => (r, m),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("nanopeer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Installed before the node starts, so that a signal during start-up is not lost.
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        let installed = signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&term))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&term)));
+        if let Err(e) = installed {
+            eprintln!("nanopeer: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let opts = node_options(&config);
+    let preconfigured = opts.preconfigured_peers.clone().unwrap_or_default();
+    let node = match Node::start(opts) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("nanopeer: cannot start the node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = SharedNode::new(node);
+    let servers = match start_http(rpc, metrics, &shared) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nanopeer: {e}");
+            if let Err(e) = shared.stop() {
+                tracing::error!(error = %e, "stopping the node failed");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some((node_id, listen, data_path)) = shared.with(|n| {
+        (
+            n.node_id_text().to_string(),
+            n.local_addr(),
+            n.data_path().display().to_string(),
+        )
+    }) {
+        tracing::info!(
+            network = %config.node.network,
+            %node_id,
+            %listen,
+            shards = config.shard_count(),
+            %data_path,
+            peers = ?preconfigured,
+            rpc = %served_text(&servers, |s| s.rpc),
+            metrics = %served_text(&servers, |s| s.metrics),
+            "nanopeer running; SIGTERM or SIGINT stops it"
+        );
+    }
+    while !term.load(Ordering::Relaxed) {
+        std::thread::sleep(SIGNAL_POLL);
+    }
+    let t0 = Instant::now();
+    tracing::info!("signal received, stopping");
+    for s in servers {
+        s.server.stop();
+    }
+    let result = shared.stop();
+    let took_ms = t0.elapsed().as_millis() as u64;
+    match result {
+        Ok(()) => {
+            tracing::info!(took_ms, "stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(took_ms, error = %e, "stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn decode(network: Network, cookie: Option<&Cookie>, hex: &str) -> ExitCode {

@@ -439,6 +439,11 @@ impl ShardCore {
         self.conns.len()
     }
 
+    /// Outstanding syn cookies (handshakes we have challenged and not finished).
+    pub fn cookies(&self) -> usize {
+        self.ctx.cookies.len()
+    }
+
     /// Signature checks issued and not answered yet.
     pub fn pending_verifications(&self) -> usize {
         self.ctx.pending.len()

@@ -1,0 +1,617 @@
+//! The running node as the RPC and metrics servers see it: [`SharedNode`] implements
+//! [`NodeApi`].
+//!
+//! [`Node::stop`] takes the node by value, while the HTTP threads need shared access. A
+//! [`SharedNode`] holds the node behind a read-write lock: every API call takes the read lock
+//! for the time of one snapshot, and [`SharedNode::stop`] takes the node out under the write
+//! lock (waiting for calls in flight), then stops it outside the lock. After the stop, calls
+//! answer from what does not change (node id, version, port) and with empty lists elsewhere;
+//! `keepalive` is refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::crypto::genesis_hash;
+use crate::io::Counters;
+use crate::ops::metrics::{self, Histogram, MetricsSnapshot};
+use crate::ops::rpc::{
+    NodeApi, PeerInfo as RpcPeer, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
+};
+use crate::proto::addr::to_socket_addr;
+use crate::proto::events::HandshakeOutcome;
+use crate::types::{Network, PublicKey};
+use crate::wire::{MessageType, TelemetryData, VERSION_USING};
+
+use super::{BATCH_BUCKETS, Node, NodeError, NodeStats};
+
+/// Schema version of the data directory's store, as `version` reports it.
+pub const STORE_VERSION: u32 = 1;
+
+/// Quorum percentage of the online weight (§8, `online_weight_quorum`).
+const QUORUM_PERCENT: u8 = 67;
+
+/// The name of each handshake outcome in stats and metrics (nano-node's names where it has
+/// one: `ok`, `invalid_node_id`, `invalid_genesis`, `missing_cookie`, `invalid_signature`).
+pub(crate) const HANDSHAKE_OUTCOMES: [(HandshakeOutcome, &str); 13] = [
+    (HandshakeOutcome::Ok, "ok"),
+    (HandshakeOutcome::OwnNodeId, "invalid_node_id"),
+    (HandshakeOutcome::InvalidGenesis, "invalid_genesis"),
+    (HandshakeOutcome::MissingCookie, "missing_cookie"),
+    (HandshakeOutcome::InvalidSignature, "invalid_signature"),
+    (HandshakeOutcome::Protocol, "protocol_error"),
+    (HandshakeOutcome::CookieLimit, "cookie_limit"),
+    (HandshakeOutcome::MaxPerIp, "max_per_ip"),
+    (HandshakeOutcome::MaxPerSubnet, "max_per_subnetwork"),
+    (HandshakeOutcome::DuplicateNodeId, "duplicate_node_id"),
+    (HandshakeOutcome::NotAPeer, "not_a_peer"),
+    (HandshakeOutcome::Excluded, "excluded"),
+    (HandshakeOutcome::ChannelLimit, "channel_limit"),
+];
+
+struct Inner {
+    node: RwLock<Option<Node>>,
+    node_id: PublicKey,
+    network: Network,
+    peering_port: u16,
+    online_weight_minimum: u128,
+}
+
+/// A running [`Node`] shared between its owner and the HTTP servers; cheap to clone. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct SharedNode {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SharedNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedNode")
+            .field("network", &self.inner.network)
+            .field("peering_port", &self.inner.peering_port)
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedNode {
+    /// Wraps a started node.
+    pub fn new(node: Node) -> SharedNode {
+        let inner = Inner {
+            node_id: node.node_id(),
+            network: node.network(),
+            peering_port: node.local_addr().port(),
+            online_weight_minimum: node.proto_config().online_weight_minimum,
+            node: RwLock::new(Some(node)),
+        };
+        SharedNode {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Runs `f` on the node unless it has been stopped.
+    pub fn with<R>(&self, f: impl FnOnce(&Node) -> R) -> Option<R> {
+        self.inner.node.read().as_ref().map(f)
+    }
+
+    /// False once [`SharedNode::stop`] has run.
+    pub fn is_running(&self) -> bool {
+        self.inner.node.read().is_some()
+    }
+
+    /// Stops the node ([`Node::stop`]: final peer-store flush, connections closed, threads
+    /// joined). Waits for API calls in flight; later calls see a stopped node. A second call
+    /// does nothing and returns `Ok`.
+    pub fn stop(&self) -> Result<(), NodeError> {
+        let node = self.inner.node.write().take();
+        match node {
+            Some(n) => n.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn stat(entries: &mut Vec<StatEntry>, stat_type: &str, detail: &str, dir: &str, value: u64) {
+    entries.push(StatEntry {
+        stat_type: stat_type.to_string(),
+        detail: detail.to_string(),
+        dir: dir.to_string(),
+        value,
+    });
+}
+
+/// The `stats` counters (nano-node's `type`/`detail`/`dir` layout) of a node's counters.
+pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
+    let mut e = Vec::with_capacity(160);
+    let p = &s.proto;
+    let io = &s.io;
+    for t in MessageType::ALL {
+        let i = usize::from(t.as_u8());
+        stat(&mut e, "message", t.name(), "in", p.messages_in[i]);
+        stat(&mut e, "message", t.name(), "out", p.messages_out[i]);
+    }
+    stat(&mut e, "traffic_tcp", "all", "in", p.bytes_in);
+    stat(&mut e, "traffic_tcp", "all", "out", p.bytes_out);
+    for (outcome, name) in HANDSHAKE_OUTCOMES {
+        stat(&mut e, "handshake", name, "in", p.handshake.get(outcome));
+    }
+    let h = &p.handshake;
+    for (detail, v) in [
+        ("max_per_ip", h.max_per_ip),
+        ("max_per_subnetwork", h.max_per_subnet),
+        ("excluded", h.excluded),
+        ("not_a_peer", h.not_a_peer),
+        ("max_connections", io.rejected_cap),
+        ("refused", io.refused),
+    ] {
+        stat(&mut e, "tcp_listener_rejected", detail, "in", v);
+    }
+    for (detail, v) in [
+        ("accept_success", io.accepted),
+        ("accept_failure", io.accept_errors),
+        ("connect_success", io.connects_ok),
+        ("connect_failure", io.connects_failed),
+    ] {
+        stat(&mut e, "tcp_listener", detail, "in", v);
+    }
+    let pe = &p.payload_errors;
+    for (detail, v) in [
+        ("payload_too_short", pe.too_short),
+        ("trailing_bytes", pe.trailing_bytes),
+        ("not_a_block", pe.not_a_block),
+        ("confirm_req_pairs", pe.confirm_req_pairs),
+        ("empty_handshake", pe.empty_handshake),
+        ("telemetry_too_short", pe.telemetry_too_short),
+        ("bulk_pull_extended", pe.bulk_pull_extended),
+        ("asc_pull_type", pe.asc_pull_type),
+        ("other", pe.other),
+    ] {
+        stat(&mut e, "error", detail, "in", v);
+    }
+    let c = &p.closes;
+    for (detail, v) in [
+        ("header_error", c.header_error),
+        ("handshake", c.handshake),
+        ("message_before_handshake", c.message_before_handshake),
+        ("bootstrap_not_served", c.bootstrap_not_served),
+        ("timeout", c.timeout),
+        ("purged", c.purged),
+        ("excluded", c.excluded),
+        ("requested", c.requested),
+        ("remote", p.closed_remotely),
+    ] {
+        stat(&mut e, "tcp_close", detail, "out", v);
+    }
+    stat(
+        &mut e,
+        "filter",
+        "duplicate_publish_message",
+        "in",
+        p.duplicate_publish,
+    );
+    stat(
+        &mut e,
+        "filter",
+        "duplicate_confirm_ack_message",
+        "in",
+        p.duplicate_confirm_ack,
+    );
+    for (t, detail, v) in [
+        ("block", "insufficient_work", p.insufficient_work),
+        ("block", "invalid_signature", p.invalid_block_signature),
+        ("vote", "invalid_signature", p.invalid_vote_signature),
+        ("vote", "zero_account", p.zero_account_vote),
+        ("drop", "confirm_req", p.confirm_req_ignored),
+        ("drop", "realtime_ignored", p.realtime_ignored),
+        ("drop", "handshake_on_realtime", p.handshake_ignored),
+        ("drop", "verify_overflow", p.verify_overflow),
+        ("drop", "held_while_verifying", p.held_dropped),
+        ("drop", "send_to_closed", p.send_to_closed),
+        ("drop", "send_queue_full", io.send_queue_drops),
+        ("drop", "crawler_event", s.events_dropped),
+        ("drop", "channel_lifecycle", s.lifecycle_dropped),
+    ] {
+        stat(&mut e, t, detail, "in", v);
+    }
+    let b = &s.batch;
+    for (detail, v) in [
+        ("requests", b.requests),
+        ("flushes", b.flushes),
+        ("flush_full", b.flush_full),
+        ("flush_delay", b.flush_delay),
+        ("flush_sleep", b.flush_sleep),
+        ("invalid_keys", b.invalid_keys),
+        ("batches", b.verifier.batches),
+        ("failed_batches", b.verifier.failed_batches),
+        ("single", b.verifier.single),
+    ] {
+        stat(&mut e, "signature_batch", detail, "in", v);
+    }
+    let cr = &s.crawler;
+    let st = &cr.stats;
+    for (detail, dir, v) in [
+        ("keepalive_flood", "out", st.keepalive_flood),
+        ("keepalive_self", "out", st.keepalive_self),
+        ("keepalive_idle", "out", st.keepalive_idle),
+        ("keepalive", "in", st.keepalives_received),
+        ("channel_up", "in", st.channels_up),
+        ("channel_down", "in", st.channels_down),
+        ("purged", "out", st.purged),
+        ("cleanup", "in", st.cleanups),
+        ("dial", "out", p.dials),
+        ("dial_failed", "out", p.dials_failed),
+        ("blocks_relayed", "out", st.blocks_relayed),
+        ("syn_cookies_purged", "in", p.cookies_purged),
+    ] {
+        stat(&mut e, "network", detail, dir, v);
+    }
+    let r = &cr.reachout;
+    for (detail, v) in [
+        ("dial", r.dials),
+        ("own_endpoint", r.own_endpoint),
+        ("not_a_peer", r.not_a_peer),
+        ("max_per_ip", r.ip_limit),
+        ("max_per_subnetwork", r.subnet_limit),
+        ("excluded", r.excluded),
+        ("connected", r.connected),
+        ("attempted_recently", r.attempted_recently),
+        ("max_attempts", r.attempts_full),
+        ("keepalive_stored", r.keepalives_stored),
+    ] {
+        stat(&mut e, "reachout", detail, "out", v);
+    }
+    let rc = &cr.rep_crawler;
+    for (detail, v) in [
+        ("loop", rc.rounds),
+        ("query_sent", rc.queries_sent),
+        ("query_timeout", rc.queries_expired),
+        ("vote", rc.votes),
+        ("vote_rebroadcasted", rc.votes_rebroadcasted),
+        ("vote_unsolicited", rc.votes_unsolicited),
+        ("vote_low_weight", rc.votes_low_weight),
+        ("response", rc.responses),
+        ("response_unknown_weight", rc.responses_unknown_weight),
+        ("rep_new", rc.reps_added),
+        ("rep_moved", rc.reps_moved),
+        ("rep_evicted", rc.reps_evicted),
+        ("keepalive_preconfigured", rc.preconfigured_resolves),
+        ("online_weight_sample", rc.samples),
+    ] {
+        stat(&mut e, "rep_crawler", detail, "in", v);
+    }
+    for (detail, dir, v) in [
+        ("broadcast", "out", st.telemetry_broadcasts),
+        ("telemetry_ack", "out", st.telemetry_sends),
+        ("process", "in", st.telemetry_received),
+        ("evicted", "in", st.telemetry_evicted),
+        ("empty_payload", "in", p.telemetry_empty),
+        ("node_id_mismatch", "in", p.telemetry_node_id_mismatch),
+        ("invalid_signature", "in", p.invalid_telemetry_signature),
+        ("genesis_mismatch", "in", p.genesis_mismatch),
+    ] {
+        stat(&mut e, "telemetry", detail, dir, v);
+    }
+    let th = &cr.thread;
+    for (detail, v) in [
+        ("flush", th.flushes),
+        ("online_weight_sample", th.samples_saved),
+        ("store_error", th.store_errors),
+    ] {
+        stat(&mut e, "peer_history", detail, "out", v);
+    }
+    e
+}
+
+/// The `/metrics` snapshot of a node's counters; `shard_io` are the per-shard io counters.
+pub(crate) fn metrics_snapshot(
+    s: &NodeStats,
+    shard_io: Vec<Counters>,
+    uptime_seconds: u64,
+) -> MetricsSnapshot {
+    let p = &s.proto;
+    let per_type = |counts: &[u64; 16]| -> Vec<(String, u64)> {
+        MessageType::ALL
+            .iter()
+            .map(|t| (t.name().to_string(), counts[usize::from(t.as_u8())]))
+            .collect()
+    };
+    // Batch-size bucket i holds sizes 2^i ..= 2^(i+1) − 1 (the last one everything above),
+    // so the upper bounds are 1, 3, 7, …, 127 and +Inf.
+    let bounds: Vec<f64> = (1..BATCH_BUCKETS)
+        .map(|i| ((1u64 << i) - 1) as f64)
+        .collect();
+    let mut hist = Histogram::with_bounds(&bounds);
+    hist.counts = s.batch.sizes.to_vec();
+    hist.sum = s.batch.requests as f64;
+    MetricsSnapshot {
+        messages_in: per_type(&p.messages_in),
+        messages_out: per_type(&p.messages_out),
+        handshakes: HANDSHAKE_OUTCOMES
+            .iter()
+            .map(|(o, name)| (name.to_string(), p.handshake.get(*o)))
+            .collect(),
+        verify_batch_sizes: hist,
+        verify_fallbacks: s.batch.verifier.failed_batches,
+        verify_failed: p.handshake.invalid_signature
+            + p.invalid_block_signature
+            + p.invalid_vote_signature
+            + p.invalid_telemetry_signature,
+        channels: s.channels as u64,
+        cookies: s.shards.iter().map(|m| m.cookies).sum(),
+        shards: shard_io
+            .into_iter()
+            .enumerate()
+            .map(|(shard, io)| metrics::ShardMetrics { shard, io })
+            .collect(),
+        uptime_seconds,
+    }
+}
+
+impl NodeApi for SharedNode {
+    fn peers(&self) -> Vec<RpcPeer> {
+        self.with(|n| {
+            n.peers()
+                .into_iter()
+                .map(|p| RpcPeer {
+                    endpoint: p.endpoint,
+                    protocol_version: p.protocol_version,
+                    node_id: Some(p.node_id),
+                    peering: p.peering_endpoint,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    fn node_id(&self) -> PublicKey {
+        self.inner.node_id
+    }
+
+    fn keepalive(&self, addr: SocketAddr) -> Result<(), String> {
+        self.with(|n| n.keepalive(addr).map_err(|e| e.to_string()))
+            .unwrap_or_else(|| Err("the node is stopping".into()))
+    }
+
+    fn stats(&self) -> StatsInfo {
+        self.with(|n| StatsInfo {
+            entries: stat_entries(&n.stats()),
+            duration_seconds: n.uptime().as_secs(),
+        })
+        .unwrap_or_default()
+    }
+
+    fn version(&self) -> VersionInfo {
+        let network = self.inner.network;
+        VersionInfo {
+            store_version: STORE_VERSION,
+            protocol_version: VERSION_USING,
+            node_vendor: format!("nanopeer {}", env!("CARGO_PKG_VERSION")),
+            store_vendor: "redb 4".into(),
+            network,
+            network_identifier: genesis_hash(network),
+            build_info: format!(
+                "nanopeer {} ({} build)",
+                env!("CARGO_PKG_VERSION"),
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+            ),
+        }
+    }
+
+    fn representatives_online(&self) -> Vec<(PublicKey, u128)> {
+        self.with(|n| {
+            n.rep_status()
+                .representatives
+                .into_iter()
+                .map(|r| (r.account, r.weight))
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    fn quorum(&self) -> QuorumInfo {
+        let minimum = self.inner.online_weight_minimum;
+        let Some(rs) = self.with(|n| n.rep_status()) else {
+            return QuorumInfo {
+                online_weight_quorum_percent: QUORUM_PERCENT,
+                online_weight_minimum: minimum,
+                ..QuorumInfo::default()
+            };
+        };
+        QuorumInfo {
+            quorum_delta: rs.delta,
+            online_weight_quorum_percent: QUORUM_PERCENT,
+            online_weight_minimum: minimum,
+            online_stake_total: rs.online_weight,
+            trended_stake_total: rs.trended,
+            peers_stake_total: rs.known_weight,
+            peers: rs
+                .representatives
+                .into_iter()
+                .map(|r| RepPeer {
+                    account: r.account,
+                    endpoint: to_socket_addr(r.endpoint),
+                    weight: r.weight,
+                })
+                .collect(),
+        }
+    }
+
+    fn local_telemetry(&self) -> TelemetryData {
+        self.with(Node::local_telemetry).unwrap_or_default()
+    }
+
+    fn telemetry(&self) -> Vec<(SocketAddr, TelemetryData)> {
+        self.with(|n| {
+            n.telemetry()
+                .into_iter()
+                .map(|t| (t.endpoint, t.data))
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    fn peering_port(&self) -> u16 {
+        self.inner.peering_port
+    }
+
+    fn metrics(&self) -> MetricsSnapshot {
+        self.with(|n| metrics_snapshot(&n.stats(), n.shard_counters(), n.uptime().as_secs()))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{BatchMetrics, CrawlerStatus, ShardMetrics};
+    use crate::ops::metrics::{parse_text, render};
+    use crate::proto::shard::ShardStats;
+
+    fn stats() -> NodeStats {
+        let mut proto = ShardStats::default();
+        proto.messages_in[0x02] = 7;
+        proto.messages_out[0x0a] = 3;
+        proto.handshake.ok = 2;
+        proto.handshake.own_node_id = 1;
+        proto.handshake.max_per_subnet = 4;
+        proto.duplicate_publish = 5;
+        proto.invalid_vote_signature = 6;
+        proto.handshake.invalid_signature = 1;
+        let mut batch = BatchMetrics::default();
+        batch.sizes[0] = 2; // two batches of 1
+        batch.sizes[6] = 1; // one of 64..=127 (here 64)
+        batch.requests = 66;
+        batch.verifier.failed_batches = 1;
+        let shard = ShardMetrics {
+            cookies: 3,
+            ..ShardMetrics::default()
+        };
+        NodeStats {
+            proto,
+            io: Counters {
+                rejected_cap: 9,
+                ..Counters::default()
+            },
+            batch,
+            events_sent: 0,
+            events_dropped: 0,
+            lifecycle_dropped: 0,
+            channels: 2,
+            shards: vec![shard.clone(), shard],
+            crawler: CrawlerStatus {
+                rep_status: crate::proto::repcrawler::RepStatus {
+                    representatives: Vec::new(),
+                    online_weight: 0,
+                    trended: 0,
+                    delta: 0,
+                    known_weight: 0,
+                    sufficient: false,
+                },
+                telemetry: Vec::new(),
+                stats: Default::default(),
+                reachout: Default::default(),
+                rep_crawler: Default::default(),
+                thread: Default::default(),
+                store_ok: true,
+            },
+        }
+    }
+
+    fn entry(e: &[StatEntry], t: &str, d: &str, dir: &str) -> Option<u64> {
+        e.iter()
+            .find(|x| x.stat_type == t && x.detail == d && x.dir == dir)
+            .map(|x| x.value)
+    }
+
+    #[test]
+    fn stat_entries_map_counters_to_nano_names() {
+        let e = stat_entries(&stats());
+        assert_eq!(entry(&e, "message", "keepalive", "in"), Some(7));
+        assert_eq!(entry(&e, "message", "node_id_handshake", "out"), Some(3));
+        assert_eq!(entry(&e, "message", "keepalive", "out"), Some(0));
+        assert_eq!(entry(&e, "handshake", "ok", "in"), Some(2));
+        assert_eq!(entry(&e, "handshake", "invalid_node_id", "in"), Some(1));
+        assert_eq!(
+            entry(&e, "tcp_listener_rejected", "max_per_subnetwork", "in"),
+            Some(4)
+        );
+        assert_eq!(
+            entry(&e, "tcp_listener_rejected", "max_connections", "in"),
+            Some(9)
+        );
+        assert_eq!(
+            entry(&e, "filter", "duplicate_publish_message", "in"),
+            Some(5)
+        );
+        assert_eq!(entry(&e, "vote", "invalid_signature", "in"), Some(6));
+        assert!(entry(&e, "rep_crawler", "query_sent", "in").is_some());
+        assert!(entry(&e, "telemetry", "process", "in").is_some());
+        // no (type, detail, dir) twice
+        let mut keys: Vec<_> = e
+            .iter()
+            .map(|x| (&x.stat_type, &x.detail, &x.dir))
+            .collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), n);
+    }
+
+    #[test]
+    fn metrics_snapshot_renders_batches_cookies_and_shards() {
+        let io0 = Counters {
+            buf_ring_exhausted: 4,
+            ..Counters::default()
+        };
+        let m = metrics_snapshot(&stats(), vec![io0, Counters::default()], 11);
+        assert_eq!(m.cookies, 6);
+        assert_eq!(m.channels, 2);
+        assert_eq!(m.verify_fallbacks, 1);
+        assert_eq!(m.verify_failed, 7);
+        let samples = parse_text(&render(&m)).unwrap();
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+                .map(|s| s.value)
+        };
+        assert_eq!(
+            find("nanopeer_verify_batch_size_bucket", &[("le", "1")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            find("nanopeer_verify_batch_size_bucket", &[("le", "63")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            find("nanopeer_verify_batch_size_bucket", &[("le", "127")]),
+            Some(3.0)
+        );
+        assert_eq!(find("nanopeer_verify_batch_size_sum", &[]), Some(66.0));
+        assert_eq!(
+            find("nanopeer_handshakes_total", &[("outcome", "ok")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            find(
+                "nanopeer_messages_total",
+                &[("direction", "in"), ("type", "keepalive")]
+            ),
+            Some(7.0)
+        );
+        assert_eq!(
+            find("nanopeer_buffer_ring_exhausted_total", &[("shard", "0")]),
+            Some(4.0)
+        );
+        assert_eq!(
+            find("nanopeer_buffer_ring_exhausted_total", &[("shard", "1")]),
+            Some(0.0)
+        );
+        assert_eq!(find("nanopeer_uptime_seconds", &[]), Some(11.0));
+    }
+}

@@ -1,0 +1,487 @@
+//! `nanopeer run` as an operator runs it: the real binary in child processes on loopback (dev
+//! network, one shard, data directories in temporary folders), driven over its JSON RPC and
+//! `/metrics`, stopped with SIGTERM. Also [`node_options`], the config → node mapping.
+//!
+//! The process tests run one at a time (a global lock) to keep timings sane on a loaded
+//! machine. Every wait polls with a deadline; a failing test prints the child's log.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nanopeer::crypto::genesis_hash;
+use nanopeer::node::default_preconfigured_peers;
+use nanopeer::ops::cli::{RunArgs, node_options};
+use nanopeer::ops::metrics::{Sample, parse_text};
+use nanopeer::proto::addr::canonical;
+use nanopeer::store::PeerStore;
+use nanopeer::types::Network;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nanopeer");
+const UP_WITHIN: Duration = Duration::from_secs(10);
+const EXIT_WITHIN: Duration = Duration::from_secs(5);
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One HTTP/1.1 request; `(status, body)`, or `None` if nothing answers.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+fn rpc(addr: SocketAddr, req: Value) -> Option<Value> {
+    let (status, body) = http(addr, "POST", "/", &req.to_string())?;
+    (status == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+fn metrics(addr: SocketAddr) -> Vec<Sample> {
+    let (status, body) = http(addr, "GET", "/metrics", "").expect("/metrics answers");
+    assert_eq!(status, 200, "{body}");
+    parse_text(&body).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{body}"))
+}
+
+fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+        .map(|s| s.value)
+}
+
+/// A `nanopeer run` child process with its own data directory, listen, RPC and metrics ports.
+struct Proc {
+    child: Child,
+    data: PathBuf,
+    log: PathBuf,
+    listen: SocketAddr,
+    rpc: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl Proc {
+    /// Starts `nanopeer run --network dev` in `data` (log in `data/../<name>.log`).
+    fn spawn(root: &Path, name: &str, data: &Path, peers: &[SocketAddr]) -> Proc {
+        let (listen, rpc, metrics) = (
+            loopback(free_port()),
+            loopback(free_port()),
+            loopback(free_port()),
+        );
+        let log = root.join(format!("{name}.log"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--network", "dev", "--shards", "1"])
+            .arg("--data-path")
+            .arg(data)
+            .args(["--listen", &listen.to_string()])
+            .args(["--rpc", &rpc.to_string()])
+            .args(["--metrics", &metrics.to_string()]);
+        for p in peers {
+            cmd.args(["--peer", &p.to_string()]);
+        }
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn nanopeer");
+        Proc {
+            child,
+            data: data.to_path_buf(),
+            log,
+            listen,
+            rpc,
+            metrics,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until RPC `version` answers; returns it.
+    fn wait_up(&mut self) -> Value {
+        let mut version = None;
+        let up = wait_until(UP_WITHIN, || {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("nanopeer exited early ({st}):\n{}", self.log_text());
+            }
+            version = rpc(self.rpc, json!({"action": "version"}));
+            version.is_some()
+        });
+        assert!(up, "RPC not up within {UP_WITHIN:?}:\n{}", self.log_text());
+        version.unwrap()
+    }
+
+    fn node_id(&self) -> String {
+        let v = rpc(self.rpc, json!({"action": "node_id"})).expect("node_id answers");
+        v["node_id"].as_str().expect("node_id text").to_string()
+    }
+
+    /// `peers` with details: endpoint text → details.
+    fn peers(&self) -> serde_json::Map<String, Value> {
+        rpc(self.rpc, json!({"action": "peers", "peer_details": true}))
+            .and_then(|v| v["peers"].as_object().cloned())
+            .unwrap_or_default()
+    }
+
+    /// A `stats` counter.
+    fn stat(&self, stat_type: &str, detail: &str) -> Option<u64> {
+        let v = rpc(self.rpc, json!({"action": "stats", "type": "counters"}))?;
+        v["entries"]
+            .as_array()?
+            .iter()
+            .find(|e| e["type"] == stat_type && e["detail"] == detail)
+            .and_then(|e| e["value"].as_str()?.parse().ok())
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most [`EXIT_WITHIN`]).
+    fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let mut status = None;
+        wait_until(EXIT_WITHIN, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "no exit within {EXIT_WITHIN:?} of SIGTERM:\n{}",
+                self.log_text()
+            )
+        });
+        (status, t0.elapsed())
+    }
+
+    fn stored_peers(&self) -> Vec<std::net::SocketAddrV6> {
+        let store = PeerStore::open(&self.data).expect("open the peer store after exit");
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        store.load(now_ms).into_iter().map(|(ep, _)| ep).collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Only if a test failed before stopping it.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn fresh_node_serves_rpc_and_metrics_and_stops_on_sigterm() {
+    let _g = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut p = Proc::spawn(root.path(), "fresh", &data, &[]);
+    let version = p.wait_up();
+    assert_eq!(version["protocol_version"], "21");
+    assert_eq!(version["network"], "dev");
+    assert_eq!(
+        version["network_identifier"],
+        genesis_hash(Network::Dev).to_hex()
+    );
+    let id = rpc(p.rpc, json!({"action": "node_id"})).unwrap();
+    let node_id = id["node_id"].as_str().unwrap().to_string();
+    assert!(node_id.starts_with("node_"), "{id}");
+    assert_eq!(id["public"].as_str().unwrap().len(), 64, "{id}");
+    assert!(id.get("private").is_none(), "never the private key: {id}");
+    assert!(p.peers().is_empty(), "a fresh dev node has no peers");
+    let quorum = rpc(p.rpc, json!({"action": "confirmation_quorum"})).unwrap();
+    assert_eq!(quorum["online_weight_quorum_percent"], "67", "{quorum}");
+    let stats = rpc(p.rpc, json!({"action": "stats", "type": "counters"})).unwrap();
+    let entries = stats["entries"].as_array().expect("stats entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["type"] == "handshake" && e["detail"] == "ok"),
+        "{stats}"
+    );
+
+    let m = metrics(p.metrics);
+    assert_eq!(metric(&m, "nanopeer_channels", &[]), Some(0.0));
+    assert!(metric(&m, "nanopeer_uptime_seconds", &[]).is_some());
+    assert!(metric(&m, "nanopeer_shard_live_connections", &[("shard", "0")]).is_some());
+    // Each server serves only its own path.
+    assert_eq!(http(p.rpc, "GET", "/metrics", "").map(|r| r.0), Some(404));
+    assert_eq!(
+        http(p.metrics, "POST", "/", r#"{"action":"version"}"#).map(|r| r.0),
+        Some(404)
+    );
+
+    let (status, took) = p.terminate();
+    assert_eq!(status.code(), Some(0), "{}", p.log_text());
+    assert!(took < EXIT_WITHIN);
+    let log = p.log_text();
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(data.join("node_id_private.key").is_file());
+    assert!(data.join("peers.redb").is_file());
+
+    // The node id survives a restart in the same data directory.
+    let mut again = Proc::spawn(root.path(), "again", &data, &[]);
+    again.wait_up();
+    assert_eq!(again.node_id(), node_id);
+    let (status, _) = again.terminate();
+    assert_eq!(status.code(), Some(0), "{}", again.log_text());
+}
+
+#[test]
+fn two_processes_peer_list_each_other_and_remember_each_other() {
+    let _g = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Proc::spawn(root.path(), "a", &root.path().join("a"), &[]);
+    a.wait_up();
+    let mut b = Proc::spawn(root.path(), "b", &root.path().join("b"), &[a.listen]);
+    b.wait_up();
+    let (id_a, id_b) = (a.node_id(), b.node_id());
+    assert_ne!(id_a, id_b);
+    let lists = |x: &Proc, other_id: &str, other_listen: SocketAddr| {
+        let peering = nanopeer::ops::rpc::endpoint_text(other_listen);
+        x.peers()
+            .values()
+            .any(|d| d["node_id"] == other_id && d["peering"] == peering.as_str())
+    };
+    assert!(
+        wait_until(UP_WITHIN, || lists(&a, &id_b, b.listen)
+            && lists(&b, &id_a, a.listen)),
+        "a peers: {:?}\nb peers: {:?}\n--- a log\n{}\n--- b log\n{}",
+        a.peers(),
+        b.peers(),
+        a.log_text(),
+        b.log_text()
+    );
+    // b dialed a: the channel on b's side is to a's listen address.
+    assert!(
+        b.peers()
+            .contains_key(&nanopeer::ops::rpc::endpoint_text(a.listen)),
+        "{:?}",
+        b.peers()
+    );
+    // keepalive over RPC: refused for a peer already connected, the reason in the error.
+    let refused = rpc(
+        a.rpc,
+        json!({"action": "keepalive", "address": "127.0.0.1", "port": b.listen.port().to_string()}),
+    )
+    .unwrap();
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connected")),
+        "{refused}"
+    );
+    // Telemetry broadcasts (every 0.5 s on dev) reach the other side, signed by a's node id.
+    let telemetry_of_a = || {
+        rpc(b.rpc, json!({"action": "telemetry", "raw": true}))
+            .and_then(|v| v["metrics"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .any(|t| {
+                t["node_id"] == id_a.as_str()
+                    && t["genesis_block"] == genesis_hash(Network::Dev).to_hex()
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), telemetry_of_a),
+        "b has no telemetry from a"
+    );
+    for p in [&a, &b] {
+        let ok = wait_until(Duration::from_secs(3), || {
+            let m = metrics(p.metrics);
+            metric(&m, "nanopeer_channels", &[]) == Some(1.0)
+                && metric(&m, "nanopeer_handshakes_total", &[("outcome", "ok")])
+                    .is_some_and(|v| v >= 1.0)
+        });
+        assert!(ok, "metrics: one channel, a successful handshake");
+    }
+
+    // b stops first, so a's channel to b is gone at a's stop-time flush: a remembers b only
+    // through a periodic peer-store flush (every second on dev) while they were connected.
+    // Wait for two more of a's flushes (the first could predate the channel).
+    let f0 = a.stat("peer_history", "flush").expect("a's flush counter");
+    assert!(
+        wait_until(Duration::from_secs(5), || a
+            .stat("peer_history", "flush")
+            .is_some_and(|f| f >= f0 + 2)),
+        "a's periodic peer-store flushes:\n{}",
+        a.log_text()
+    );
+    for p in [&mut b, &mut a] {
+        let (status, took) = p.terminate();
+        assert_eq!(status.code(), Some(0), "{}", p.log_text());
+        assert!(took < EXIT_WITHIN);
+    }
+    let a_stored = a.stored_peers();
+    let b_stored = b.stored_peers();
+    assert!(
+        a_stored.contains(&canonical(b.listen)),
+        "a's store {a_stored:?} lacks b {}",
+        b.listen
+    );
+    assert!(
+        b_stored.contains(&canonical(a.listen)),
+        "b's store {b_stored:?} lacks a {}",
+        a.listen
+    );
+}
+
+fn run_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nanopeer");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_errors_exit_2_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (code, err) = run_expecting_failure(&[
+        "--network",
+        "dev",
+        "--data-path",
+        data,
+        "--config",
+        "verify.batch_max=0",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("verify.batch_max"), "{err}");
+    let (code, err) = run_expecting_failure(&[
+        "--network",
+        "dev",
+        "--data-path",
+        data,
+        "--rpc",
+        "192.0.2.1:7076",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("rpc.address"), "{err}");
+}
+
+#[test]
+fn unusable_data_path_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let port = free_port().to_string();
+    let (code, err) = run_expecting_failure(&[
+        "--network",
+        "dev",
+        "--shards",
+        "1",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-path",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("nanopeer: cannot start the node"), "{err}");
+    assert!(last.contains("not-a-dir"), "{err}");
+}
+
+#[test]
+fn node_options_follow_the_config() {
+    let args = RunArgs {
+        network: Some(Network::Live),
+        data_path: Some("/tmp/x".into()),
+        ..RunArgs::default()
+    };
+    let o = node_options(&args.load_config().unwrap());
+    assert_eq!(o.network, Network::Live);
+    assert_eq!(o.data_path, PathBuf::from("/tmp/x"));
+    assert_eq!(o.listen.port(), 7075);
+    assert_eq!(
+        o.preconfigured_peers,
+        Some(default_preconfigured_peers(Network::Live))
+    );
+    assert_eq!(o.proto.network, Network::Live);
+
+    let args = RunArgs {
+        network: Some(Network::Dev),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        shards: Some(3),
+        peers: vec!["127.0.0.1:5000".into()],
+        config: vec![
+            "verify.batch_max=32".into(),
+            "verify.batch_delay_us=50".into(),
+            "rep_crawler.online_weight_minimum=\"1000\"".into(),
+            "node.shard_cores=[1]".into(),
+            "node.crawler_core=0".into(),
+            "io.recv_buffers=128".into(),
+        ],
+        ..RunArgs::default()
+    };
+    let o = node_options(&args.load_config().unwrap());
+    assert_eq!(o.network, Network::Dev);
+    assert_eq!(o.listen, "127.0.0.1:0".parse::<SocketAddr>().unwrap());
+    assert_eq!(o.shards, Some(3));
+    assert_eq!(
+        o.preconfigured_peers,
+        Some(vec!["127.0.0.1:5000".to_string()]),
+        "--peer replaces the network's list"
+    );
+    assert_eq!((o.batch_max, o.batch_delay_us), (32, 50));
+    assert_eq!(o.online_weight_minimum, Some(1000));
+    assert_eq!(o.proto.online_weight_minimum, 1000);
+    assert_eq!(o.io.cores, vec![1]);
+    assert_eq!(o.crawler_core, Some(0));
+    assert_eq!(o.io.recv_buffers, 128);
+}
