@@ -244,6 +244,21 @@ impl CrawlerThread {
 
     fn event(&mut self, ev: CrawlerEvent) {
         self.stats.events += 1;
+        match &ev {
+            CrawlerEvent::ChannelUp(ch) => tracing::info!(
+                endpoint = %ch.remote(),
+                node_id = %ch.node_id().to_node_id(),
+                direction = ?ch.direction(),
+                version = ch.protocol_version(),
+                "peer connected"
+            ),
+            CrawlerEvent::ChannelDown(ch) => tracing::info!(
+                endpoint = %ch.remote(),
+                node_id = %ch.node_id().to_node_id(),
+                "peer disconnected"
+            ),
+            _ => {}
+        }
         let now = self.now_ms();
         self.core.on_event(ev, now, &mut self.rng, &mut self.out);
         if self.out.len() > 1024 {
