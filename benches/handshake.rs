@@ -197,7 +197,7 @@ impl Pair {
         self.b.out.clear();
         self.rounds += 1;
         self.now += 1;
-        if self.rounds % 256 == 0 {
+        if self.rounds.is_multiple_of(256) {
             self.a.core.on_tick(self.now, &mut self.a.out);
             self.b.core.on_tick(self.now, &mut self.b.out);
             self.a.out.clear();
