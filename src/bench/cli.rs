@@ -338,8 +338,26 @@ impl Drop for TempDir {
     }
 }
 
+/// Time thread `tid` of this process has spent runnable but waiting for a CPU (field 2 of
+/// `/proc/self/task/TID/schedstat`): what other processes took from it.
+pub fn thread_runq_wait(tid: u32) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let ns: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// The crypto ceiling of one core, measured for `secs` on a thread pinned to `core` (if any).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ceiling {
+    /// Handshakes per second of wall time (the report's `crypto_ceiling_per_sec`).
+    pub per_sec: f64,
+    /// Handshakes per second of the thread's own CPU time: the same figure with the time
+    /// other processes took from the thread removed.
+    pub per_cpu_sec: f64,
+}
+
 /// Measures the crypto ceiling for `secs` on a thread pinned to `core` (if any).
-pub fn measure_ceiling(secs: f64, core: Option<usize>) -> Result<f64, BenchError> {
+pub fn measure_ceiling(secs: f64, core: Option<usize>) -> Result<Ceiling, BenchError> {
     let d = Duration::from_secs_f64(secs.max(0.05));
     std::thread::Builder::new()
         .name("ceiling".into())
@@ -347,12 +365,27 @@ pub fn measure_ceiling(secs: f64, core: Option<usize>) -> Result<f64, BenchError
             if let Some(c) = core {
                 let _ = crate::io::pin_current_thread(c);
             }
-            super::crypto_ceiling_per_sec(d)
+            let tid = super::current_thread_id().ok();
+            let cpu = || tid.and_then(|t| thread_cpu_time(t).ok());
+            let (c0, t0) = (cpu(), Instant::now());
+            let per_sec = super::crypto_ceiling_per_sec(d);
+            let wall = t0.elapsed().as_secs_f64();
+            let per_cpu_sec = match (c0, cpu()) {
+                (Some(a), Some(b)) if b > a => per_sec * wall / (b - a).as_secs_f64(),
+                _ => per_sec,
+            };
+            Ceiling {
+                per_sec,
+                per_cpu_sec: per_cpu_sec.max(per_sec),
+            }
         })
         .map_err(|_| BenchError::Thread)?
         .join()
         .map_err(|_| BenchError::Thread)
 }
+
+/// Share of the wall time above which run-queue waiting makes the figures doubtful.
+pub const RUNQ_WARN: f64 = 0.10;
 
 fn load_config(
     plan: &BenchPlan,
@@ -408,13 +441,28 @@ pub struct BenchOutcome {
     pub server_cpu: Option<Duration>,
     /// Verify batches the node flushed in the measured window, and their mean size.
     pub batches: (u64, f64),
+    /// The ceiling the report was compared with.
+    pub ceiling: Ceiling,
+    /// Share of the measured window the shard threads spent waiting for a CPU (mean per
+    /// shard).
+    pub server_runq_wait: Option<f64>,
+}
+
+impl BenchOutcome {
+    /// Server CPU efficiency: one core's crypto cost per handshake (from the CPU-time
+    /// ceiling) over the node's CPU per handshake — what `efficiency` would be if the shards
+    /// had their cores to themselves.
+    pub fn cpu_efficiency(&self) -> Option<f64> {
+        let us = self.report.server_cpu_us_per_handshake?;
+        (us > 0.0 && self.ceiling.per_cpu_sec > 0.0).then(|| 1e6 / self.ceiling.per_cpu_sec / us)
+    }
 }
 
 /// Runs one bench against a fresh in-process node: warm-up, then the measured load (shown on
 /// `progress`). `ceiling` is the crypto ceiling measured before.
 pub fn bench_in_process(
     plan: &BenchPlan,
-    ceiling: f64,
+    ceiling: Ceiling,
     progress: &Progress,
 ) -> Result<BenchOutcome, BenchError> {
     validate(plan)?;
@@ -435,12 +483,22 @@ pub fn bench_in_process(
             }
             Some(sum)
         };
+        let runq = || -> Option<Duration> {
+            let mut sum = Duration::ZERO;
+            for &t in &tids {
+                sum += thread_runq_wait(t)?;
+            }
+            Some(sum)
+        };
         let before_batch = node.stats().batch;
-        let cpu0 = shard_cpu();
+        let (cpu0, rq0, t0) = (shard_cpu(), runq(), Instant::now());
         let load = loadgen::run(&load_config(plan, target, &placement, plan.duration), |s| {
             progress.update(s)
         })?;
-        let cpu1 = shard_cpu();
+        let (cpu1, rq1, wall) = (shard_cpu(), runq(), t0.elapsed());
+        let server_runq_wait = rq0.zip(rq1).map(|(a, b)| {
+            b.saturating_sub(a).as_secs_f64() / (wall.as_secs_f64() * tids.len().max(1) as f64)
+        });
         let after_batch = node.stats().batch;
         progress.finish();
         let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a));
@@ -454,14 +512,28 @@ pub fn bench_in_process(
         } else {
             0.0
         };
-        let mut report = BenchReport::new(&load, plan.shards, plan.batch_max, ceiling, server_cpu);
+        let mut report = BenchReport::new(
+            &load,
+            plan.shards,
+            plan.batch_max,
+            ceiling.per_sec,
+            server_cpu,
+        );
         report.warnings.extend(placement.warnings.iter().cloned());
+        if let Some(w) = server_runq_wait.filter(|&w| w > RUNQ_WARN) {
+            report.warnings.push(format!(
+                "the node's shard threads waited for a CPU {:.0} % of the time (other processes                  were running): the rate understates the node; compare server CPU per handshake",
+                w * 100.0
+            ));
+        }
         Ok::<_, BenchError>(BenchOutcome {
             report,
             placement: placement.clone(),
             limits: bench_limits(plan),
             server_cpu,
             batches: (flushes, mean),
+            ceiling,
+            server_runq_wait,
         })
     })();
     let stopped = node.stop();
@@ -506,6 +578,12 @@ pub fn outcome_json(o: &BenchOutcome, cores: usize) -> serde_json::Value {
         m.insert("verify_batches".into(), o.batches.0.into());
         m.insert("verify_batch_mean".into(), o.batches.1.into());
         m.insert("load_average".into(), load_average().into());
+        m.insert(
+            "crypto_ceiling_cpu_per_sec".into(),
+            o.ceiling.per_cpu_sec.into(),
+        );
+        m.insert("cpu_efficiency".into(), o.cpu_efficiency().into());
+        m.insert("server_runq_wait".into(), o.server_runq_wait.into());
     }
     v
 }
@@ -569,6 +647,14 @@ fn bench_main(args: &BenchArgs) -> Result<bool, BenchError> {
         "verify batches: {} flushed, {:.1} signatures each on average",
         outcome.batches.0, outcome.batches.1
     );
+    if let Some(e) = outcome.cpu_efficiency() {
+        println!(
+            "CPU efficiency: {:.1} % (crypto {:.1} µs of {:.1} µs shard CPU per handshake)",
+            e * 100.0,
+            1e6 / outcome.ceiling.per_cpu_sec,
+            outcome.report.server_cpu_us_per_handshake.unwrap_or(0.0)
+        );
+    }
     println!(
         "load average: {}; whole command {:.1} s",
         load_average().map_or("n/a".into(), |l| format!("{l:.2}")),
@@ -617,13 +703,15 @@ fn bench_target(
         progress.update(s)
     })?;
     progress.finish();
-    let report = BenchReport::new(&load, shards, plan.batch_max, ceiling, None);
+    let report = BenchReport::new(&load, shards, plan.batch_max, ceiling.per_sec, None);
     let outcome = BenchOutcome {
         report,
         placement: pl,
         limits: Vec::new(),
         server_cpu: None,
         batches: (0, 0.0),
+        ceiling,
+        server_runq_wait: None,
     };
     print!("{}", outcome.report.table());
     if args.json {

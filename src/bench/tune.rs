@@ -263,7 +263,8 @@ pub(crate) fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     let summary = serde_json::json!({
         "cores": cores,
         "load_average": load_average(),
-        "crypto_ceiling_per_sec": ceiling,
+        "crypto_ceiling_per_sec": ceiling.per_sec,
+        "crypto_ceiling_cpu_per_sec": ceiling.per_cpu_sec,
         "duration_s": args.duration,
         "connections": args.connections,
         "verify_node": !args.no_verify_node,
@@ -273,9 +274,15 @@ pub(crate) fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     let pretty = serde_json::to_string_pretty(&summary).unwrap_or_default();
     write_file(&args.out.join("tune.json"), &(pretty + "\n"))?;
     write_file(&args.out.join("tune.csv"), &to_csv(&points))?;
-    write_file(&args.out.join("tune.svg"), &to_svg(&points, ceiling))?;
+    write_file(
+        &args.out.join("tune.svg"),
+        &to_svg(&points, ceiling.per_sec),
+    )?;
     println!(
-        "crypto ceiling (1 core): {ceiling:.0} handshakes/s; {cores} core(s); load average {}",
+        "crypto ceiling (1 core): {:.0} handshakes/s ({:.0} per CPU second); {cores} core(s); \
+         load average {}",
+        ceiling.per_sec,
+        ceiling.per_cpu_sec,
         load_average().map_or("n/a".into(), |l| format!("{l:.2}"))
     );
     print!("{}", table(&points));
