@@ -522,7 +522,7 @@ pub fn bench_in_process(
         report.warnings.extend(placement.warnings.iter().cloned());
         if let Some(w) = server_runq_wait.filter(|&w| w > RUNQ_WARN) {
             report.warnings.push(format!(
-                "the node's shard threads waited for a CPU {:.0} % of the time (other processes                  were running): the rate understates the node; compare server CPU per handshake",
+                "the node's shard threads waited for a CPU {:.0} % of the time (other processes were running): the rate understates the node; compare server CPU per handshake",
                 w * 100.0
             ));
         }
