@@ -103,7 +103,16 @@ pub fn recommend(points: &[BenchReport], cores: usize) -> Option<Recommendation>
 
 /// Column names of tune.csv.
 pub const CSV_HEADER: &str = "shards,batch_max,handshakes_per_sec,efficiency,latency_p50_us,\
-latency_p99_us,server_cpu_us_per_handshake,load_cpu_util,failures,handshakes,duration_s";
+latency_p99_us,server_cpu_us_per_handshake,cpu_bound_per_sec,load_cpu_util,failures,handshakes,\
+duration_s";
+
+/// What one shard core would serve if it had the core to itself: 1 s / server CPU per
+/// handshake (robust against other processes taking the CPU, unlike the rate).
+pub fn cpu_bound_per_sec(p: &BenchReport) -> Option<f64> {
+    p.server_cpu_us_per_handshake
+        .filter(|&us| us > 0.0)
+        .map(|us| 1e6 / us)
+}
 
 /// The points as CSV (header line first).
 pub fn to_csv(points: &[BenchReport]) -> String {
@@ -112,7 +121,7 @@ pub fn to_csv(points: &[BenchReport]) -> String {
     for p in points {
         let _ = writeln!(
             out,
-            "{},{},{:.1},{:.4},{},{},{},{:.3},{},{},{:.2}",
+            "{},{},{:.1},{:.4},{},{},{},{},{:.3},{},{},{:.2}",
             p.shards,
             p.batch_max,
             p.handshakes_per_sec,
@@ -121,6 +130,7 @@ pub fn to_csv(points: &[BenchReport]) -> String {
             p.latency_p99_us,
             p.server_cpu_us_per_handshake
                 .map_or(String::new(), |v| format!("{v:.2}")),
+            cpu_bound_per_sec(p).map_or(String::new(), |v| format!("{v:.0}")),
             p.load_cpu_util,
             p.failures_total,
             p.handshakes,
@@ -159,7 +169,7 @@ pub fn table(points: &[BenchReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>6} {:>6} {:>13} {:>10} {:>9} {:>9} {:>12} {:>8} {:>8}",
+        "{:>6} {:>6} {:>13} {:>10} {:>9} {:>9} {:>12} {:>11} {:>8} {:>8}",
         "shards",
         "batch",
         "handshakes/s",
@@ -167,13 +177,14 @@ pub fn table(points: &[BenchReport]) -> String {
         "p50 µs",
         "p99 µs",
         "server µs/hs",
+        "CPU-bound/s",
         "load CPU",
         "failures"
     );
     for p in points {
         let _ = writeln!(
             out,
-            "{:>6} {:>6} {:>13.0} {:>9.1}% {:>9} {:>9} {:>12} {:>7.0}% {:>8}",
+            "{:>6} {:>6} {:>13.0} {:>9.1}% {:>9} {:>9} {:>12} {:>11} {:>7.0}% {:>8}",
             p.shards,
             p.batch_max,
             p.handshakes_per_sec,
@@ -182,6 +193,7 @@ pub fn table(points: &[BenchReport]) -> String {
             p.latency_p99_us,
             p.server_cpu_us_per_handshake
                 .map_or("n/a".into(), |v| format!("{v:.1}")),
+            cpu_bound_per_sec(p).map_or("n/a".into(), |v| format!("{v:.0}")),
             p.load_cpu_util * 100.0,
             p.failures_total
         );
@@ -361,6 +373,8 @@ mod tests {
         let cols = CSV_HEADER.split(',').count();
         assert!(lines.iter().all(|l| l.split(',').count() == cols));
         assert!(lines[3].starts_with("1,64,12000.0,0.6000,"), "{}", lines[3]);
+        // server CPU 50 µs per handshake: 20 000 per second of one core
+        assert!(lines[3].contains(",50.00,20000,"), "{}", lines[3]);
         let svg = to_svg(&pts, 20_000.0);
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("batch_max 64"));
