@@ -298,6 +298,21 @@ pub(crate) fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
         load_average().map_or("n/a".into(), |l| format!("{l:.2}"))
     );
     print!("{}", table(&points));
+    let starved = outcomes
+        .iter()
+        .filter(|o| {
+            o.server_runq_wait
+                .is_some_and(|w| w > super::cli::RUNQ_WARN)
+        })
+        .count();
+    if starved > 0 {
+        println!(
+            "warning: in {starved} of {total} points the shards waited for a CPU more than {:.0} % \
+             of the time (other processes): their rates are not comparable; compare the \
+             CPU-bound column or rerun on a quiet machine",
+            super::cli::RUNQ_WARN * 100.0
+        );
+    }
     match &rec {
         Some(r) => println!(
             "recommended: --shards {} --batch-max {} — {}",
