@@ -794,4 +794,59 @@ mod tests {
         plan.batch_max = 0;
         assert!(matches!(validate(&plan), Err(BenchError::Argument(_))));
     }
+
+    #[test]
+    fn in_process_bench_completes_handshakes_and_cleans_up() {
+        let plan = BenchPlan {
+            shards: 1,
+            batch_max: 16,
+            batch_delay_us: 200,
+            duration: Duration::from_millis(400),
+            warmup: Duration::ZERO,
+            connections: 8,
+            load_threads: Some(1),
+            network: Network::Dev,
+            verify_node: true,
+            hold: false,
+            hold_limit: 0,
+            pin: false,
+        };
+        let ceiling = Ceiling {
+            per_sec: 1000.0,
+            per_cpu_sec: 1000.0,
+        };
+        let before: usize = std::fs::read_dir(std::env::temp_dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("nanopeer-bench-")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        let o = bench_in_process(&plan, ceiling, &Progress::hidden()).unwrap();
+        assert!(o.report.handshakes > 0, "{:?}", o.report);
+        assert_eq!(o.report.failures_total, 0, "{:?}", o.report.failures);
+        let cpu = o.report.server_cpu_us_per_handshake.unwrap();
+        assert!(cpu > 0.0 && cpu < 1e6, "{cpu}");
+        assert!(o.batches.0 > 0);
+        let v = outcome_json(&o, 2);
+        assert_eq!(v["shards"], 1);
+        assert!(v["bench_limits"]["max_channels"].as_u64().unwrap() >= 4096);
+        // the data directory is gone
+        let after: usize = std::fs::read_dir(std::env::temp_dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("nanopeer-bench-")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        assert!(after <= before, "{before} → {after}");
+    }
 }
