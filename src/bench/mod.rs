@@ -10,12 +10,18 @@
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
 //! - [`cpu`]: CPU time of the process and of single threads, from `/proc`.
 //! - [`hist`]: a log-linear latency histogram (p50/p99 within ~1.6 %).
+//! - [`cli`]: `nanopeer bench` (an in-process node or `--target`) and the `tune` arguments.
+//! - [`tune`]: the shard × batch sweep, its outputs and the recommendation.
+//! - [`svg`]: the hand-written line chart of `tune.svg`.
 
 pub mod ceiling;
+pub mod cli;
 pub mod cpu;
 pub mod hist;
 pub mod loadgen;
 pub mod report;
+pub mod svg;
+pub mod tune;
 
 pub use ceiling::crypto_ceiling_per_sec;
 pub use cpu::{current_thread_id, process_cpu_time, thread_cpu_time};

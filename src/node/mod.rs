@@ -352,6 +352,7 @@ pub struct Node {
     channels: Arc<ChannelMap>,
     shards: Vec<ShardHandle<ShardCommand>>,
     metrics: Vec<Arc<Mutex<ShardMetrics>>>,
+    shard_tids: Arc<Mutex<Vec<u32>>>,
     status: Arc<RwLock<CrawlerStatus>>,
     control: crossbeam::channel::Sender<Control>,
     crawler: Option<JoinHandle<()>>,
@@ -437,6 +438,7 @@ impl Node {
             })
             .collect();
         let seeds: Vec<[u8; 32]> = (0..shard_count).map(|_| master.random()).collect();
+        let shard_tids = Arc::new(Mutex::new(vec![0u32; shard_count]));
         let mut io_cfg = opts.io.clone();
         io_cfg.listen = Some(opts.listen);
         io_cfg.cores = if !opts.io.cores.is_empty() {
@@ -459,7 +461,12 @@ impl Node {
             let batch_delay = Duration::from_micros(opts.batch_delay_us);
             let (batch_max, key_cache) = (opts.batch_max, opts.key_cache);
             let ev_tx = ev_tx.clone();
+            let shard_tids = Arc::clone(&shard_tids);
             move |info: &io::ShardInfo| {
+                // The factory runs on the shard's own thread.
+                if let Some(t) = shard_tids.lock().get_mut(info.index) {
+                    *t = crate::bench::current_thread_id().unwrap_or(0);
+                }
                 let shared = shared_cell.get_or_init(|| {
                     let mut config = config.clone();
                     if let Some(a) = info.local_addr {
@@ -611,6 +618,7 @@ impl Node {
             channels,
             shards,
             metrics,
+            shard_tids,
             status,
             control: ctl_tx,
             crawler: Some(crawler),
@@ -668,6 +676,12 @@ impl Node {
     /// Each shard's io counters (as last published), by shard index.
     pub fn shard_counters(&self) -> Vec<Counters> {
         self.shards.iter().map(|h| h.counters()).collect()
+    }
+
+    /// The kernel thread ids of the shard threads, by shard index (0 where unknown); for
+    /// per-thread CPU accounting (`nanopeer bench`).
+    pub fn shard_thread_ids(&self) -> Vec<u32> {
+        self.shard_tids.lock().clone()
     }
 
     /// The connected peers (alive channels), ordered by endpoint.

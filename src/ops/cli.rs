@@ -52,6 +52,10 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Benchmark handshakes/s: a node in-process (or --target) against simulated peers.
+    Bench(crate::bench::cli::BenchArgs),
+    /// Sweep shard counts × batch sizes with the bench and recommend a setting.
+    Tune(crate::bench::cli::TuneArgs),
 }
 
 /// `nanopeer config …`.
@@ -161,6 +165,8 @@ pub fn run(cli: Cli) -> ExitCode {
             hex,
         } => decode(network, cookie.as_ref(), &hex),
         Command::Run(args) => run_node(&args),
+        Command::Bench(args) => crate::bench::cli::run_bench(&args),
+        Command::Tune(args) => crate::bench::cli::run_tune(&args),
         Command::Config {
             command: ConfigCommand::Default { network },
         } => {

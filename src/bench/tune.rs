@@ -1,0 +1,399 @@
+//! `nanopeer tune`: the in-process bench over a grid of shard counts × batch sizes, a table,
+//! tune.json / tune.csv / tune.svg, and a recommended setting for this machine.
+//!
+//! The crypto ceiling is measured once, before the sweep, and every point is compared with
+//! it. Each point runs on a fresh node (its own data directory and port).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::cli::{
+    BenchError, BenchOutcome, BenchPlan, TuneArgs, bench_in_process, cores, load_average,
+    measure_ceiling, outcome_json, placement,
+};
+use super::report::{BenchReport, Progress};
+use super::svg::{Series, line_chart};
+
+/// Points within this fraction of the best rate count as equally fast.
+pub const WITHIN: f64 = 0.05;
+
+/// The setting `tune` recommends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    /// Shards.
+    pub shards: usize,
+    /// Verify batch size.
+    pub batch_max: usize,
+    /// Its measured rate.
+    pub handshakes_per_sec: f64,
+    /// Why, in a sentence or two.
+    pub reason: String,
+}
+
+/// Picks the best point: the highest handshakes/s; among the points within [`WITHIN`] of it,
+/// the fewest shards (cores left for the crawler and the rest of the node), then the higher
+/// rate. `None` when no point completed a handshake.
+pub fn recommend(points: &[BenchReport], cores: usize) -> Option<Recommendation> {
+    let best = points
+        .iter()
+        .filter(|p| p.handshakes > 0)
+        .max_by(|a, b| a.handshakes_per_sec.total_cmp(&b.handshakes_per_sec))?;
+    let floor = best.handshakes_per_sec * (1.0 - WITHIN);
+    let pick = points
+        .iter()
+        .filter(|p| p.handshakes > 0 && p.handshakes_per_sec >= floor)
+        .min_by(|a, b| {
+            a.shards
+                .cmp(&b.shards)
+                .then(b.handshakes_per_sec.total_cmp(&a.handshakes_per_sec))
+        })?;
+    let mut reason = if std::ptr::eq(pick, best) {
+        format!(
+            "the highest rate measured ({:.0} handshakes/s)",
+            pick.handshakes_per_sec
+        )
+    } else {
+        format!(
+            "{:.0} handshakes/s, within {:.0} % of the highest ({:.0}/s with {} shard(s), batch \
+             {}) on fewer cores",
+            pick.handshakes_per_sec,
+            WITHIN * 100.0,
+            best.handshakes_per_sec,
+            best.shards,
+            best.batch_max
+        )
+    };
+    let same_shards: Vec<&BenchReport> = points
+        .iter()
+        .filter(|p| p.shards == pick.shards && p.batch_max != pick.batch_max && p.handshakes > 0)
+        .collect();
+    if let Some(b1) = same_shards.iter().find(|p| p.batch_max == 1)
+        && b1.handshakes_per_sec > 0.0
+    {
+        let _ = write!(
+            reason,
+            "; {:.2}× batch_max 1 with the same shards",
+            pick.handshakes_per_sec / b1.handshakes_per_sec
+        );
+    }
+    let free = cores.saturating_sub(pick.shards);
+    if free > 0 {
+        let _ = write!(
+            reason,
+            "; leaves {free} of {cores} core(s) for the crawler, RPC and the OS"
+        );
+    } else {
+        let _ = write!(
+            reason,
+            "; uses every core ({cores}), so the crawler shares a core with a shard — on a busy \
+             node prefer {} shard(s)",
+            cores.saturating_sub(1).max(1)
+        );
+    }
+    Some(Recommendation {
+        shards: pick.shards,
+        batch_max: pick.batch_max,
+        handshakes_per_sec: pick.handshakes_per_sec,
+        reason,
+    })
+}
+
+/// Column names of tune.csv.
+pub const CSV_HEADER: &str = "shards,batch_max,handshakes_per_sec,efficiency,latency_p50_us,\
+latency_p99_us,server_cpu_us_per_handshake,cpu_bound_per_sec,load_cpu_util,failures,handshakes,\
+duration_s";
+
+/// What one shard core would serve if it had the core to itself: 1 s / server CPU per
+/// handshake (robust against other processes taking the CPU, unlike the rate).
+pub fn cpu_bound_per_sec(p: &BenchReport) -> Option<f64> {
+    p.server_cpu_us_per_handshake
+        .filter(|&us| us > 0.0)
+        .map(|us| 1e6 / us)
+}
+
+/// The points as CSV (header line first).
+pub fn to_csv(points: &[BenchReport]) -> String {
+    let mut out = String::from(CSV_HEADER);
+    out.push('\n');
+    for p in points {
+        let _ = writeln!(
+            out,
+            "{},{},{:.1},{:.4},{},{},{},{},{:.3},{},{},{:.2}",
+            p.shards,
+            p.batch_max,
+            p.handshakes_per_sec,
+            p.efficiency,
+            p.latency_p50_us,
+            p.latency_p99_us,
+            p.server_cpu_us_per_handshake
+                .map_or(String::new(), |v| format!("{v:.2}")),
+            cpu_bound_per_sec(p).map_or(String::new(), |v| format!("{v:.0}")),
+            p.load_cpu_util,
+            p.failures_total,
+            p.handshakes,
+            p.duration_s
+        );
+    }
+    out
+}
+
+/// The plot: handshakes/s against shards, one line per batch size.
+pub fn to_svg(points: &[BenchReport], ceiling: f64) -> String {
+    let mut batches: Vec<usize> = points.iter().map(|p| p.batch_max).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let series: Vec<Series> = batches
+        .iter()
+        .map(|&b| Series {
+            name: format!("batch_max {b}"),
+            points: points
+                .iter()
+                .filter(|p| p.batch_max == b)
+                .map(|p| (p.shards as f64, p.handshakes_per_sec))
+                .collect(),
+        })
+        .collect();
+    line_chart(
+        &format!("nanopeer tune: handshakes/s by shards (1-core crypto ceiling {ceiling:.0}/s)"),
+        "shards",
+        "handshakes/s",
+        &series,
+    )
+}
+
+/// The terminal table of the points.
+pub fn table(points: &[BenchReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>6} {:>6} {:>13} {:>10} {:>9} {:>9} {:>12} {:>11} {:>8} {:>8}",
+        "shards",
+        "batch",
+        "handshakes/s",
+        "efficiency",
+        "p50 µs",
+        "p99 µs",
+        "server µs/hs",
+        "CPU-bound/s",
+        "load CPU",
+        "failures"
+    );
+    for p in points {
+        let _ = writeln!(
+            out,
+            "{:>6} {:>6} {:>13.0} {:>9.1}% {:>9} {:>9} {:>12} {:>11} {:>7.0}% {:>8}",
+            p.shards,
+            p.batch_max,
+            p.handshakes_per_sec,
+            p.efficiency * 100.0,
+            p.latency_p50_us,
+            p.latency_p99_us,
+            p.server_cpu_us_per_handshake
+                .map_or("n/a".into(), |v| format!("{v:.1}")),
+            cpu_bound_per_sec(p).map_or("n/a".into(), |v| format!("{v:.0}")),
+            p.load_cpu_util * 100.0,
+            p.failures_total
+        );
+    }
+    out
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), BenchError> {
+    std::fs::write(path, text).map_err(|source| BenchError::File {
+        what: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Runs the sweep; `Ok(false)` when some point completed no handshake.
+pub(crate) fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
+    let cores = cores();
+    let shards_list = args
+        .shards_list
+        .clone()
+        .unwrap_or_else(|| (1..=cores).collect());
+    if shards_list.is_empty() || args.batch_list.is_empty() {
+        return Err(BenchError::Argument(
+            "--shards-list and --batch-list need at least one value each".into(),
+        ));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|source| BenchError::File {
+        what: "cannot create",
+        path: args.out.clone(),
+        source,
+    })?;
+    let pin0 = placement(shards_list[0], args.load_threads, cores, !args.no_pin).pin_node;
+    eprintln!(
+        "nanopeer tune: measuring the crypto ceiling ({:.1} s)…",
+        args.ceiling_secs
+    );
+    let ceiling = measure_ceiling(args.ceiling_secs, pin0.then_some(0))?;
+    let total = shards_list.len() * args.batch_list.len();
+    let mut points: Vec<BenchReport> = Vec::with_capacity(total);
+    let mut outcomes: Vec<BenchOutcome> = Vec::with_capacity(total);
+    let mut all_ok = true;
+    for &shards in &shards_list {
+        for &batch_max in &args.batch_list {
+            let plan = BenchPlan {
+                shards,
+                batch_max,
+                batch_delay_us: args.batch_delay_us,
+                duration: Duration::from_secs_f64(args.duration.max(0.0)),
+                warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+                connections: args.connections,
+                load_threads: args.load_threads,
+                network: args.network,
+                verify_node: !args.no_verify_node,
+                hold: false,
+                hold_limit: 0,
+                pin: !args.no_pin,
+            };
+            eprintln!(
+                "nanopeer tune: [{}/{total}] {shards} shard(s), batch_max {batch_max}…",
+                points.len() + 1
+            );
+            let o = bench_in_process(&plan, ceiling, &Progress::new(plan.duration))?;
+            eprintln!(
+                "nanopeer tune:   {:.0} handshakes/s, efficiency {:.1} %, load CPU {:.0} %",
+                o.report.handshakes_per_sec,
+                o.report.efficiency * 100.0,
+                o.report.load_cpu_util * 100.0
+            );
+            for w in &o.report.warnings {
+                eprintln!("nanopeer tune:   warning: {w}");
+            }
+            all_ok &= o.report.handshakes > 0;
+            points.push(o.report.clone());
+            outcomes.push(o);
+        }
+    }
+    let rec = recommend(&points, cores);
+    let summary = serde_json::json!({
+        "cores": cores,
+        "load_average": load_average(),
+        "crypto_ceiling_per_sec": ceiling.per_sec,
+        "crypto_ceiling_cpu_per_sec": ceiling.per_cpu_sec,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "verify_node": !args.no_verify_node,
+        "points": outcomes.iter().map(|o| outcome_json(o, cores)).collect::<Vec<_>>(),
+        "recommendation": rec,
+    });
+    let pretty = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    write_file(&args.out.join("tune.json"), &(pretty + "\n"))?;
+    write_file(&args.out.join("tune.csv"), &to_csv(&points))?;
+    write_file(
+        &args.out.join("tune.svg"),
+        &to_svg(&points, ceiling.per_sec),
+    )?;
+    println!(
+        "crypto ceiling (1 core): {:.0} handshakes/s ({:.0} per CPU second); {cores} core(s); \
+         load average {}",
+        ceiling.per_sec,
+        ceiling.per_cpu_sec,
+        load_average().map_or("n/a".into(), |l| format!("{l:.2}"))
+    );
+    print!("{}", table(&points));
+    let starved = outcomes
+        .iter()
+        .filter(|o| {
+            o.server_runq_wait
+                .is_some_and(|w| w > super::cli::RUNQ_WARN)
+        })
+        .count();
+    if starved > 0 {
+        println!(
+            "warning: in {starved} of {total} points the shards waited for a CPU more than {:.0} % \
+             of the time (other processes): their rates are not comparable; compare the \
+             CPU-bound column or rerun on a quiet machine",
+            super::cli::RUNQ_WARN * 100.0
+        );
+    }
+    match &rec {
+        Some(r) => println!(
+            "recommended: --shards {} --batch-max {} — {}",
+            r.shards, r.batch_max, r.reason
+        ),
+        None => println!("no recommendation: no point completed a handshake"),
+    }
+    println!(
+        "wrote {}, {} and {}",
+        args.out.join("tune.json").display(),
+        args.out.join("tune.csv").display(),
+        args.out.join("tune.svg").display()
+    );
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(all_ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(shards: usize, batch_max: usize, rate: f64) -> BenchReport {
+        let v = serde_json::json!({
+            "shards": shards, "batch_max": batch_max, "duration_s": 8.0,
+            "handshakes": (rate * 8.0) as u64, "handshakes_per_sec": rate,
+            "failures": {}, "latency_p50_us": 100, "latency_p99_us": 900,
+            "server_cpu_us_per_handshake": 50.0, "load_cpu_util": 0.5,
+            "crypto_ceiling_per_sec": 20000.0, "efficiency": rate / (shards as f64 * 20000.0),
+            "target": "127.0.0.1:1", "network": "dev", "connections": 256, "load_threads": 1,
+            "hold": false, "verify_node": true, "failures_total": 0, "latency_max_us": 1000,
+            "load_cpu_us_per_handshake": 20.0, "dials": 1, "distinct_source_ips": 1,
+            "warnings": []
+        });
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn prefers_fewer_shards_within_five_percent() {
+        let pts = vec![
+            point(1, 1, 8000.0),
+            point(1, 64, 12_000.0),
+            point(2, 1, 9000.0),
+            point(2, 64, 12_500.0),
+        ];
+        let r = recommend(&pts, 2).unwrap();
+        assert_eq!((r.shards, r.batch_max), (1, 64));
+        assert!(r.reason.contains("within 5 %"), "{}", r.reason);
+        assert!(r.reason.contains("1.50× batch_max 1"), "{}", r.reason);
+        assert!(r.reason.contains("leaves 1 of 2 core"), "{}", r.reason);
+        // clearly faster with more shards: take it, and say the crawler shares a core
+        let pts = vec![point(1, 64, 10_000.0), point(2, 64, 15_000.0)];
+        let r = recommend(&pts, 2).unwrap();
+        assert_eq!((r.shards, r.batch_max), (2, 64));
+        assert!(r.reason.contains("highest"), "{}", r.reason);
+        assert!(r.reason.contains("uses every core"), "{}", r.reason);
+        assert!(recommend(&[point(1, 1, 0.0)], 2).is_none());
+    }
+
+    #[test]
+    fn csv_and_svg_have_one_row_and_line_per_point_and_batch() {
+        let pts = vec![
+            point(1, 1, 8000.0),
+            point(2, 1, 9000.0),
+            point(1, 64, 12_000.0),
+            point(2, 64, 12_500.0),
+        ];
+        let csv = to_csv(&pts);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0], CSV_HEADER);
+        let cols = CSV_HEADER.split(',').count();
+        assert!(lines.iter().all(|l| l.split(',').count() == cols));
+        assert!(lines[3].starts_with("1,64,12000.0,0.6000,"), "{}", lines[3]);
+        // server CPU 50 µs per handshake: 20 000 per second of one core
+        assert!(lines[3].contains(",50.00,20000,"), "{}", lines[3]);
+        let svg = to_svg(&pts, 20_000.0);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("batch_max 64"));
+        let t = table(&pts);
+        assert_eq!(t.lines().count(), 5);
+    }
+}
