@@ -12,7 +12,7 @@ mod crawler;
 mod shard;
 
 pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
-pub use shard::{BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
+pub use shard::{AdaptiveBatch, BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
