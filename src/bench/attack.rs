@@ -335,7 +335,8 @@ impl AttackReport {
                 h(b).ok - h(a).ok,
                 h(b).invalid_signature - h(a).invalid_signature,
                 b.proto.closes.header_error - a.proto.closes.header_error,
-                b.proto.closes.timeout - a.proto.closes.timeout,
+                (b.proto.closes.timeout + b.io.closed_deadline)
+                    - (a.proto.closes.timeout + a.io.closed_deadline),
                 h(b).cookie_limit - h(a).cookie_limit,
                 b.batch.cap,
                 b.batch.cap_shrinks - a.batch.cap_shrinks,
@@ -714,6 +715,13 @@ impl Handler for AttackHandler {
     }
 }
 
+/// Gives the node's shards time to publish their counters (every 100 ms) before the final read.
+fn settle(node: Option<&Node>) {
+    if node.is_some() {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Runs `cfg.kind` against `cfg.target` alongside the honest load, sampling the process (and
 /// `node`, when the node runs in this process) every `sample_interval`. Blocks for about
 /// `cfg.duration`.
@@ -746,6 +754,7 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
         load.progress_interval = load.progress_interval.min(interval);
         let (report, bad) = loadgen::run_counted(&load, |_| sampler(&mut samples))?;
         samples.push(sample(start, node));
+        settle(node);
         return Ok(AttackReport {
             kind: cfg.kind,
             wall: start.elapsed(),
@@ -864,6 +873,7 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
     samples.push(sample(start, node));
     handle.stop();
     let _ = handle.join();
+    settle(node);
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     Ok(AttackReport {
         kind: cfg.kind,
