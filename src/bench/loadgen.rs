@@ -134,6 +134,26 @@ pub struct LoadConfig {
     pub cores: Vec<usize>,
     /// How often the progress callback runs.
     pub progress_interval: Duration,
+    /// Share (percent, 0–100) of simulated peers whose handshake response carries a wrong
+    /// signature (a bad-signature flood, `bench --attack bad-sig:PCT`). Exactly `pct` of every
+    /// 100 dials, evenly spread. Bad peers are not counted as handshakes or failures but in
+    /// [`BadSigCounts`].
+    pub bad_sig_pct: u8,
+}
+
+/// What the bad-signature peers of a run saw ([`LoadConfig::bad_sig_pct`]), counted for the
+/// whole run (not only the measuring window), so they can be compared with the node's
+/// `handshake.invalid_signature` counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BadSigCounts {
+    /// Handshake responses with a wrong signature sent.
+    pub bad_sent: u64,
+    /// Of those, connections the node then closed (rejected).
+    pub bad_rejected: u64,
+    /// Of those, connections on which the node sent a post-handshake message (accepted: a bug).
+    pub bad_accepted: u64,
+    /// Handshake responses with a correct signature sent.
+    pub good_sent: u64,
 }
 
 impl LoadConfig {
@@ -156,6 +176,7 @@ impl LoadConfig {
             handshake_timeout: Duration::from_secs(5),
             cores: Vec::new(),
             progress_interval: Duration::from_millis(200),
+            bad_sig_pct: 0,
         }
     }
 
@@ -174,6 +195,9 @@ impl LoadConfig {
         }
         if self.duration.is_zero() {
             return Err(LoadError::Config("duration must be positive"));
+        }
+        if self.bad_sig_pct > 100 {
+            return Err(LoadError::Config("bad_sig_pct must be at most 100"));
         }
         Ok(())
     }
@@ -292,6 +316,10 @@ struct ThreadShared {
     in_flight: AtomicU64,
     held: AtomicU64,
     hist: AtomicHistogram,
+    bad_sent: AtomicU64,
+    bad_rejected: AtomicU64,
+    bad_accepted: AtomicU64,
+    good_sent: AtomicU64,
 }
 
 /// Commands to a load thread.
@@ -319,6 +347,10 @@ struct Peer {
     deframer: Deframer,
     verified: bool,
     node_msg: bool,
+    /// Sends a wrong signature (bad-signature flood).
+    bad: bool,
+    /// The bad response went out.
+    bad_sent: bool,
 }
 
 /// What a received frame is, for the state machine.
@@ -355,6 +387,8 @@ struct LoadHandler {
     batch_conns: Vec<ConnId>,
     frames: Vec<Frame>,
     rng: ChaCha8Rng,
+    bad_pct: u32,
+    bad_acc: u32,
 }
 
 impl LoadHandler {
@@ -389,6 +423,20 @@ impl LoadHandler {
     }
 
     fn fail(&mut self, io: &mut Io, conn: ConnId, reason: Failure, close: bool) {
+        if let Some(p) = self.peer(conn)
+            && p.bad
+        {
+            // A bad-signature peer: its end is the node's verdict, not a failure.
+            let rejected = p.bad_sent && reason == Failure::ClosedByNode;
+            if rejected {
+                self.shared.bad_rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            self.release(conn);
+            if close {
+                io.close(conn);
+            }
+            return;
+        }
         if self.running(io.now()) {
             self.shared.failures[reason.index()].fetch_add(1, Ordering::Relaxed);
         }
@@ -408,6 +456,13 @@ impl LoadHandler {
             return;
         };
         if p.phase != Phase::AwaitChannel || !p.verified || !p.node_msg {
+            return;
+        }
+        if p.bad {
+            // The node created a channel for a wrong signature.
+            self.shared.bad_accepted.fetch_add(1, Ordering::Relaxed);
+            self.release(conn);
+            io.close(conn);
             return;
         }
         let latency = now.saturating_duration_since(p.started);
@@ -464,6 +519,13 @@ impl LoadHandler {
                     p.deframer = Deframer::new(network);
                     p.verified = !self.verify_node;
                     p.node_msg = false;
+                    self.bad_acc += self.bad_pct;
+                    p.bad = self.bad_acc >= 100;
+                    if p.bad {
+                        self.bad_acc -= 100;
+                        p.verified = true;
+                    }
+                    p.bad_sent = false;
                 }
                 Err(IoError::ConnectionCap | IoError::Stopping) => {
                     self.free_keys.push_front(key);
@@ -519,8 +581,8 @@ impl LoadHandler {
             return false;
         };
         p.phase = Phase::AwaitChannel;
-        let (our_cookie, key) = (p.cookie, p.key as usize);
-        if self.verify_node {
+        let (our_cookie, key, bad) = (p.cookie, p.key as usize, p.bad);
+        if self.verify_node && !bad {
             if self.batch.is_full() {
                 self.flush_verify(io);
                 if self.peer(conn).is_none() {
@@ -541,13 +603,26 @@ impl LoadHandler {
         }
         let mut salt = Cookie([0; 32]);
         self.rng.fill_bytes(&mut salt.0);
-        let ours = self.keys[key].handshake_response(&query.cookie, Some((salt, self.genesis)));
+        let mut signed = query.cookie;
+        if bad {
+            // Signed by the right key over another cookie: well-formed (R a point, S in
+            // range), so only the full equation rejects it: the expensive case.
+            signed.0[0] ^= 0x01;
+        }
+        let ours = self.keys[key].handshake_response(&signed, Some((salt, self.genesis)));
         let mut buf = io.buffer();
         Message::NodeIdHandshake(NodeIdHandshake::response(ours))
             .encode_into(self.network, &mut buf);
         Message::Keepalive(Keepalive::default()).encode_into(self.network, &mut buf);
         if io.send_owned(conn, buf).is_err() {
             self.fail(io, conn, Failure::ClosedByNode, true);
+        } else if bad {
+            self.shared.bad_sent.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = self.peer(conn) {
+                p.bad_sent = true;
+            }
+        } else {
+            self.shared.good_sent.fetch_add(1, Ordering::Relaxed);
         }
         true
     }
@@ -680,10 +755,15 @@ fn share(total: usize, n: usize, i: usize) -> usize {
 /// Runs the load described by `config` against its target, calling `progress` every
 /// `progress_interval` (and once at the end), and returns the totals. Blocks for about
 /// `config.duration` (plus key generation and shutdown).
-pub fn run(
+pub fn run(config: &LoadConfig, progress: impl FnMut(&Snapshot)) -> Result<LoadReport, LoadError> {
+    run_counted(config, progress).map(|(r, _)| r)
+}
+
+/// [`run`], also returning what the bad-signature peers saw ([`LoadConfig::bad_sig_pct`]).
+pub fn run_counted(
     config: &LoadConfig,
     mut progress: impl FnMut(&Snapshot),
-) -> Result<LoadReport, LoadError> {
+) -> Result<(LoadReport, BadSigCounts), LoadError> {
     config.validate()?;
     let threads = config.threads.min(config.connections);
     let spread =
@@ -726,6 +806,7 @@ pub fn run(
         let (handshake_timeout, connect_timeout) =
             (config.handshake_timeout, config.connect_timeout);
         let verify_batch = config.verify_batch;
+        let bad_pct = u32::from(config.bad_sig_pct);
         let src_count = if spread {
             share(src_total as usize, threads, i) as u32
         } else {
@@ -748,6 +829,8 @@ pub fn run(
                     deframer: Deframer::new(network),
                     verified: false,
                     node_msg: false,
+                    bad: false,
+                    bad_sent: false,
                 })
                 .collect();
             LoadHandler {
@@ -775,6 +858,9 @@ pub fn run(
                 batch_conns: Vec::with_capacity(verify_batch),
                 frames: Vec::with_capacity(8),
                 rng,
+                bad_pct,
+                // threads start at different phases of the 100-dial pattern
+                bad_acc: (i as u32 * 37) % 100,
             }
         });
         match spawned {
@@ -892,7 +978,19 @@ pub fn run(
         handshakes,
         ..final_snapshot
     });
-    Ok(LoadReport {
+    let sum = |f: &dyn Fn(&ThreadShared) -> &AtomicU64| {
+        shared
+            .iter()
+            .map(|s| f(s).load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let bad = BadSigCounts {
+        bad_sent: sum(&|s| &s.bad_sent),
+        bad_rejected: sum(&|s| &s.bad_rejected),
+        bad_accepted: sum(&|s| &s.bad_accepted),
+        good_sent: sum(&|s| &s.good_sent),
+    };
+    let report = LoadReport {
         target: config.target,
         network: config.network,
         connections: config.connections,
@@ -910,7 +1008,8 @@ pub fn run(
         thread_ids: tids,
         load_cpu,
         load_cpu_util: load_cpu.as_secs_f64() / (wall.as_secs_f64() * threads as f64),
-    })
+    };
+    Ok((report, bad))
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //!   own 127.x.y.z source address with its own node key, completes a v2 handshake, sends a
 //!   keepalive and closes (or holds the channel). Throughput, failures by reason, latency and
 //!   the load threads' own CPU use.
+//! - [`attack`]: hostile traffic (`--attack KIND`) alongside an honest load, and the soak
+//!   sampler (RSS, descriptors, connections over time).
 //! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
 //!   fresh key per handshake), measured by the same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
@@ -14,6 +16,7 @@
 //! - [`tune`]: the shard × batch sweep, its outputs and the recommendation.
 //! - [`svg`]: the hand-written line chart of `tune.svg`.
 
+pub mod attack;
 pub mod ceiling;
 pub mod cli;
 pub mod cpu;
@@ -23,8 +26,13 @@ pub mod report;
 pub mod svg;
 pub mod tune;
 
+pub use attack::{
+    AttackConfig, AttackError, AttackKind, AttackReport, SoakSample, run_attack, run_soak,
+};
 pub use ceiling::crypto_ceiling_per_sec;
 pub use cpu::{current_thread_id, process_cpu_time, thread_cpu_time};
 pub use hist::{AtomicHistogram, LatencyHistogram};
-pub use loadgen::{Failure, LoadConfig, LoadError, LoadReport, Snapshot, run, source_ip};
+pub use loadgen::{
+    BadSigCounts, Failure, LoadConfig, LoadError, LoadReport, Snapshot, run, run_counted, source_ip,
+};
 pub use report::{BenchReport, Progress, efficiency};

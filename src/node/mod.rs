@@ -14,7 +14,7 @@ mod shard;
 
 pub use api::{STORE_VERSION, SharedNode};
 pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
-pub use shard::{BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
+pub use shard::{AdaptiveBatch, BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;

@@ -3,8 +3,14 @@
 //! It maps io connection ids to proto connection ids (`ConnId::to_u64`), turns every io
 //! callback into a core call, and carries out what the core asks: socket actions go to the
 //! ring, crawler events to a bounded channel (never blocking), signature checks to a per-shard
-//! [`BatchVerifier`] that flushes when it holds `batch_max` items, `batch_delay` after its first
-//! item, or when the ring is about to sleep.
+//! [`BatchVerifier`] that flushes when it holds its effective cap of items, `batch_delay` after
+//! its first item, or when the ring is about to sleep.
+//!
+//! The cap adapts ([`AdaptiveBatch`]): a failed multiscalar batch costs the batch check plus one
+//! single verification per item, about twice the single cost per item, so a source of bad
+//! signatures could double the shard's verify cost. After a flush with an invalid signature the
+//! cap halves (down to 1, plain single verification); after [`AdaptiveBatch::GROW_AFTER`] clean
+//! flushes in a row it doubles again, up to `batch_max`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV6;
@@ -65,6 +71,83 @@ pub struct BatchMetrics {
     /// The verifier's own counters: multiscalar batches, failed batches (fallbacks to single
     /// verification), items verified singly.
     pub verifier: BatchStats,
+    /// Times the adaptive cap was halved (a flush held an invalid signature).
+    pub cap_shrinks: u64,
+    /// Times the adaptive cap was doubled (after clean flushes).
+    pub cap_grows: u64,
+    /// The current adaptive cap (summed over shards in node totals).
+    pub cap: u64,
+}
+
+/// The effective batch size of one shard's verifier, adapted to the share of bad signatures.
+///
+/// A multiscalar batch that fails is re-verified item by item, so under a flood of bad
+/// signatures fixed batches cost about 2× single verification per item. The cap halves after
+/// every flush that held an invalid signature (floor 1: single verification, no batch check)
+/// and doubles after [`Self::GROW_AFTER`] clean flushes in a row (ceiling `max`). Under 100 %
+/// bad signatures it stays at 1 (cost per item ≈ single); with none it stays at `max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdaptiveBatch {
+    max: usize,
+    cap: usize,
+    clean: u32,
+    shrinks: u64,
+    grows: u64,
+}
+
+impl AdaptiveBatch {
+    /// Clean flushes in a row after which the cap doubles.
+    pub const GROW_AFTER: u32 = 4;
+
+    /// Starts at `max` (at least 1).
+    pub fn new(max: usize) -> AdaptiveBatch {
+        let max = max.max(1);
+        AdaptiveBatch {
+            max,
+            cap: max,
+            clean: 0,
+            shrinks: 0,
+            grows: 0,
+        }
+    }
+
+    /// The current cap: flush when this many requests are pending.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The ceiling (`batch_max`).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Times the cap was halved.
+    pub fn shrinks(&self) -> u64 {
+        self.shrinks
+    }
+
+    /// Times the cap was doubled.
+    pub fn grows(&self) -> u64 {
+        self.grows
+    }
+
+    /// Records a flush of `verified` signatures of which `invalid` did not verify.
+    pub fn on_flush(&mut self, verified: usize, invalid: usize) {
+        if invalid > 0 {
+            self.clean = 0;
+            if self.cap > 1 {
+                self.cap /= 2;
+                self.shrinks += 1;
+            }
+        } else if verified > 0 {
+            self.clean += 1;
+            if self.clean >= Self::GROW_AFTER && self.cap < self.max {
+                self.cap = (self.cap * 2).min(self.max);
+                self.clean = 0;
+                self.grows += 1;
+            }
+        }
+    }
 }
 
 impl BatchMetrics {
@@ -83,6 +166,9 @@ impl BatchMetrics {
         self.verifier.batches += o.verifier.batches;
         self.verifier.failed_batches += o.verifier.failed_batches;
         self.verifier.single += o.verifier.single;
+        self.cap_shrinks += o.cap_shrinks;
+        self.cap_grows += o.cap_grows;
+        self.cap += o.cap;
     }
 }
 
@@ -134,6 +220,7 @@ pub(crate) struct NodeShard {
     events: Sender<CrawlerEvent>,
     backlog: VecDeque<CrawlerEvent>,
     verifier: BatchVerifier,
+    adapt: AdaptiveBatch,
     keys: KeyCache,
     batch_ids: Vec<u64>,
     rejected: Vec<u64>,
@@ -166,6 +253,7 @@ impl NodeShard {
             events: setup.events.clone(),
             backlog: VecDeque::new(),
             verifier: BatchVerifier::new(setup.batch_max),
+            adapt: AdaptiveBatch::new(setup.batch_max),
             keys: KeyCache::new(setup.key_cache),
             batch_ids: Vec::with_capacity(setup.batch_max),
             rejected: Vec::new(),
@@ -200,7 +288,7 @@ impl NodeShard {
                 std::mem::swap(&mut reqs, &mut self.out.verify);
                 for req in reqs.drain(..) {
                     self.enqueue(req, io.now());
-                    if self.verifier.is_full() {
+                    if self.verifier.is_full() || self.verifier.len() >= self.adapt.cap() {
                         self.flush(io.now(), FlushCause::Full);
                     }
                 }
@@ -343,7 +431,9 @@ impl NodeShard {
         results.clear();
         if !self.batch_ids.is_empty() {
             let oks = self.verifier.verify(&mut self.rng);
+            let invalid = oks.iter().filter(|ok| !**ok).count();
             results.extend(self.batch_ids.iter().copied().zip(oks.iter().copied()));
+            self.adapt.on_flush(self.batch_ids.len(), invalid);
             self.batch_ids.clear();
         }
         results.extend(self.rejected.drain(..).map(|id| (id, false)));
@@ -359,6 +449,9 @@ impl NodeShard {
     fn publish(&mut self, now: Instant) {
         self.metrics.proto = *self.core.stats();
         self.metrics.batch.verifier = self.verifier.stats();
+        self.metrics.batch.cap_shrinks = self.adapt.shrinks();
+        self.metrics.batch.cap_grows = self.adapt.grows();
+        self.metrics.batch.cap = self.adapt.cap() as u64;
         self.metrics.connections = self.core.connections() as u64;
         self.metrics.cookies = self.core.cookies() as u64;
         *self.published.lock() = self.metrics.clone();
@@ -511,5 +604,42 @@ mod tests {
         assert_eq!(batch_bucket(128), 7);
         assert_eq!(batch_bucket(4096), 7);
         assert_eq!(batch_bucket(0), 0);
+    }
+
+    #[test]
+    fn adaptive_cap_halves_on_bad_and_regrows_when_clean() {
+        let mut a = AdaptiveBatch::new(64);
+        for _ in 0..100 {
+            a.on_flush(64, 0);
+        }
+        assert_eq!((a.cap(), a.shrinks(), a.grows()), (64, 0, 0));
+        for want in [32, 16, 8, 4, 2, 1, 1, 1] {
+            let n = a.cap();
+            a.on_flush(n, n);
+            assert_eq!(a.cap(), want);
+        }
+        assert_eq!(a.shrinks(), 6);
+        // three clean flushes are not enough, the fourth doubles
+        for _ in 0..3 {
+            a.on_flush(1, 0);
+        }
+        assert_eq!(a.cap(), 1);
+        a.on_flush(1, 0);
+        assert_eq!(a.cap(), 2);
+        // an invalid one resets the streak
+        for _ in 0..3 {
+            a.on_flush(2, 0);
+        }
+        a.on_flush(2, 1);
+        assert_eq!(a.cap(), 1);
+        for _ in 0..(AdaptiveBatch::GROW_AFTER as usize * 10) {
+            let n = a.cap();
+            a.on_flush(n, 0);
+        }
+        assert_eq!(a.cap(), 64);
+        // an empty flush (only rejected keys) changes nothing
+        a.on_flush(0, 0);
+        assert_eq!(a.cap(), 64);
+        assert_eq!(AdaptiveBatch::new(0).cap(), 1);
     }
 }
