@@ -103,6 +103,24 @@ pub struct BenchArgs {
     /// Do not pin the node's shards and the load threads to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// Run an attack alongside an honest load instead of the plain bench: `bad-sig:PCT` (PCT % of
+    /// the simulated peers sign wrongly), `silent` (connections that never speak), `query-only`
+    /// (send a handshake query, never answer), `drip` (one byte at a time), `garbage` (random
+    /// bytes and bad headers), `poison` (keepalives advertising reserved, own and bogus
+    /// addresses). Reports honest handshakes/s, attack connections opened/held/cut, and the
+    /// process's peak descriptors and RSS.
+    #[arg(long, value_name = "KIND")]
+    pub attack: Option<crate::bench::attack::AttackKind>,
+    /// Attack connections held at once (`silent`, `query-only`, `drip`, `garbage`).
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    pub attack_connections: usize,
+    /// Soak: run the (churning) load for --duration seconds and sample RSS and open descriptors
+    /// every --soak-interval seconds; reports the growth after the first fifth of the run.
+    #[arg(long)]
+    pub soak: bool,
+    /// Seconds between soak samples.
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub soak_interval: f64,
 }
 
 /// The arguments of `nanopeer tune`.
@@ -619,6 +637,12 @@ fn bench_main(args: &BenchArgs) -> Result<bool, BenchError> {
     if let Some(t) = &args.target {
         return bench_target(args, &plan, t, cores);
     }
+    if let Some(kind) = args.attack {
+        return bench_attack(args, &plan, kind, cores);
+    }
+    if args.soak {
+        return bench_soak(args, &plan, cores);
+    }
     let pl = placement(plan.shards, plan.load_threads, cores, plan.pin);
     note(&format!(
         "measuring the crypto ceiling ({:.1} s on one core)…",
@@ -849,4 +873,121 @@ mod tests {
             .unwrap_or(0);
         assert!(after <= before, "{before} → {after}");
     }
+}
+
+/// `bench --attack KIND`: a fresh in-process node, an attack plus an honest load against it.
+fn bench_attack(
+    args: &BenchArgs,
+    plan: &BenchPlan,
+    kind: crate::bench::attack::AttackKind,
+    cores: usize,
+) -> Result<bool, BenchError> {
+    use crate::bench::attack::{AttackConfig, run_attack};
+    let pl = placement(plan.shards, plan.load_threads, cores, plan.pin);
+    let dir = TempDir::new()?;
+    let node = Node::start(node_options(plan, &dir.0, pl.pin_node))?;
+    let target = node.local_addr();
+    let mut cfg = AttackConfig::new(target, kind);
+    cfg.network = plan.network;
+    cfg.duration = plan.duration;
+    cfg.connections = args.attack_connections;
+    let mut honest = load_config(plan, target, &pl, plan.duration);
+    honest.connections = honest.connections.min(64);
+    cfg.honest = Some(honest);
+    note(&format!(
+        "attack {kind} against an in-process node ({} shard(s)) for {:.0} s, with an honest load",
+        plan.shards,
+        plan.duration.as_secs_f64()
+    ));
+    let result = run_attack(&cfg, Some(&node));
+    let stopped = node.stop();
+    let rep = result.map_err(|e| BenchError::Argument(format!("attack: {e}")))?;
+    stopped?;
+    println!("{}", rep.summary());
+    let delta = |f: fn(&crate::node::NodeStats) -> u64| {
+        rep.node_after
+            .as_ref()
+            .zip(rep.node_before.as_ref())
+            .map(|(a, b)| f(a).saturating_sub(f(b)))
+    };
+    let json = serde_json::json!({
+        "attack": kind.to_string(),
+        "duration_s": rep.wall.as_secs_f64(),
+        "honest_handshakes_per_sec": rep.honest_per_sec(),
+        "honest_failures": rep.honest.as_ref().map(|h| h.failures_total()),
+        "attack_opened": rep.opened,
+        "attack_connect_failed": rep.connect_failed,
+        "attack_held_peak": rep.held_peak,
+        "attack_cut_by_node": rep.cut_by_node,
+        "bad_sig": rep.bad_sig.map(|b| serde_json::json!({
+            "bad_sent": b.bad_sent, "bad_rejected": b.bad_rejected,
+            "bad_accepted": b.bad_accepted, "good_sent": b.good_sent})),
+        "node_invalid_signature": delta(|s| s.proto.handshake.get(crate::proto::events::HandshakeOutcome::InvalidSignature)),
+        "node_closed_deadline": delta(|s| s.io.closed_deadline),
+        "node_connections_peak": rep.connections_peak(),
+        "process_fds_peak": rep.fds_peak(),
+        "process_rss_peak_kb": rep.rss_peak_kb(),
+    });
+    if args.json {
+        println!("{json}");
+    }
+    let accepted_bad = rep.bad_sig.map_or(0, |b| b.bad_accepted);
+    Ok(accepted_bad == 0 && rep.honest.as_ref().is_none_or(|h| h.handshakes > 0))
+}
+
+/// `bench --soak`: a churning honest load against an in-process node for --duration seconds,
+/// sampling RSS and descriptors.
+fn bench_soak(args: &BenchArgs, plan: &BenchPlan, cores: usize) -> Result<bool, BenchError> {
+    use crate::bench::attack::{run_soak, soak_growth};
+    let pl = placement(plan.shards, plan.load_threads, cores, plan.pin);
+    let dir = TempDir::new()?;
+    let node = Node::start(node_options(plan, &dir.0, pl.pin_node))?;
+    let target = node.local_addr();
+    let load = load_config(plan, target, &pl, plan.duration);
+    let interval = Duration::from_secs_f64(args.soak_interval.max(0.1));
+    note(&format!(
+        "soak: {:.0} s of churning handshakes, sampling every {:.1} s",
+        plan.duration.as_secs_f64(),
+        interval.as_secs_f64()
+    ));
+    let result = run_soak(&load, Some(&node), interval, |s| {
+        eprintln!(
+            "  t={:>6.1}s rss={} KiB fds={} connections={} channels={}",
+            s.t.as_secs_f64(),
+            s.rss_kb,
+            s.fds,
+            s.connections,
+            s.channels
+        );
+    });
+    let stopped = node.stop();
+    let (report, samples) = result?;
+    stopped?;
+    let warmup = plan.duration / 5;
+    let (rss_growth, fd_growth) = soak_growth(&samples, warmup);
+    let json = serde_json::json!({
+        "soak_s": plan.duration.as_secs_f64(),
+        "handshakes": report.handshakes,
+        "handshakes_per_sec": report.handshakes_per_sec,
+        "failures": report.failures_total(),
+        "samples": samples.iter().map(|s| serde_json::json!({
+            "t_s": s.t.as_secs_f64(), "rss_kb": s.rss_kb, "fds": s.fds,
+            "connections": s.connections, "channels": s.channels})).collect::<Vec<_>>(),
+        "warmup_s": warmup.as_secs_f64(),
+        "rss_growth_after_warmup_kb": rss_growth,
+        "fd_growth_after_warmup": fd_growth,
+    });
+    println!(
+        "soak {:.0} s: {} handshakes ({:.0}/s), {} failures; after warm-up RSS {:+} KiB, descriptors {:+}",
+        plan.duration.as_secs_f64(),
+        report.handshakes,
+        report.handshakes_per_sec,
+        report.failures_total(),
+        rss_growth,
+        fd_growth
+    );
+    if args.json {
+        println!("{json}");
+    }
+    Ok(report.handshakes > 0)
 }
