@@ -809,6 +809,10 @@ mod tests {
             hold: true,
             hold_limit: 20_000,
             no_pin: false,
+            attack: None,
+            attack_connections: 300,
+            soak: false,
+            soak_interval: 10.0,
         });
         let o = node_options(&plan, std::path::Path::new("/nonexistent"), false);
         assert!(o.proto.max_channels >= 20_000 + 5000);
