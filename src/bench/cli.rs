@@ -762,123 +762,6 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placement_splits_cores() {
-        let p = placement(1, None, 2, true);
-        assert!(p.pin_node);
-        assert_eq!(p.load_cores, vec![1]);
-        assert_eq!(p.load_threads, 1);
-        assert!(p.warnings.is_empty());
-        let p = placement(2, None, 2, true);
-        assert!(!p.pin_node);
-        assert!(p.load_cores.is_empty());
-        assert_eq!(p.load_threads, 1);
-        assert!(
-            p.warnings[0].contains("share every core"),
-            "{:?}",
-            p.warnings
-        );
-        let p = placement(2, Some(3), 8, true);
-        assert_eq!(p.load_cores, (2..8).collect::<Vec<_>>());
-        assert_eq!(p.load_threads, 3);
-        assert!(p.description.contains("core(s) 0-1"), "{}", p.description);
-        let p = placement(1, None, 4, false);
-        assert!(!p.pin_node && p.load_cores.is_empty());
-        assert_eq!(p.load_threads, 3);
-    }
-
-    #[test]
-    fn limits_fit_the_load() {
-        let mut plan = plan_of(&BenchArgs {
-            target: None,
-            shards: Some(1),
-            batch_max: 64,
-            batch_delay_us: 200,
-            duration: 1.0,
-            warmup: 0.0,
-            ceiling_secs: 0.1,
-            connections: 5000,
-            load_threads: None,
-            network: Network::Dev,
-            json: false,
-            no_verify_node: false,
-            hold: true,
-            hold_limit: 20_000,
-            no_pin: false,
-            attack: None,
-            attack_connections: 300,
-            soak: false,
-            soak_interval: 10.0,
-        });
-        let o = node_options(&plan, std::path::Path::new("/nonexistent"), false);
-        assert!(o.proto.max_channels >= 20_000 + 5000);
-        assert!(o.io.max_connections > o.proto.max_channels);
-        assert!(o.proto.max_peers_per_ip >= 5000);
-        assert!(o.proto.allow_local_peers);
-        plan.batch_max = 0;
-        assert!(matches!(validate(&plan), Err(BenchError::Argument(_))));
-    }
-
-    #[test]
-    fn in_process_bench_completes_handshakes_and_cleans_up() {
-        let plan = BenchPlan {
-            shards: 1,
-            batch_max: 16,
-            batch_delay_us: 200,
-            duration: Duration::from_millis(400),
-            warmup: Duration::ZERO,
-            connections: 8,
-            load_threads: Some(1),
-            network: Network::Dev,
-            verify_node: true,
-            hold: false,
-            hold_limit: 0,
-            pin: false,
-        };
-        let ceiling = Ceiling {
-            per_sec: 1000.0,
-            per_cpu_sec: 1000.0,
-        };
-        let before: usize = std::fs::read_dir(std::env::temp_dir())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .starts_with("nanopeer-bench-")
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        let o = bench_in_process(&plan, ceiling, &Progress::hidden()).unwrap();
-        assert!(o.report.handshakes > 0, "{:?}", o.report);
-        assert_eq!(o.report.failures_total, 0, "{:?}", o.report.failures);
-        let cpu = o.report.server_cpu_us_per_handshake.unwrap();
-        assert!(cpu > 0.0 && cpu < 1e6, "{cpu}");
-        assert!(o.batches.0 > 0);
-        let v = outcome_json(&o, 2);
-        assert_eq!(v["shards"], 1);
-        assert!(v["bench_limits"]["max_channels"].as_u64().unwrap() >= 4096);
-        // the data directory is gone
-        let after: usize = std::fs::read_dir(std::env::temp_dir())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .starts_with("nanopeer-bench-")
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        assert!(after <= before, "{before} → {after}");
-    }
-}
-
 /// `bench --attack KIND`: a fresh in-process node, an attack plus an honest load against it.
 fn bench_attack(
     args: &BenchArgs,
@@ -994,4 +877,121 @@ fn bench_soak(args: &BenchArgs, plan: &BenchPlan, cores: usize) -> Result<bool, 
         println!("{json}");
     }
     Ok(report.handshakes > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_splits_cores() {
+        let p = placement(1, None, 2, true);
+        assert!(p.pin_node);
+        assert_eq!(p.load_cores, vec![1]);
+        assert_eq!(p.load_threads, 1);
+        assert!(p.warnings.is_empty());
+        let p = placement(2, None, 2, true);
+        assert!(!p.pin_node);
+        assert!(p.load_cores.is_empty());
+        assert_eq!(p.load_threads, 1);
+        assert!(
+            p.warnings[0].contains("share every core"),
+            "{:?}",
+            p.warnings
+        );
+        let p = placement(2, Some(3), 8, true);
+        assert_eq!(p.load_cores, (2..8).collect::<Vec<_>>());
+        assert_eq!(p.load_threads, 3);
+        assert!(p.description.contains("core(s) 0-1"), "{}", p.description);
+        let p = placement(1, None, 4, false);
+        assert!(!p.pin_node && p.load_cores.is_empty());
+        assert_eq!(p.load_threads, 3);
+    }
+
+    #[test]
+    fn limits_fit_the_load() {
+        let mut plan = plan_of(&BenchArgs {
+            target: None,
+            shards: Some(1),
+            batch_max: 64,
+            batch_delay_us: 200,
+            duration: 1.0,
+            warmup: 0.0,
+            ceiling_secs: 0.1,
+            connections: 5000,
+            load_threads: None,
+            network: Network::Dev,
+            json: false,
+            no_verify_node: false,
+            hold: true,
+            hold_limit: 20_000,
+            no_pin: false,
+            attack: None,
+            attack_connections: 300,
+            soak: false,
+            soak_interval: 10.0,
+        });
+        let o = node_options(&plan, std::path::Path::new("/nonexistent"), false);
+        assert!(o.proto.max_channels >= 20_000 + 5000);
+        assert!(o.io.max_connections > o.proto.max_channels);
+        assert!(o.proto.max_peers_per_ip >= 5000);
+        assert!(o.proto.allow_local_peers);
+        plan.batch_max = 0;
+        assert!(matches!(validate(&plan), Err(BenchError::Argument(_))));
+    }
+
+    #[test]
+    fn in_process_bench_completes_handshakes_and_cleans_up() {
+        let plan = BenchPlan {
+            shards: 1,
+            batch_max: 16,
+            batch_delay_us: 200,
+            duration: Duration::from_millis(400),
+            warmup: Duration::ZERO,
+            connections: 8,
+            load_threads: Some(1),
+            network: Network::Dev,
+            verify_node: true,
+            hold: false,
+            hold_limit: 0,
+            pin: false,
+        };
+        let ceiling = Ceiling {
+            per_sec: 1000.0,
+            per_cpu_sec: 1000.0,
+        };
+        let before: usize = std::fs::read_dir(std::env::temp_dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("nanopeer-bench-")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        let o = bench_in_process(&plan, ceiling, &Progress::hidden()).unwrap();
+        assert!(o.report.handshakes > 0, "{:?}", o.report);
+        assert_eq!(o.report.failures_total, 0, "{:?}", o.report.failures);
+        let cpu = o.report.server_cpu_us_per_handshake.unwrap();
+        assert!(cpu > 0.0 && cpu < 1e6, "{cpu}");
+        assert!(o.batches.0 > 0);
+        let v = outcome_json(&o, 2);
+        assert_eq!(v["shards"], 1);
+        assert!(v["bench_limits"]["max_channels"].as_u64().unwrap() >= 4096);
+        // the data directory is gone
+        let after: usize = std::fs::read_dir(std::env::temp_dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("nanopeer-bench-")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        assert!(after <= before, "{before} → {after}");
+    }
 }
