@@ -468,3 +468,84 @@ fn peers_known_before_stop_under_load_are_stored() {
         );
     }
 }
+
+/// Env var that turns [`full_disk_child_entry`] into the child of
+/// [`full_data_directory_keeps_peering_without_persistence`].
+const FULL_DISK_CHILD: &str = "NANOPEER_HOSTILE_FULL_DISK_CHILD";
+
+/// Child process: a node whose peer-store writes start failing (file-size limit, as a full disk
+/// does) must keep peering, report `store_ok() == false`, count the errors and show them in the
+/// metrics. Runs only when the parent test sets [`FULL_DISK_CHILD`] (the limit is process-wide,
+/// so it must not touch the other tests).
+#[test]
+fn full_disk_child_entry() {
+    if std::env::var(FULL_DISK_CHILD).is_err() {
+        return;
+    }
+    use nanopeer::ops::rpc::NodeApi;
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = Node::start(opts(da.path())).unwrap();
+    let mut ob = opts(db.path());
+    ob.preconfigured_peers = Some(vec![a.local_addr().to_string()]);
+    let b = Node::start(ob).unwrap();
+    // A third node, started before the disk fills (it needs to create its own store), dials A
+    // later.
+    let c = Node::start(opts(dc.path())).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || a.peers().len() == 1));
+    assert!(wait_until(Duration::from_secs(5), || a
+        .stats()
+        .crawler
+        .thread
+        .flushes
+        > 0));
+    assert!(a.store_ok());
+    // The disk is "full" from now on: no write past the first byte of any file.
+    nanopeer::io::set_file_size_limit(Some(1)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !a.store_ok()),
+        "the failed flush is not reported"
+    );
+    assert!(a.stats().crawler.thread.store_errors > 0);
+    // Peering goes on: the existing channel stays, a new peer is admitted.
+    c.keepalive(a.local_addr()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || a.peers().len() == 2),
+        "{:?}",
+        a.peers()
+    );
+    let shared = nanopeer::node::SharedNode::new(a);
+    let text = nanopeer::ops::metrics::render(&shared.metrics());
+    assert!(text.contains("\nnanopeer_peer_store_ok 0\n"), "{text}");
+    std::fs::write(da.path().join("child-ok"), b"").ok();
+    println!("CHILD-OK");
+    shared.stop().unwrap();
+    b.stop().unwrap();
+    c.stop().unwrap();
+}
+
+#[test]
+fn full_data_directory_keeps_peering_without_persistence() {
+    let _g = serial();
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "full_disk_child_entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(FULL_DISK_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

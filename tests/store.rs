@@ -987,15 +987,8 @@ fn full_disk_child_entry() {
     store.flush(&[ep(0)], T0).unwrap();
     let db = dir.join(DB_FILE_NAME);
     let size = fs::metadata(&db).unwrap().len();
-    // SAFETY: plain libc calls with valid arguments; no memory is shared with them.
-    unsafe {
-        assert_ne!(libc::signal(libc::SIGXFSZ, libc::SIG_IGN), libc::SIG_ERR);
-        let limit = libc::rlimit {
-            rlim_cur: size,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
-    }
+    nanopeer::io::ignore_file_size_signal().unwrap();
+    nanopeer::io::set_file_size_limit(Some(size)).unwrap();
     let mut committed = 1u16;
     let mut failed = None;
     for round in 1..=40u16 {
@@ -1026,14 +1019,7 @@ fn full_disk_child_entry() {
         "{err:?}"
     );
     // Space again: the store recovers without a restart.
-    // SAFETY: as above.
-    unsafe {
-        let limit = libc::rlimit {
-            rlim_cur: libc::RLIM_INFINITY,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
-    }
+    nanopeer::io::set_file_size_limit(None).unwrap();
     let live: Vec<_> = (0..3000).map(ep).collect();
     let stats = store.flush(&live, T0 + 101).unwrap();
     assert_eq!(stats.stored, 3000);

@@ -41,3 +41,16 @@ pub use shard::{Handler, Io};
 pub fn pin_current_thread(core: usize) -> Result<(), IoError> {
     sys::pin_to_core(core)
 }
+
+/// Sets the process's file-size limit (`RLIMIT_FSIZE`; `None` lifts it). Writes past it fail
+/// with `EFBIG` once [`ignore_file_size_signal`] is in force; tests use it to simulate a full
+/// disk.
+pub fn set_file_size_limit(bytes: Option<u64>) -> Result<(), IoError> {
+    sys::set_file_size_limit(bytes)
+}
+
+/// Ignores `SIGXFSZ`, so that hitting a file-size limit is an I/O error (the peer store reports
+/// it and the node keeps peering) rather than the death of the process.
+pub fn ignore_file_size_signal() -> Result<(), IoError> {
+    sys::ignore_file_size_signal()
+}

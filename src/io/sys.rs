@@ -256,6 +256,34 @@ pub(crate) fn pin_to_core(core: usize) -> Result<(), IoError> {
     .map(drop)
 }
 
+/// Sets the process's file-size limit (RLIMIT_FSIZE soft limit; `None` = unlimited).
+pub(crate) fn set_file_size_limit(bytes: Option<u64>) -> Result<(), IoError> {
+    let limit = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is a valid, initialised rlimit; setrlimit only reads it.
+    setup(
+        "setrlimit(RLIMIT_FSIZE)",
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }),
+    )
+    .map(drop)
+}
+
+/// Ignores SIGXFSZ, so a write past the file-size limit fails with EFBIG instead of killing
+/// the process.
+pub(crate) fn ignore_file_size_signal() -> Result<(), IoError> {
+    // SAFETY: SIG_IGN is a valid disposition for SIGXFSZ; no handler code runs.
+    let old = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    if old == libc::SIG_ERR {
+        return Err(IoError::Setup {
+            what: "signal(SIGXFSZ)",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

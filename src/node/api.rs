@@ -345,6 +345,10 @@ pub(crate) fn metrics_snapshot(
             .map(|(shard, io)| metrics::ShardMetrics { shard, io })
             .collect(),
         uptime_seconds,
+        store_ok: s.crawler.store_ok,
+        store_errors: s.crawler.thread.store_errors,
+        verify_batch_cap: s.batch.cap,
+        verify_batch_cap_shrinks: s.batch.cap_shrinks,
     }
 }
 

@@ -386,6 +386,11 @@ impl Node {
         if opts.batch_max == 0 {
             return Err(NodeError::Config("batch_max must be at least 1".into()));
         }
+        // A file-size limit (or a full quota) must fail the peer-store write, which the crawler
+        // reports while the node keeps peering, not kill the whole process with SIGXFSZ.
+        if let Err(e) = crate::io::ignore_file_size_signal() {
+            tracing::warn!(error = %e, "cannot ignore SIGXFSZ; a file-size limit would stop the node");
+        }
         io::probe().map_err(NodeError::IoUnavailable)?;
         ensure_data_dir(&opts.data_path)?;
         let store = PeerStore::open(&opts.data_path)?;

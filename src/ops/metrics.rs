@@ -8,7 +8,9 @@
 //! `nanopeer_verify_batch_size` (histogram), `nanopeer_verify_fallbacks_total`,
 //! `nanopeer_verify_failed_total`, `nanopeer_channels`, `nanopeer_cookies`,
 //! `nanopeer_buffer_ring_exhausted_total{shard}`, `nanopeer_shard_*{shard}` (I/O counters),
-//! `nanopeer_shard_closed_total{shard,reason}`, `nanopeer_uptime_seconds`.
+//! `nanopeer_shard_closed_total{shard,reason}`, `nanopeer_uptime_seconds`,
+//! `nanopeer_peer_store_ok`, `nanopeer_peer_store_errors_total`, `nanopeer_verify_batch_cap`,
+//! `nanopeer_verify_batch_cap_shrinks_total`.
 
 use std::fmt::Write;
 
@@ -93,6 +95,14 @@ pub struct MetricsSnapshot {
     pub shards: Vec<ShardMetrics>,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
+    /// Whether the last peer-store write succeeded (false: peering goes on without persistence).
+    pub store_ok: bool,
+    /// Peer-store writes that failed.
+    pub store_errors: u64,
+    /// The verify batch cap now in force, summed over shards (it shrinks under bad signatures).
+    pub verify_batch_cap: u64,
+    /// Times a shard halved its batch cap after a batch with a bad signature.
+    pub verify_batch_cap_shrinks: u64,
 }
 
 type Getter = fn(&Counters) -> u64;
@@ -335,6 +345,46 @@ pub fn render(s: &MetricsSnapshot) -> String {
         "gauge",
     );
     o.sample("nanopeer_cookies", &[], &s.cookies.to_string());
+    o.family(
+        "nanopeer_peer_store_ok",
+        "1 while peer-store writes succeed; 0 after a failed write (peering goes on without persistence).",
+        "gauge",
+    );
+    o.sample(
+        "nanopeer_peer_store_ok",
+        &[],
+        if s.store_ok { "1" } else { "0" },
+    );
+    o.family(
+        "nanopeer_peer_store_errors_total",
+        "Peer-store writes that failed.",
+        "counter",
+    );
+    o.sample(
+        "nanopeer_peer_store_errors_total",
+        &[],
+        &s.store_errors.to_string(),
+    );
+    o.family(
+        "nanopeer_verify_batch_cap",
+        "Verify batch cap in force, summed over shards (halved after a batch with a bad signature).",
+        "gauge",
+    );
+    o.sample(
+        "nanopeer_verify_batch_cap",
+        &[],
+        &s.verify_batch_cap.to_string(),
+    );
+    o.family(
+        "nanopeer_verify_batch_cap_shrinks_total",
+        "Times a shard halved its verify batch cap after a bad signature.",
+        "counter",
+    );
+    o.sample(
+        "nanopeer_verify_batch_cap_shrinks_total",
+        &[],
+        &s.verify_batch_cap_shrinks.to_string(),
+    );
     o.family(
         "nanopeer_uptime_seconds",
         "Seconds since the node started.",
