@@ -442,6 +442,8 @@ impl NodeApi for Fake {
                 },
             }],
             uptime_seconds: 3,
+            store_ok: true,
+            ..MetricsSnapshot::default()
         }
     }
 }

@@ -637,6 +637,10 @@ mod tests {
                 },
             ],
             uptime_seconds: 12,
+            store_ok: false,
+            store_errors: 5,
+            verify_batch_cap: 16,
+            verify_batch_cap_shrinks: 2,
         }
     }
 
@@ -644,6 +648,18 @@ mod tests {
     fn output_parses_line_by_line_with_expected_values() {
         let text = render(&snapshot());
         let samples = parse_text(&text).unwrap();
+        for (name, v) in [
+            ("nanopeer_peer_store_ok", 0.0),
+            ("nanopeer_peer_store_errors_total", 5.0),
+            ("nanopeer_verify_batch_cap", 16.0),
+            ("nanopeer_verify_batch_cap_shrinks_total", 2.0),
+        ] {
+            assert_eq!(
+                samples.iter().find(|s| s.name == name).map(|s| s.value),
+                Some(v),
+                "{name}"
+            );
+        }
         let find = |name: &str, labels: &[(&str, &str)]| {
             samples
                 .iter()
