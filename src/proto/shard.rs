@@ -1026,8 +1026,18 @@ impl Ctx {
                 }
                 Err(e) => self.stats.payload_errors.record(&e),
             },
-            MessageType::Publish => self.publish(conn, st, header, payload, now_ms, out),
-            MessageType::ConfirmAck => self.confirm_ack(conn, st, header, payload, now_ms, out),
+            // publish and confirm_ack payloads pass the shared duplicate filter first (§2.7)
+            MessageType::Publish | MessageType::ConfirmAck
+                if self.shared.filter.check_and_insert(payload, now_ms) =>
+            {
+                if header.message_type == MessageType::Publish {
+                    self.stats.duplicate_publish += 1;
+                } else {
+                    self.stats.duplicate_confirm_ack += 1;
+                }
+            }
+            MessageType::Publish => self.publish(conn, st, channel, header, payload, out),
+            MessageType::ConfirmAck => self.confirm_ack(conn, st, channel, header, payload, out),
             MessageType::TelemetryAck => self.telemetry(conn, st, payload, out),
             MessageType::ConfirmReq => self.stats.confirm_req_ignored += 1,
             MessageType::NodeIdHandshake => self.stats.handshake_ignored += 1,
@@ -1041,33 +1051,26 @@ impl Ctx {
         }
     }
 
+    /// A new (not duplicate) publish on `channel`.
     fn publish(
         &mut self,
         conn: ConnId,
         st: &mut ConnState,
+        channel: ChannelId,
         header: Header,
         payload: &[u8],
-        now_ms: u64,
         out: &mut ShardOutput,
     ) {
-        let Some(channel) = st.channel.as_ref().map(|c| c.id()) else {
-            return;
-        };
-        let filter = &self.shared.filter;
-        if filter.check_and_insert(payload, now_ms) {
-            self.stats.duplicate_publish += 1;
-            return;
-        }
         let block = match Publish::decode_payload(header.extensions, payload) {
             Ok(p) => p.block,
             Err(e) => {
-                filter.clear(payload);
+                self.shared.filter.clear(payload);
                 self.stats.payload_errors.record(&e);
                 return;
             }
         };
         if !self.thresholds.validate_entry(&block) {
-            filter.clear(payload);
+            self.shared.filter.clear(payload);
             self.stats.insufficient_work += 1;
             return;
         }
@@ -1111,27 +1114,20 @@ impl Ctx {
         }
     }
 
+    /// A new (not duplicate) confirm_ack on `channel`.
     fn confirm_ack(
         &mut self,
         conn: ConnId,
         st: &mut ConnState,
+        channel: ChannelId,
         header: Header,
         payload: &[u8],
-        now_ms: u64,
         out: &mut ShardOutput,
     ) {
-        let Some(channel) = st.channel.as_ref().map(|c| c.id()) else {
-            return;
-        };
-        let filter = &self.shared.filter;
-        if filter.check_and_insert(payload, now_ms) {
-            self.stats.duplicate_confirm_ack += 1;
-            return;
-        }
         let view = match VoteView::new(header.extensions, payload) {
             Ok(v) => v,
             Err(e) => {
-                filter.clear(payload);
+                self.shared.filter.clear(payload);
                 self.stats.payload_errors.record(&e);
                 return;
             }
@@ -1142,7 +1138,7 @@ impl Ctx {
             return;
         }
         if st.inflight >= MAX_INFLIGHT_PER_CONN {
-            filter.clear(payload);
+            self.shared.filter.clear(payload);
             self.stats.verify_overflow += 1;
             return;
         }
