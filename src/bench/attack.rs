@@ -204,18 +204,23 @@ pub fn sample(start: Instant, node: Option<&Node>) -> SoakSample {
     }
 }
 
-/// Growth after warm-up: `(rss_kb, fds)` of the last sample minus the minimum after the
-/// first `warmup` (both 0 with fewer than two samples after it). Flat resources give ≈ 0.
+/// Growth after warm-up: the mean of the last third of the samples taken at or after `warmup`
+/// minus the mean of the first third, as (RSS KiB, descriptors). Pass only the samples taken
+/// while the load ran (a sample after the load stopped would read as a drop). (0, 0) with fewer
+/// than three such samples.
 pub fn soak_growth(samples: &[SoakSample], warmup: Duration) -> (i64, i64) {
     let after: Vec<&SoakSample> = samples.iter().filter(|s| s.t >= warmup).collect();
-    let (Some(last), true) = (after.last(), after.len() >= 2) else {
+    if after.len() < 3 {
         return (0, 0);
+    }
+    let third = after.len() / 3;
+    let mean = |part: &[&SoakSample], f: fn(&SoakSample) -> u64| -> i64 {
+        (part.iter().map(|s| f(s) as i128).sum::<i128>() / part.len() as i128) as i64
     };
-    let min_rss = after.iter().map(|s| s.rss_kb).min().unwrap_or(0);
-    let min_fds = after.iter().map(|s| s.fds).min().unwrap_or(0);
+    let (first, last) = (&after[..third], &after[after.len() - third..]);
     (
-        last.rss_kb as i64 - min_rss as i64,
-        last.fds as i64 - min_fds as i64,
+        mean(last, |s| s.rss_kb) - mean(first, |s| s.rss_kb),
+        mean(last, |s| s.fds as u64) - mean(first, |s| s.fds as u64),
     )
 }
 

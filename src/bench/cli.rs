@@ -851,7 +851,9 @@ fn bench_soak(args: &BenchArgs, plan: &BenchPlan, cores: usize) -> Result<bool, 
     let (report, samples) = result?;
     stopped?;
     let warmup = plan.duration / 5;
-    let (rss_growth, fd_growth) = soak_growth(&samples, warmup);
+    // the last sample is taken after the load stopped: leave it out of the trend
+    let during = &samples[..samples.len().saturating_sub(1)];
+    let (rss_growth, fd_growth) = soak_growth(during, warmup);
     let json = serde_json::json!({
         "soak_s": plan.duration.as_secs_f64(),
         "handshakes": report.handshakes,
