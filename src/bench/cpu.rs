@@ -72,10 +72,16 @@ mod tests {
         let tid = current_thread_id().unwrap();
         let before = thread_cpu_time(tid).unwrap();
         let p_before = process_cpu_time().unwrap();
-        let start = std::time::Instant::now();
+        // Spin until the thread's own CPU time shows 20 ms (a loaded machine may give it far
+        // less than the wall time); the deadline only stops a broken reader from hanging.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(60) {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        while thread_cpu_time(tid).unwrap() - before < Duration::from_millis(20)
+            && std::time::Instant::now() < deadline
+        {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
         }
         let used = thread_cpu_time(tid).unwrap() - before;
         assert!(used >= Duration::from_millis(20), "thread used {used:?}");
