@@ -147,21 +147,7 @@ impl<'a> VoteView<'a> {
     pub fn new(ext: Extensions, payload: &'a [u8]) -> Result<VoteView<'a>, DecodeError> {
         let expected = VOTE_FIXED_LEN + ext.confirm_count() as usize * 32;
         let mt = MessageType::ConfirmAck;
-        if payload.len() != expected {
-            return Err(if payload.len() < expected {
-                DecodeError::PayloadTooShort {
-                    message_type: mt,
-                    expected,
-                    got: payload.len(),
-                }
-            } else {
-                DecodeError::TrailingBytes {
-                    message_type: mt,
-                    expected,
-                    got: payload.len(),
-                }
-            });
-        }
+        DecodeError::exact_len(mt, expected, payload.len())?;
         match payload.split_first_chunk::<VOTE_FIXED_LEN>() {
             Some((fixed, hashes)) => Ok(VoteView { fixed, hashes }),
             None => Err(DecodeError::PayloadTooShort {

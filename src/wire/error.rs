@@ -122,6 +122,32 @@ impl DecodeError {
         }
     }
 
+    /// Checks that a payload of `got` bytes is exactly `expected` long: shorter is
+    /// [`PayloadTooShort`](DecodeError::PayloadTooShort), longer
+    /// [`TrailingBytes`](DecodeError::TrailingBytes).
+    #[inline]
+    pub(crate) fn exact_len(
+        message_type: MessageType,
+        expected: usize,
+        got: usize,
+    ) -> Result<(), DecodeError> {
+        if got == expected {
+            Ok(())
+        } else if got < expected {
+            Err(DecodeError::PayloadTooShort {
+                message_type,
+                expected,
+                got,
+            })
+        } else {
+            Err(DecodeError::TrailingBytes {
+                message_type,
+                expected,
+                got,
+            })
+        }
+    }
+
     /// True when the connection must be closed ([`Outcome::CloseConnection`]).
     pub const fn is_fatal(&self) -> bool {
         matches!(self.outcome(), Outcome::CloseConnection)

@@ -148,21 +148,7 @@ impl Message {
     pub fn decode(header: &Header, payload: &[u8]) -> Result<Message, DecodeError> {
         let mt = header.message_type;
         let expected = header.payload_len();
-        if payload.len() != expected {
-            return Err(if payload.len() < expected {
-                DecodeError::PayloadTooShort {
-                    message_type: mt,
-                    expected,
-                    got: payload.len(),
-                }
-            } else {
-                DecodeError::TrailingBytes {
-                    message_type: mt,
-                    expected,
-                    got: payload.len(),
-                }
-            });
-        }
+        DecodeError::exact_len(mt, expected, payload.len())?;
         let ext = header.extensions;
         Ok(match mt {
             MessageType::Keepalive => Message::Keepalive(Keepalive::decode_payload(payload)?),
