@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     nanopeer::ops::cli::run(nanopeer::ops::cli::Cli::parse())
 }
