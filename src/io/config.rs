@@ -45,6 +45,10 @@ pub struct ShardConfig {
     pub send_pool_buffers: usize,
     /// Default timeout of an outbound connect.
     pub connect_timeout: Duration,
+    /// Outbound sockets start with `TCP_QUICKACK` off, so the ACK that completes the TCP
+    /// handshake rides on the first data segment (in this protocol the dialer always speaks
+    /// first) instead of going out alone: one segment less per dial.
+    pub delayed_connect_ack: bool,
     /// Capacity of the cross-thread command queue.
     pub command_queue: usize,
     /// Commands handled per loop turn at most (the rest wait for the next turn).
@@ -69,6 +73,7 @@ impl Default for ShardConfig {
             send_coalesce_bytes: 16 * 1024,
             send_pool_buffers: 256,
             connect_timeout: Duration::from_secs(10),
+            delayed_connect_ack: true,
             command_queue: 4096,
             commands_per_turn: 1024,
             counters_interval: Duration::from_millis(100),

@@ -141,6 +141,7 @@ pub struct Io {
     send_queue_bytes: usize,
     send_overflow: SendOverflow,
     connect_timeout: Duration,
+    delayed_connect_ack: bool,
     /// Submitted operations whose last completion has not arrived yet.
     ops_in_flight: usize,
     stop_requested: bool,
@@ -186,6 +187,7 @@ impl Io {
             send_queue_bytes: cfg.send_queue_bytes,
             send_overflow: cfg.send_overflow,
             connect_timeout: cfg.connect_timeout,
+            delayed_connect_ack: cfg.delayed_connect_ack,
             ops_in_flight: 0,
             stop_requested: false,
             stopping: false,
@@ -357,7 +359,8 @@ impl Io {
         if self.slots_used >= self.max_connections {
             return Err(IoError::ConnectionCap);
         }
-        let fd = sys::stream_socket(&addr, local.as_ref()).map_err(IoError::Dial)?;
+        let fd = sys::stream_socket(&addr, local.as_ref(), self.delayed_connect_ack)
+            .map_err(IoError::Dial)?;
         let idx = self.alloc(fd, State::Connecting, addr);
         let c = &mut self.slab.0[idx];
         c.token = token;

@@ -200,10 +200,19 @@ pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
 /// A non-blocking TCP socket for an outbound connection to `addr`, with `TCP_NODELAY`, bound
 /// to `local` first when given. With port 0 in `local`, `IP_BIND_ADDRESS_NO_PORT` defers the
 /// port choice to `connect`, so ports are unique per 4-tuple rather than per local address.
-pub(crate) fn stream_socket(addr: &SocketAddr, local: Option<&SocketAddr>) -> io::Result<RawFd> {
+/// With `delayed_ack`, `TCP_QUICKACK` is cleared before `connect`: the kernel then holds the
+/// ACK of the SYN-ACK (up to its delayed-ACK maximum) and sends it with the first data.
+pub(crate) fn stream_socket(
+    addr: &SocketAddr,
+    local: Option<&SocketAddr>,
+    delayed_ack: bool,
+) -> io::Result<RawFd> {
     let sock = new_socket(addr)?;
     let fd = sock.as_raw_fd();
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    if delayed_ack {
+        setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 0)?;
+    }
     if let Some(local) = local {
         if local.port() == 0 {
             setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
@@ -287,6 +296,28 @@ pub(crate) fn ignore_file_size_signal() -> Result<(), IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> i32 {
+        let mut value: i32 = -1;
+        let mut len = mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: `value` and `len` outlive the call; `len` is the size of `value`.
+        let r = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) };
+        assert_eq!(r, 0, "getsockopt: {}", io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn dial_sockets_clear_quickack_only_when_asked() {
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for delayed in [true, false] {
+            let fd = stream_socket(&to, None, delayed).unwrap();
+            // Linux reports TCP_QUICKACK as "not in delayed-ACK (pingpong) mode".
+            let quick = getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK);
+            assert_eq!(quick, i32::from(!delayed), "delayed_ack = {delayed}");
+            assert_eq!(getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY), 1);
+            close(fd);
+        }
+    }
 
     #[test]
     fn raw_addr_round_trips() {

@@ -246,6 +246,8 @@ pub struct IoSection {
     pub backlog: i32,
     /// Capacity of each shard's command queue.
     pub command_queue: usize,
+    /// Dialed sockets hold the ACK of the SYN-ACK for the first data segment.
+    pub delayed_connect_ack: bool,
 }
 
 impl Default for IoSection {
@@ -257,6 +259,7 @@ impl Default for IoSection {
             recv_buffer_size: io.recv_buffer_size,
             backlog: io.backlog,
             command_queue: io.command_queue,
+            delayed_connect_ack: io.delayed_connect_ack,
         }
     }
 }
@@ -532,6 +535,11 @@ const KEYS: &[KeyDoc] = &[
         "Capacity of each shard's cross-thread command queue.",
     ),
     k(
+        "io",
+        "delayed_connect_ack",
+        "Dialed sockets send the ACK of the SYN-ACK with the first data (TCP_QUICKACK off).",
+    ),
+    k(
         "rep_crawler",
         "normal_interval_ms",
         "Crawl interval once known representative weight is sufficient (ms).",
@@ -772,6 +780,7 @@ impl NodeConfig {
             send_queue_bytes: self.limits.send_queue_bytes,
             connect_timeout: Duration::from_millis(self.timing.connect_timeout_ms),
             command_queue: self.io.command_queue,
+            delayed_connect_ack: self.io.delayed_connect_ack,
             ..d
         }
     }
