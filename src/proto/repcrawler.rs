@@ -2,16 +2,19 @@
 //!
 //! Every round (7 s when the known weight is sufficient, 3 s while warming up; dev 0.5 s) the
 //! crawler sends one `confirm_req(hash, root)` to random channels and remembers
-//! (hash, channel, sent time).
-//!
-//! A new channel is queried once at once. By default the **shard** sends that first query,
-//! right after keepalive_self in the same loop turn (so both leave in one TCP segment): it
-//! picks a pair from the [`QueryBoard`] the crawler publishes its candidates to, and hands the
-//! pair to the crawler with `ChannelUp`, which records it with [`RepCrawler::record_query`]
-//! as if it had sent it. Without a pair ([`ProtoConfig::query_on_up`] off) the crawler sends
-//! the query itself ([`RepCrawler::query_channel`]). A vote counts as a response only if it is live (not
+//! (hash, channel, sent time). A vote counts as a response only if it is live (not
 //! rebroadcasted), from a non-zero account, and contains a hash that was queried on **that
 //! same channel** and has not expired; the representative is then recorded with its channel.
+//!
+//! # The first query of a new channel
+//!
+//! Each new channel is also queried once when it comes up. By default the **shard** sends
+//! that query, right after keepalive_self in the same loop turn (so both leave in one TCP
+//! segment): it picks a pair from the [`QueryBoard`], to which the rep crawler publishes its
+//! candidates, and passes the pair on in `ChannelUp`; the crawler records it with
+//! [`RepCrawler::record_query`] exactly as if it had sent it. With
+//! [`ProtoConfig::query_on_up`] off the shard passes no pair and the crawler sends the query
+//! itself ([`RepCrawler::query_channel`]).
 //!
 //! # Which hash to ask for
 //!
