@@ -25,6 +25,7 @@ use nanopeer::proto::events::{ConnId, IoAction};
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::filter::DuplicateFilter;
 use nanopeer::proto::identity::NodeIdentity;
+use nanopeer::proto::repcrawler::QueryBoard;
 use nanopeer::proto::shard::{ShardCore, ShardOutput, ShardShared};
 use nanopeer::types::Network;
 use parking_lot::Mutex;
@@ -65,6 +66,7 @@ impl Side {
             config: Arc::new(config),
             identity: Arc::new(NodeIdentity::from_private([key; 32])),
             exclusion: Arc::new(Mutex::new(PeerExclusion::new())),
+            query_board: Arc::new(QueryBoard::new(NET)),
         };
         Side {
             core: ShardCore::new(0, shared),

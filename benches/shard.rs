@@ -15,6 +15,7 @@ use nanopeer::proto::events::ConnId;
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::filter::DuplicateFilter;
 use nanopeer::proto::identity::NodeIdentity;
+use nanopeer::proto::repcrawler::QueryBoard;
 use nanopeer::proto::shard::{ShardCore, ShardOutput, ShardShared};
 use nanopeer::types::{BlockHash, Cookie, Network, PublicKey, Signature};
 use nanopeer::wire::{ConfirmAck, Keepalive, Message, NodeIdHandshake, Vote, decode_message};
@@ -33,6 +34,7 @@ fn realtime_core() -> (ShardCore, ChaCha8Rng) {
         config: Arc::new(config),
         identity: Arc::new(NodeIdentity::from_private([2; 32])),
         exclusion: Arc::new(Mutex::new(PeerExclusion::new())),
+        query_board: Arc::new(QueryBoard::new(NET)),
     };
     let mut core = ShardCore::new(0, shared);
     let mut rng = ChaCha8Rng::seed_from_u64(1);

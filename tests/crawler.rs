@@ -12,10 +12,10 @@ use nanopeer::proto::crawler::{CrawlerCore, CrawlerSetup};
 use nanopeer::proto::events::{CloseReason, CrawlerEvent, CrawlerOutput, NodeAction, ShardCommand};
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::reachout::MergeRefusal;
-use nanopeer::proto::repcrawler::RepCrawlerConfig;
+use nanopeer::proto::repcrawler::{QueryBoard, RepCrawlerConfig, SEEN_HASHES_MAX, genesis_query};
 use nanopeer::proto::weights::RepWeights;
 use nanopeer::types::{BlockHash, Network, PublicKey};
-use nanopeer::wire::{EMPTY_PEER, Message, TelemetryData, decode_message};
+use nanopeer::wire::{EMPTY_PEER, HashRoot, Message, TelemetryData, decode_message};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -290,7 +290,7 @@ fn merge_peer_refusal_rules() {
     assert_eq!(r.merge(ep("7.7.7.7:7075"), t), Err(MergeRefusal::Connected));
     let inbound = add_channel(&r.map, ep("8.8.8.8:51234"), 1, t);
     inbound.set_peering_port(7075);
-    r.event(CrawlerEvent::ChannelUp(inbound), t);
+    r.event(CrawlerEvent::ChannelUp(inbound, None), t);
     assert_eq!(r.merge(ep("8.8.8.8:7075"), t), Err(MergeRefusal::Connected));
     // attempted within the cutoff, even after the dial failed; allowed after it
     assert!(r.merge(ep("9.9.9.9:7075"), t).is_ok());
@@ -542,11 +542,139 @@ fn new_channels_are_queried_once() {
     let mut r = rig(Network::Live, 0);
     r.start(0);
     let ch = add_channel(&r.map, public_ep(5, 7075), 2, 10);
-    let out = r.event(CrawlerEvent::ChannelUp(ch.clone()), 10);
+    let out = r.event(CrawlerEvent::ChannelUp(ch.clone(), None), 10);
     let s = sends(&out, r.network);
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].0, s[0].1), (2, ch.id()));
     assert!(matches!(s[0].2, Message::ConfirmReq(_)));
+}
+
+fn dev_vote(channel: ChannelId, hashes: Vec<BlockHash>) -> CrawlerEvent {
+    CrawlerEvent::Vote {
+        channel,
+        account: genesis_account(Network::Dev),
+        hashes,
+        timestamp: 1,
+        rebroadcasted: false,
+    }
+}
+
+#[test]
+fn a_query_the_shard_sent_is_recorded_not_sent_again() {
+    let mut r = rig(Network::Dev, 0);
+    r.start(0);
+    let g = genesis_hash(Network::Dev);
+    let sent_before = r.core.rep_stats().queries_sent;
+    // the shard sent confirm_req(genesis) with its keepalive_self
+    let ch = add_channel(&r.map, public_ep(5, 44_000), 2, 10);
+    let out = r.event(
+        CrawlerEvent::ChannelUp(ch.clone(), Some(genesis_query(Network::Dev))),
+        10,
+    );
+    assert!(sends(&out, r.network).is_empty(), "{out:?}");
+    assert_eq!(r.core.rep_stats().queries_sent, sent_before + 1);
+    assert_eq!(r.core.rep_crawler().outstanding_queries(), 1);
+    // another shard-sent query, for another hash: a genesis vote there is unsolicited
+    let x = BlockHash([7; 32]);
+    let other = add_channel(&r.map, public_ep(6, 44_000), 1, 10);
+    let q = HashRoot { hash: x, root: x };
+    assert!(
+        r.event(CrawlerEvent::ChannelUp(other.clone(), Some(q)), 10)
+            .is_empty()
+    );
+    r.event(dev_vote(other.id(), vec![g]), 20);
+    assert_eq!(r.core.rep_stats().votes_unsolicited, 1);
+    assert_eq!(r.core.rep_stats().responses, 0);
+    // the answers to what was asked count and register the representative
+    r.event(dev_vote(ch.id(), vec![g]), 20);
+    r.event(dev_vote(other.id(), vec![x]), 20);
+    let s = r.core.rep_stats();
+    assert_eq!((s.responses, s.reps_added, s.reps_moved), (2, 1, 1));
+    let reps: Vec<_> = r.core.rep_crawler().reps().collect();
+    assert_eq!(reps.len(), 1);
+    assert_eq!(reps[0].account, genesis_account(Network::Dev));
+    assert_eq!(reps[0].channel.id(), other.id());
+    // it was recorded as a request now: the rep channel is not queried again within the
+    // re-query interval (dev: 500 ms), only after it
+    ch.touch_sent(500);
+    other.touch_sent(500);
+    let asked = |out: &[CrawlerOutput]| -> Vec<ChannelId> {
+        sends(out, Network::Dev)
+            .into_iter()
+            .filter(|(_, _, m)| matches!(m, Message::ConfirmReq(_)))
+            .map(|(_, c, _)| c)
+            .collect()
+    };
+    assert_eq!(asked(&r.tick(500)), vec![ch.id()]);
+    other.touch_sent(1_000);
+    assert!(asked(&r.tick(1_000)).contains(&other.id()));
+}
+
+#[test]
+fn the_query_board_holds_seen_hashes_with_roots_and_genesis() {
+    let mut r = rig(Network::Dev, 1);
+    r.start(0);
+    let board = r.core.rep_crawler().board().clone();
+    let genesis = genesis_query(Network::Dev);
+    assert_eq!(&board.pairs()[..], &[genesis]);
+    let ch = r.chans[0].id();
+    let (a, b) = (BlockHash([1; 32]), BlockHash([2; 32]));
+    // a vote's hashes appear at once; without a known block the hash is its own root
+    r.event(dev_vote(ch, vec![a, b]), 10);
+    let ha = HashRoot { hash: a, root: a };
+    let hb = HashRoot { hash: b, root: b };
+    assert_eq!(&board.pairs()[..], &[ha, hb, genesis]);
+    // a relayed block's root replaces it (any block: its root is the genesis account)
+    let root = BlockHash(genesis_account(Network::Dev).0);
+    r.event(
+        CrawlerEvent::Block {
+            channel: ch,
+            hash: b,
+            block: Arc::new(genesis_block(Network::Dev)),
+        },
+        11,
+    );
+    let hb = HashRoot { hash: b, root };
+    assert_eq!(&board.pairs()[..], &[ha, hb, genesis]);
+    // a repeated hash changes nothing; the board is bounded, genesis stays last
+    r.event(dev_vote(ch, vec![a]), 12);
+    assert_eq!(board.pairs().len(), 3);
+    for i in 0..SEEN_HASHES_MAX as u32 {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&(i + 100).to_le_bytes());
+        r.event(dev_vote(ch, vec![BlockHash(h)]), 13);
+    }
+    let pairs = board.pairs();
+    assert_eq!(pairs.len(), SEEN_HASHES_MAX + 1);
+    assert_eq!(pairs.last(), Some(&genesis));
+    assert!(!pairs.iter().any(|p| p.hash == a || p.hash == b));
+}
+
+#[test]
+fn a_board_pick_is_the_crawlers_own_query_choice() {
+    // A board given through the setup is the one the crawler publishes to.
+    let board = Arc::new(QueryBoard::new(Network::Dev));
+    let mut r = rig_with(Network::Dev, 1, 3, |s| s.query_board = board.clone());
+    r.start(0);
+    let hashes: Vec<BlockHash> = (1..=5).map(|i| BlockHash([i; 32])).collect();
+    r.event(dev_vote(r.chans[0].id(), hashes), 1);
+    assert_eq!(board.pairs().len(), 6);
+    // Same RNG state: the shard's pick from the board and the crawler's query agree.
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40 {
+        let ch = add_channel(&r.map, public_ep(10 + i, 44_000), 0, 2);
+        let mut twin = r.rng.clone();
+        let expect = board.pick(&mut twin);
+        let out = r.event(CrawlerEvent::ChannelUp(ch.clone(), None), 2);
+        let s = sends(&out, r.network);
+        let [(_, c, Message::ConfirmReq(req))] = s.as_slice() else {
+            panic!("{s:?}")
+        };
+        assert_eq!(*c, ch.id());
+        assert_eq!(req.pairs, vec![expect]);
+        seen.insert(expect);
+    }
+    assert!(seen.len() >= 4, "{seen:?}");
 }
 
 #[test]
@@ -571,7 +699,7 @@ fn insufficient_weight_resolves_preconfigured_rate_limited() {
     assert!(r.core.rep_stats().rounds - rounds_before >= 9);
     // responders are tracked with weight 0 when no weights are known
     let asked = r.chans[0].clone();
-    r.event(CrawlerEvent::ChannelUp(asked.clone()), 30_001);
+    r.event(CrawlerEvent::ChannelUp(asked.clone(), None), 30_001);
     let mut out = Vec::new();
     r.core.on_event(
         CrawlerEvent::Vote {

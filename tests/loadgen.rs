@@ -20,6 +20,7 @@ use nanopeer::proto::events::{ConnId, IoAction};
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::filter::DuplicateFilter;
 use nanopeer::proto::identity::NodeIdentity;
+use nanopeer::proto::repcrawler::QueryBoard;
 use nanopeer::proto::shard::{ShardCore, ShardOutput, ShardShared};
 use nanopeer::types::{Cookie, Network};
 use nanopeer::wire::{Message, NodeIdHandshake};
@@ -105,6 +106,7 @@ impl CoreNode {
             config: Arc::new(config),
             identity: Arc::new(NodeIdentity::from_private([42; 32])),
             exclusion: Arc::new(Mutex::new(PeerExclusion::new())),
+            query_board: Arc::new(QueryBoard::new(NET)),
         };
         CoreNode {
             core: Mutex::new((ShardCore::new(0, shared), ChaCha8Rng::seed_from_u64(1))),

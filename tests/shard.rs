@@ -1,10 +1,11 @@
 //! Shard cores driven in-process: two nodes shuttle each other's bytes, verify requests are
 //! resolved with `crypto::verify`, and hand-made peers exercise v1 and every §6.3 failure.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 
-use nanopeer::channels::{ChannelLimits, ChannelMap};
+use nanopeer::channels::{ChannelId, ChannelLimits, ChannelMap};
 use nanopeer::crypto::{KeyPair, WorkThresholds, block_hash, genesis_hash, verify, work_value};
 use nanopeer::proto::addr::canonical;
 use nanopeer::proto::config::ProtoConfig;
@@ -14,8 +15,11 @@ use nanopeer::proto::events::{
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::filter::DuplicateFilter;
 use nanopeer::proto::identity::NodeIdentity;
+use nanopeer::proto::online::OnlineReps;
+use nanopeer::proto::repcrawler::{QueryBoard, RepCrawler, RepCrawlerConfig};
 use nanopeer::proto::shard::{ShardCore, ShardOutput, ShardShared};
 use nanopeer::proto::telemetry::local_telemetry;
+use nanopeer::proto::weights::RepWeights;
 use nanopeer::types::{Amount, BlockHash, Cookie, Network, PublicKey, Signature};
 use nanopeer::wire::{
     Block, ConfirmAck, Extensions, Header, Keepalive, Message, MessageType, NodeIdHandshake,
@@ -39,6 +43,17 @@ fn node_with(
     limits: ChannelLimits,
     tweak: impl FnOnce(&mut ProtoConfig),
 ) -> Node {
+    node_on_board(seed, key, limits, Arc::new(QueryBoard::new(NET)), tweak)
+}
+
+/// A node whose shard picks first queries from `board`.
+fn node_on_board(
+    seed: u64,
+    key: u8,
+    limits: ChannelLimits,
+    board: Arc<QueryBoard>,
+    tweak: impl FnOnce(&mut ProtoConfig),
+) -> Node {
     let mut config = ProtoConfig::for_network(NET);
     config.listen_port = 44_000 + key as u16;
     tweak(&mut config);
@@ -48,6 +63,7 @@ fn node_with(
         config: Arc::new(config),
         identity: Arc::new(NodeIdentity::from_private([key; 32])),
         exclusion: Arc::new(Mutex::new(PeerExclusion::new())),
+        query_board: board,
     };
     Node {
         core: ShardCore::new(0, shared.clone()),
@@ -173,18 +189,24 @@ fn v2_handshake_completes_both_ways() {
     let (ga, gb) = pair(&mut a, &mut b, "127.0.0.1:44002", "127.0.0.1:50000");
     assert_eq!(ga.close(), None);
     assert_eq!(gb.close(), None);
-    // A: query, response, keepalive_self; B: query+response, keepalive_self.
+    // A: query, response, keepalive_self + first rep query; B: query+response,
+    // keepalive_self + first rep query.
     assert_eq!(
         sent_types(&ga),
         [
             MessageType::NodeIdHandshake,
             MessageType::NodeIdHandshake,
-            MessageType::Keepalive
+            MessageType::Keepalive,
+            MessageType::ConfirmReq
         ]
     );
     assert_eq!(
         sent_types(&gb),
-        [MessageType::NodeIdHandshake, MessageType::Keepalive]
+        [
+            MessageType::NodeIdHandshake,
+            MessageType::Keepalive,
+            MessageType::ConfirmReq
+        ]
     );
     let exts: Vec<u16> = ga
         .sends()
@@ -193,7 +215,7 @@ fn v2_handshake_completes_both_ways() {
         .map(|s| decode_message(s, NET).unwrap().0.extensions.0)
         .collect();
     assert_eq!(&exts[..2], &[0x0005, 0x0006]);
-    assert_eq!(exts[3], 0x0007);
+    assert_eq!(exts[4], 0x0007);
     // Each map holds the other's node id at the right endpoint.
     let ca = a.shared.channels.find_node_id(&b.node_id()).unwrap();
     assert_eq!(
@@ -205,7 +227,9 @@ fn v2_handshake_completes_both_ways() {
         cb.remote(),
         canonical("127.0.0.1:50000".parse::<SocketAddr>().unwrap())
     );
-    assert!(matches!(ga.events.as_slice(), [CrawlerEvent::ChannelUp(c), ..] if c.id() == ca.id()));
+    assert!(
+        matches!(ga.events.as_slice(), [CrawlerEvent::ChannelUp(c, Some(_)), ..] if c.id() == ca.id())
+    );
     // keepalive_self: slot 0 [::]:listen port; B learns A's peering port from it, and A
     // reports B's keepalive as an event.
     let Message::Keepalive(k) = &ga.messages()[2] else {
@@ -799,7 +823,7 @@ fn frames_during_final_verification_are_held_and_replayed() {
     b.core.on_verified(v.id, true, 2, &mut b.rng, &mut out);
     assert!(matches!(
         out.events.as_slice(),
-        [CrawlerEvent::ChannelUp(_), CrawlerEvent::Keepalive { .. }]
+        [CrawlerEvent::ChannelUp(..), CrawlerEvent::Keepalive { .. }]
     ));
     let ch = b.shared.channels.find_node_id(&p.node_id()).unwrap();
     assert_eq!(ch.peering_endpoint().port(), 7777);
@@ -822,4 +846,114 @@ fn frames_during_final_verification_are_held_and_replayed() {
     assert!(out.is_empty());
     assert!(b.shared.channels.is_empty());
     assert_eq!(b.core.stats().verify_orphaned, 1);
+}
+
+/// A shard sharing `board` accepts a hand-made v2 initiator; returns the node and what its
+/// one `on_verified` call (the final check of the initiator's response) produced.
+fn accept_on_board(seed: u64, board: &Arc<QueryBoard>, query_on_up: bool) -> (Node, ShardOutput) {
+    let mut b = node_on_board(
+        seed,
+        2,
+        ChannelLimits::for_network(NET),
+        board.clone(),
+        |c| c.query_on_up = query_on_up,
+    );
+    b.connect(1, "127.0.0.1:50000", false, 0);
+    let q = Message::NodeIdHandshake(NodeIdHandshake::query(Cookie([0x11; 32]))).encode(NET);
+    let msgs = b.bytes(1, &q, 0).messages();
+    let [Message::NodeIdHandshake(reply)] = msgs.as_slice() else {
+        panic!("{msgs:?}")
+    };
+    let cookie = reply.query.unwrap().cookie;
+    let resp = peer(9).handshake_response(&cookie, Some((Cookie([0x22; 32]), genesis_hash(NET))));
+    let bytes = Message::NodeIdHandshake(NodeIdHandshake::response(resp)).encode(NET);
+    let mut out = ShardOutput::default();
+    b.core.on_bytes(ConnId(1), &bytes, 1, &mut b.rng, &mut out);
+    let v = out.verify.pop().expect("the response is checked");
+    assert!(out.is_empty());
+    let ok = verify(v.message.as_bytes(), &v.signature, &v.key);
+    b.core.on_verified(v.id, ok, 2, &mut b.rng, &mut out);
+    (b, out)
+}
+
+#[test]
+fn first_rep_query_is_sent_with_keepalive_self_from_the_board() {
+    // A real rep crawler fills the board: three vote hashes, one with a known root.
+    let config = ProtoConfig::for_network(NET);
+    let board = Arc::new(QueryBoard::new(NET));
+    let mut reps = RepCrawler::new(
+        RepCrawlerConfig::from_proto(&config),
+        RepWeights::defaults(NET),
+        OnlineReps::new(
+            config.online_weight_minimum,
+            config.online_weight_max_samples,
+        ),
+    )
+    .with_board(board.clone());
+    let seen = [BlockHash([1; 32]), BlockHash([2; 32]), BlockHash([3; 32])];
+    reps.note_block(seen[1], BlockHash([0x22; 32]));
+    reps.on_vote(None, ChannelId(1), PublicKey([5; 32]), &seen, false, 0);
+    let pairs = board.pairs();
+    assert_eq!(pairs.len(), 4);
+    let mut picked = HashSet::new();
+    for seed in 0..24 {
+        let (b, out) = accept_on_board(seed, &board, true);
+        // One turn: keepalive_self, then the confirm_req, back to back on the connection.
+        let sends: Vec<(usize, Message)> = out
+            .io
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a {
+                IoAction::Send { conn, bytes } => {
+                    assert_eq!(*conn, ConnId(1));
+                    Some((i, decode_message(bytes, NET).unwrap().1))
+                }
+                _ => None,
+            })
+            .collect();
+        let [(i, Message::Keepalive(k)), (j, Message::ConfirmReq(req))] = sends.as_slice() else {
+            panic!("{sends:?}")
+        };
+        assert_eq!(*j, i + 1);
+        assert_eq!(k.peers[0].port(), 44_002);
+        let [q] = req.pairs.as_slice() else {
+            panic!("{req:?}")
+        };
+        assert!(pairs.contains(q), "{q:?} is not on the board");
+        // The crawler learns which pair was sent.
+        let ch = b.shared.channels.find_node_id(&peer(9).node_id()).unwrap();
+        assert!(
+            matches!(out.events.as_slice(), [CrawlerEvent::ChannelUp(c, Some(p))] if c.id() == ch.id() && p == q),
+            "{:?}",
+            out.events
+        );
+        assert_eq!(b.core.stats().sent(MessageType::ConfirmReq), 1);
+        assert_eq!(b.core.stats().queries_on_up, 1);
+        picked.insert(*q);
+    }
+    // Different shards' rngs pick different candidates, with their roots.
+    assert!(picked.len() >= 3, "{picked:?}");
+    assert!(picked.iter().all(|q| pairs.contains(q)));
+}
+
+#[test]
+fn without_query_on_up_the_shard_sends_only_keepalive_self() {
+    let board = Arc::new(QueryBoard::new(NET));
+    let (b, out) = accept_on_board(1, &board, false);
+    let types: Vec<MessageType> = out
+        .io
+        .iter()
+        .filter_map(|a| match a {
+            IoAction::Send { bytes, .. } => {
+                Some(decode_message(bytes, NET).unwrap().1.message_type())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(types, [MessageType::Keepalive]);
+    assert_eq!(b.core.stats().queries_on_up, 0);
+    assert!(matches!(
+        out.events.as_slice(),
+        [CrawlerEvent::ChannelUp(_, None)]
+    ));
 }

@@ -255,7 +255,7 @@ impl CrawlerThread {
     fn event(&mut self, ev: CrawlerEvent) {
         self.stats.events += 1;
         match &ev {
-            CrawlerEvent::ChannelUp(ch) => tracing::info!(
+            CrawlerEvent::ChannelUp(ch, _) => tracing::info!(
                 endpoint = %ch.remote(),
                 node_id = %ch.node_id().to_node_id(),
                 direction = ?ch.direction(),

@@ -38,7 +38,7 @@ use crate::proto::exclusion::PeerExclusion;
 use crate::proto::filter::{DEFAULT_CUTOFF_MS, DEFAULT_SLOTS, DuplicateFilter};
 use crate::proto::identity::NodeIdentity;
 use crate::proto::reachout::MergeRefusal;
-use crate::proto::repcrawler::RepStatus;
+use crate::proto::repcrawler::{QueryBoard, RepStatus};
 use crate::proto::shard::{ShardShared, ShardStats};
 use crate::proto::telemetry::{local_telemetry, telemetry_ack_bytes};
 use crate::proto::weights::{RepWeights, WeightsError};
@@ -307,6 +307,7 @@ pub fn add_shard_stats(a: &mut ShardStats, b: &ShardStats) {
     a.verify_orphaned += b.verify_orphaned;
     a.held_dropped += b.held_dropped;
     a.send_to_closed += b.send_to_closed;
+    a.queries_on_up += b.queries_on_up;
     a.dials += b.dials;
     a.dials_failed += b.dials_failed;
     a.cookies_purged += b.cookies_purged;
@@ -424,6 +425,9 @@ impl Node {
             DEFAULT_CUTOFF_MS,
         ));
         let exclusion = Arc::new(parking_lot::Mutex::new(PeerExclusion::new()));
+        // The rep crawler publishes its query candidates here; shards pick a new channel's
+        // first query from it.
+        let query_board = Arc::new(QueryBoard::new(network));
         let shard_count = opts.shards.unwrap_or_else(default_shard_count).max(1);
         if shard_count > usize::from(u16::MAX) {
             return Err(NodeError::Config("too many shards".into()));
@@ -457,11 +461,12 @@ impl Node {
             let shared_cell = Arc::clone(&shared_cell);
             let metrics = metrics.clone();
             let config = config.clone();
-            let (channels, filter, identity, exclusion) = (
+            let (channels, filter, identity, exclusion, query_board) = (
                 Arc::clone(&channels),
                 Arc::clone(&filter),
                 Arc::clone(&identity),
                 Arc::clone(&exclusion),
+                Arc::clone(&query_board),
             );
             let batch_delay = Duration::from_micros(opts.batch_delay_us);
             let (batch_max, key_cache) = (opts.batch_max, opts.key_cache);
@@ -483,6 +488,7 @@ impl Node {
                         config: Arc::new(config),
                         identity: Arc::clone(&identity),
                         exclusion: Arc::clone(&exclusion),
+                        query_board: Arc::clone(&query_board),
                     }
                 });
                 let setup = ShardSetup {
@@ -538,6 +544,7 @@ impl Node {
         );
         setup.stored_peers = stored;
         setup.online_samples = store.samples();
+        setup.query_board = query_board;
         {
             let identity = Arc::clone(&identity);
             setup.telemetry = Some(Box::new(move |now_ms: u64, peers: usize| {

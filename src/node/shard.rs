@@ -346,7 +346,7 @@ impl NodeShard {
         for ev in self.out.events.drain(..) {
             let lifecycle = matches!(
                 ev,
-                CrawlerEvent::ChannelUp(_) | CrawlerEvent::ChannelDown(_)
+                CrawlerEvent::ChannelUp(..) | CrawlerEvent::ChannelDown(_)
             );
             if lifecycle && !self.backlog.is_empty() {
                 // keep Up/Down in order behind the ones already waiting

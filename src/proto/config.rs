@@ -58,6 +58,9 @@ pub struct ProtoConfig {
     pub online_weight_sample_ms: u64,
     /// Most channels in all.
     pub max_channels: usize,
+    /// The shard sends the rep crawler's first confirm_req of a new channel right after
+    /// keepalive_self (one segment), picked from the query board; off: the crawler sends it.
+    pub query_on_up: bool,
 }
 
 impl ProtoConfig {
@@ -96,6 +99,7 @@ impl ProtoConfig {
             },
             online_weight_sample_ms: if dev { 1_000 } else { 300_000 },
             max_channels: if dev { 128 } else { 2048 },
+            query_on_up: true,
         }
     }
 }

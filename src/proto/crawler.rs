@@ -25,7 +25,7 @@ use super::exclusion::PeerExclusion;
 use super::keepalive::{encode_keepalive, fanout, keepalive_self, random_fill, random_subset};
 use super::online::OnlineReps;
 use super::reachout::{MergeContext, MergeRefusal, Reachout, ReachoutConfig, ReachoutStats};
-use super::repcrawler::{RepCrawler, RepCrawlerConfig, RepCrawlerStats, RepStatus};
+use super::repcrawler::{QueryBoard, RepCrawler, RepCrawlerConfig, RepCrawlerStats, RepStatus};
 use super::weights::RepWeights;
 use crate::channels::{Channel, ChannelId, ChannelMap};
 use crate::types::PublicKey;
@@ -170,6 +170,12 @@ pub struct CrawlerSetup {
     /// Send a keepalive_self to each new channel at ChannelUp (off by default: the shard
     /// sends it when the handshake completes).
     pub keepalive_self_on_up: bool,
+    /// Where the rep crawler publishes its query candidates; give the same board to the
+    /// shards ([`ShardShared::query_board`]) so they can send a new channel's first query.
+    /// A fresh board for `config.network` by default.
+    ///
+    /// [`ShardShared::query_board`]: super::shard::ShardShared::query_board
+    pub query_board: Arc<QueryBoard>,
 }
 
 impl CrawlerSetup {
@@ -182,7 +188,6 @@ impl CrawlerSetup {
         shard_count: u16,
     ) -> CrawlerSetup {
         CrawlerSetup {
-            config,
             channels,
             exclusion,
             weights,
@@ -193,6 +198,8 @@ impl CrawlerSetup {
             telemetry: None,
             rep_crawler: None,
             keepalive_self_on_up: false,
+            query_board: Arc::new(QueryBoard::new(config.network)),
+            config,
         }
     }
 }
@@ -296,7 +303,7 @@ impl CrawlerCore {
         .with_samples(setup.online_samples);
         CrawlerCore {
             reachout: Reachout::new(ReachoutConfig::from_proto(&config, setup.shard_count)),
-            reps: RepCrawler::new(rep_config, setup.weights, online),
+            reps: RepCrawler::new(rep_config, setup.weights, online).with_board(setup.query_board),
             channels: setup.channels,
             exclusion: setup.exclusion,
             table: ChannelTable::new(),
@@ -405,7 +412,7 @@ impl CrawlerCore {
         out: &mut Vec<CrawlerOutput>,
     ) {
         match event {
-            CrawlerEvent::ChannelUp(ch) => {
+            CrawlerEvent::ChannelUp(ch, sent) => {
                 self.stats.channels_up += 1;
                 if !ch.is_alive() {
                     return;
@@ -416,7 +423,11 @@ impl CrawlerCore {
                     self.send(&ch, encode_keepalive(self.config.network, peers), out);
                     self.stats.keepalive_self += 1;
                 }
-                self.reps.query_channel(&ch, now_ms, rng, out);
+                match sent {
+                    // the shard sent the first query with its keepalive_self
+                    Some(q) => self.reps.record_query(ch.id(), q, now_ms),
+                    None => self.reps.query_channel(&ch, now_ms, rng, out),
+                }
             }
             CrawlerEvent::ChannelDown(ch) => {
                 self.stats.channels_down += 1;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::channels::{Channel, ChannelId};
 use crate::types::{BlockHash, PublicKey, Signature};
-use crate::wire::{Block, SignedData, TelemetryData};
+use crate::wire::{Block, HashRoot, SignedData, TelemetryData};
 
 /// A connection of one shard, as the I/O loop names it (unique within the shard).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -144,8 +144,9 @@ pub struct VerifyRequest {
 /// What shards report to the crawler core.
 #[derive(Debug, Clone)]
 pub enum CrawlerEvent {
-    /// A handshake completed and the channel is in the map.
-    ChannelUp(Arc<Channel>),
+    /// A handshake completed and the channel is in the map. The pair is the rep crawler query
+    /// the shard sent with keepalive_self (`None`: it sent none, the crawler queries).
+    ChannelUp(Arc<Channel>, Option<HashRoot>),
     /// A channel closed and left the map.
     ChannelDown(Arc<Channel>),
     /// A keepalive arrived on a channel (slot 0 already applied to its peering endpoint).

@@ -6,6 +6,16 @@
 //! rebroadcasted), from a non-zero account, and contains a hash that was queried on **that
 //! same channel** and has not expired; the representative is then recorded with its channel.
 //!
+//! # The first query of a new channel
+//!
+//! Each new channel is also queried once when it comes up. By default the **shard** sends
+//! that query, right after keepalive_self in the same loop turn (so both leave in one TCP
+//! segment): it picks a pair from the [`QueryBoard`], to which the rep crawler publishes its
+//! candidates, and passes the pair on in `ChannelUp`; the crawler records it with
+//! [`RepCrawler::record_query`] exactly as if it had sent it. With
+//! [`ProtoConfig::query_on_up`] off the shard passes no pair and the crawler sends the query
+//! itself ([`RepCrawler::query_channel`]).
+//!
 //! # Which hash to ask for
 //!
 //! nanopeer has no ledger. The query set is the network's **genesis block** (root = genesis
@@ -31,6 +41,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddrV6;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
 use rand::{Rng, RngCore};
 
 use super::config::ProtoConfig;
@@ -49,6 +60,58 @@ pub const SEEN_HASHES_MAX: usize = 64;
 pub const ROOTS_MAX: usize = 4096;
 /// Outstanding queries kept at most (oldest dropped first).
 pub const QUERIES_MAX: usize = 16_384;
+
+/// The genesis pair of `network`: the genesis block's hash with the genesis account as root.
+pub fn genesis_query(network: Network) -> HashRoot {
+    HashRoot {
+        hash: genesis_hash(network),
+        root: BlockHash(genesis_account(network).0),
+    }
+}
+
+/// One of `pairs`, uniformly; `None` when empty.
+fn pick_from(pairs: &[HashRoot], rng: &mut impl RngCore) -> Option<HashRoot> {
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.get(rng.random_range(0..pairs.len())).copied()
+}
+
+/// The rep crawler's current query candidates, shared with the shards so that a shard can
+/// send the first query of a new channel itself: the recently seen vote hashes paired with
+/// their roots (at most [`SEEN_HASHES_MAX`]), then the genesis pair. The rep crawler
+/// republishes whenever the set changes; a uniform pick from the board is a pick of the rep
+/// crawler's own query choice.
+#[derive(Debug)]
+pub struct QueryBoard {
+    pairs: RwLock<Arc<[HashRoot]>>,
+    genesis: HashRoot,
+}
+
+impl QueryBoard {
+    /// A board holding only the genesis pair of `network`.
+    pub fn new(network: Network) -> QueryBoard {
+        let genesis = genesis_query(network);
+        QueryBoard {
+            pairs: RwLock::new(Arc::from([genesis])),
+            genesis,
+        }
+    }
+
+    /// A uniformly chosen candidate (the genesis pair of an empty board).
+    pub fn pick(&self, rng: &mut impl RngCore) -> HashRoot {
+        pick_from(&self.pairs.read(), rng).unwrap_or(self.genesis)
+    }
+
+    /// The current candidates: seen pairs in arrival order, the genesis pair last.
+    pub fn pairs(&self) -> Arc<[HashRoot]> {
+        self.pairs.read().clone()
+    }
+
+    fn publish(&self, pairs: Arc<[HashRoot]>) {
+        *self.pairs.write() = pairs;
+    }
+}
 
 /// Rep crawler settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +263,10 @@ pub struct RepCrawler {
     seen: VecDeque<BlockHash>,
     roots: HashMap<BlockHash, BlockHash>,
     root_order: VecDeque<BlockHash>,
+    /// What [`pick_query`](Self::pick_query) chooses from: `seen` paired with roots, then
+    /// genesis. The same value is on the board.
+    candidates: Arc<[HashRoot]>,
+    board: Arc<QueryBoard>,
     next_round_ms: u64,
     next_preconfigured_ms: u64,
     next_sample_ms: u64,
@@ -207,10 +274,14 @@ pub struct RepCrawler {
 }
 
 impl RepCrawler {
-    /// A crawler with these weights and online-weight state (samples loaded from the store).
+    /// A crawler with these weights and online-weight state (samples loaded from the store),
+    /// publishing to a board of its own (see [`with_board`](Self::with_board)).
     pub fn new(config: RepCrawlerConfig, weights: RepWeights, online: OnlineReps) -> RepCrawler {
         let next_sample_ms = config.sample_ms;
+        let board = Arc::new(QueryBoard::new(config.network));
         RepCrawler {
+            candidates: board.pairs(),
+            board,
             config,
             weights,
             online,
@@ -227,6 +298,18 @@ impl RepCrawler {
             next_sample_ms,
             stats: RepCrawlerStats::default(),
         }
+    }
+
+    /// Publishes the query candidates to `board` (shared with the shards) from now on.
+    pub fn with_board(mut self, board: Arc<QueryBoard>) -> RepCrawler {
+        board.publish(self.candidates.clone());
+        self.board = board;
+        self
+    }
+
+    /// The board the query candidates are published to.
+    pub fn board(&self) -> &Arc<QueryBoard> {
+        &self.board
     }
 
     /// The counters.
@@ -320,27 +403,58 @@ impl RepCrawler {
     /// Remembers the root of a relayed block, to pair with its hash in later queries.
     pub fn note_block(&mut self, hash: BlockHash, root: BlockHash) {
         if self.roots.insert(hash, root).is_none() {
+            let mut changed = self.seen.contains(&hash);
             self.root_order.push_back(hash);
             if self.root_order.len() > ROOTS_MAX
                 && let Some(old) = self.root_order.pop_front()
             {
                 self.roots.remove(&old);
+                changed |= self.seen.contains(&old);
+            }
+            if changed {
+                self.refresh_candidates();
             }
         }
     }
 
-    /// The hash/root to ask for: the genesis block, or a hash recently seen in a vote.
-    fn pick_query(&self, rng: &mut impl RngCore) -> HashRoot {
-        let i = rng.random_range(0..=self.seen.len());
-        match self.seen.get(i) {
-            Some(&hash) => HashRoot {
+    /// Rebuilds the candidates from `seen` and `roots` and publishes them to the board.
+    fn refresh_candidates(&mut self) {
+        let genesis = genesis_query(self.config.network);
+        let pairs: Arc<[HashRoot]> = self
+            .seen
+            .iter()
+            .map(|&hash| HashRoot {
                 hash,
                 root: self.roots.get(&hash).copied().unwrap_or(hash),
-            },
-            None => HashRoot {
-                hash: genesis_hash(self.config.network),
-                root: BlockHash(genesis_account(self.config.network).0),
-            },
+            })
+            .chain(std::iter::once(genesis))
+            .collect();
+        self.candidates = pairs.clone();
+        self.board.publish(pairs);
+    }
+
+    /// The hash/root to ask for: the genesis block, or a hash recently seen in a vote (a
+    /// uniform pick from the candidates, as [`QueryBoard::pick`]).
+    fn pick_query(&self, rng: &mut impl RngCore) -> HashRoot {
+        pick_from(&self.candidates, rng).unwrap_or_else(|| genesis_query(self.config.network))
+    }
+
+    /// Records a confirm_req for `q` sent on `channel` at `now_ms`: it is outstanding (a vote
+    /// for `q.hash` from that channel counts as a response until it expires), the channel was
+    /// queried now, and `queries_sent` counts it. The oldest records beyond [`QUERIES_MAX`]
+    /// are dropped. The crawler's own queries go through here, and so does the first query
+    /// of a channel the shard sent with keepalive_self.
+    pub fn record_query(&mut self, channel: ChannelId, q: HashRoot, now_ms: u64) {
+        if self.queries.insert((channel, q.hash), now_ms).is_none() {
+            *self.outstanding.entry(channel).or_default() += 1;
+        }
+        self.query_order.push_back((now_ms, channel, q.hash));
+        self.last_request.insert(channel, now_ms);
+        self.stats.queries_sent += 1;
+        while self.query_order.len() > QUERIES_MAX {
+            if let Some((t, ch, h)) = self.query_order.pop_front() {
+                self.drop_query(t, ch, h);
+            }
         }
     }
 
@@ -359,13 +473,7 @@ impl RepCrawler {
             .encode(self.config.network)
             .into();
         for c in targets {
-            let key = (c.id(), q.hash);
-            if self.queries.insert(key, now_ms).is_none() {
-                *self.outstanding.entry(c.id()).or_default() += 1;
-            }
-            self.query_order.push_back((now_ms, c.id(), q.hash));
-            self.last_request.insert(c.id(), now_ms);
-            self.stats.queries_sent += 1;
+            self.record_query(c.id(), q, now_ms);
             out.push(CrawlerOutput::Shard {
                 shard: c.shard(),
                 command: ShardCommand::Send {
@@ -373,11 +481,6 @@ impl RepCrawler {
                     bytes: bytes.clone(),
                 },
             });
-        }
-        while self.query_order.len() > QUERIES_MAX {
-            if let Some((t, ch, h)) = self.query_order.pop_front() {
-                self.drop_query(t, ch, h);
-            }
         }
     }
 
@@ -407,7 +510,7 @@ impl RepCrawler {
         }
     }
 
-    /// Queries a new channel once (at ChannelUp).
+    /// Queries a new channel once (at ChannelUp, when the shard did not).
     pub fn query_channel(
         &mut self,
         channel: &Arc<Channel>,
@@ -437,13 +540,18 @@ impl RepCrawler {
         now_ms: u64,
     ) -> bool {
         self.stats.votes += 1;
+        let mut changed = false;
         for h in hashes.iter().take(8) {
             if !self.seen.contains(h) {
+                changed = true;
                 self.seen.push_back(*h);
                 if self.seen.len() > SEEN_HASHES_MAX {
                     self.seen.pop_front();
                 }
             }
+        }
+        if changed {
+            self.refresh_candidates();
         }
         if rebroadcasted {
             self.stats.votes_rebroadcasted += 1;

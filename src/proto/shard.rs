@@ -12,7 +12,10 @@
 //! types close with `BootstrapNotServed`, anything else with `MessageBeforeHandshake`); while
 //! the peer's final response is being verified, frames that arrive (the peer may be realtime
 //! already) are held, up to [`MAX_HELD_FRAMES`] / [`MAX_HELD_BYTES`], and replayed once the
-//! channel exists. After the handshake: keepalive, publish, confirm_ack and telemetry_ack are
+//! channel exists. When the handshake completes the shard sends keepalive_self and, with
+//! [`ProtoConfig::query_on_up`], the rep crawler's first confirm_req for the channel (a pair
+//! from the shared [`QueryBoard`]) in the same turn, so the loop packs both into one send; the
+//! pair travels to the crawler in [`CrawlerEvent::ChannelUp`], which records the query. After the handshake: keepalive, publish, confirm_ack and telemetry_ack are
 //! processed; confirm_req (we do not vote), telemetry_req, asc_pull_*, bootstrap and handshake
 //! messages are counted and ignored.
 
@@ -35,13 +38,15 @@ use super::exclusion::PeerExclusion;
 use super::filter::DuplicateFilter;
 use super::handshake::{Handshake, HandshakeCtx, HandshakeStats, Verdict, admit};
 use super::identity::NodeIdentity;
+use super::repcrawler::QueryBoard;
 use super::telemetry::{TelemetryError, check_genesis, check_received};
 use crate::channels::{Channel, ChannelId, ChannelMap, Direction, NewChannel};
 use crate::crypto::{WorkThresholds, epoch_link, epoch_signer, genesis_hash};
 use crate::types::{BlockHash, Network, PublicKey};
 use crate::wire::{
-    Block, DecodeError, Deframer, EMPTY_PEER, HEADER_LEN, Header, Keepalive, Message, MessageType,
-    NodeIdHandshake, Publish, TELEMETRY_SIGNED_FROM, TelemetryAck, TelemetryData, VoteView,
+    Block, ConfirmReq, DecodeError, Deframer, EMPTY_PEER, HEADER_LEN, Header, Keepalive, Message,
+    MessageType, NodeIdHandshake, Publish, TELEMETRY_SIGNED_FROM, TelemetryAck, TelemetryData,
+    VoteView,
 };
 
 /// Most signature checks in flight per connection; more are dropped (counted).
@@ -94,6 +99,11 @@ pub struct ShardShared {
     pub identity: Arc<NodeIdentity>,
     /// Excluded peers (read on admission only).
     pub exclusion: Arc<Mutex<PeerExclusion>>,
+    /// The rep crawler's query candidates (the crawler's [`CrawlerSetup::query_board`]): the
+    /// first query of a new channel is picked from it.
+    ///
+    /// [`CrawlerSetup::query_board`]: super::crawler::CrawlerSetup::query_board
+    pub query_board: Arc<QueryBoard>,
 }
 
 impl std::fmt::Debug for ShardShared {
@@ -257,6 +267,9 @@ pub struct ShardStats {
     pub held_dropped: u64,
     /// Commanded sends to a channel that is gone.
     pub send_to_closed: u64,
+    /// The rep crawler's first query of a channel, sent with keepalive_self
+    /// ([`ProtoConfig::query_on_up`]; also in `messages_out`).
+    pub queries_on_up: u64,
     /// Dials requested.
     pub dials: u64,
     /// Dials failed.
@@ -971,7 +984,6 @@ impl Ctx {
         st.hs = None;
         st.channel = Some(ch.clone());
         self.by_channel.insert(ch.id(), conn);
-        out.events.push(CrawlerEvent::ChannelUp(ch.clone()));
         // keepalive_self at once (§6.2 step 5).
         let mut peers = [EMPTY_PEER; 8];
         let mut n = 0;
@@ -983,6 +995,15 @@ impl Ctx {
         }
         let k = keepalive_self(self.shared.config.listen_port, &peers[..n]);
         self.send(conn, Some(&ch), &Message::Keepalive(k), now_ms, out);
+        // The rep crawler's first query, in the same turn (one segment with the keepalive).
+        let query = self.shared.config.query_on_up.then(|| {
+            let q = self.shared.query_board.pick(rng);
+            let req = Message::ConfirmReq(ConfirmReq { pairs: vec![q] });
+            self.send(conn, Some(&ch), &req, now_ms, out);
+            self.stats.queries_on_up += 1;
+            q
+        });
+        out.events.push(CrawlerEvent::ChannelUp(ch.clone(), query));
         st.deadline_sent_ms = now_ms;
         out.io.push(IoAction::Deadline {
             conn,

@@ -37,7 +37,7 @@ use nanopeer::proto::events::{
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::filter::DuplicateFilter;
 use nanopeer::proto::identity::NodeIdentity;
-use nanopeer::proto::repcrawler::RepCrawlerConfig;
+use nanopeer::proto::repcrawler::{QueryBoard, RepCrawlerConfig};
 use nanopeer::proto::shard::{ShardCore, ShardOutput, ShardShared};
 use nanopeer::proto::telemetry::telemetry_ack_bytes;
 use nanopeer::proto::weights::RepWeights;
@@ -415,6 +415,7 @@ impl SimNet {
             config: Arc::new(opts.config.clone()),
             identity: identity.clone(),
             exclusion: Arc::new(Mutex::new(PeerExclusion::new())),
+            query_board: Arc::new(QueryBoard::new(NET)),
         };
         let mut setup = CrawlerSetup::new(
             opts.config.clone(),
@@ -425,6 +426,7 @@ impl SimNet {
         );
         setup.stored_peers = opts.stored_peers.clone();
         setup.rep_crawler = opts.rep_crawler.clone();
+        setup.query_board = shared.query_board.clone();
         if opts.telemetry {
             let start = self.now;
             let id = identity.clone();
@@ -946,9 +948,9 @@ impl SimNet {
             for e in out.events {
                 let desc = format!("{e:?}");
                 if self.trace
-                    && let CrawlerEvent::ChannelUp(c) | CrawlerEvent::ChannelDown(c) = &e
+                    && let CrawlerEvent::ChannelUp(c, _) | CrawlerEvent::ChannelDown(c) = &e
                 {
-                    let up = matches!(e, CrawlerEvent::ChannelUp(_));
+                    let up = matches!(e, CrawlerEvent::ChannelUp(..));
                     eprintln!(
                         "{now} node {i} channel {} {} remote {} conn {:?}",
                         c.id(),
