@@ -251,7 +251,7 @@ fn work_state_block(seed: u8) -> Block {
 }
 
 #[test]
-fn published_block_floods_to_all_and_is_relayed_once() {
+fn published_block_reaches_nearly_every_node_and_is_relayed_at_most_once() {
     let mut sim = sixteen(2, NetConfig::default());
     assert!(
         sim.run_until_pred(15_000, |s| s.all_degrees_at_least(15))
