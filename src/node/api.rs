@@ -183,6 +183,7 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
     ] {
         stat(&mut e, "tcp_close", detail, "out", v);
     }
+    stat(&mut e, "rep_crawler", "query_on_up", "out", p.queries_on_up);
     stat(
         &mut e,
         "filter",

@@ -277,6 +277,9 @@ pub struct RepCrawlerSection {
     /// A query expires after this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_timeout_ms: Option<u64>,
+    /// A new channel's first query goes out with the shard's keepalive_self.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_on_up: Option<bool>,
     /// Most channels queried per round.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_targets: Option<usize>,
@@ -556,6 +559,11 @@ const KEYS: &[KeyDoc] = &[
     ),
     k(
         "rep_crawler",
+        "query_on_up",
+        "A new channel's first representative query is sent by its shard, in the same segment as keepalive_self (false: the crawler sends it a moment later).",
+    ),
+    k(
+        "rep_crawler",
         "max_targets",
         "Most channels queried per crawl round.",
     ),
@@ -757,6 +765,7 @@ impl NodeConfig {
             r.normal_interval_ms => rep_crawler_normal_ms,
             r.warmup_interval_ms => rep_crawler_warmup_ms,
             r.query_timeout_ms => rep_query_timeout_ms,
+            r.query_on_up => query_on_up,
             r.max_targets => rep_crawler_max_targets,
             r.online_weight_minimum => online_weight_minimum,
             r.online_weight_max_samples => online_weight_max_samples,
@@ -868,6 +877,7 @@ impl NodeConfig {
         r.normal_interval_ms = Some(p.rep_crawler_normal_ms);
         r.warmup_interval_ms = Some(p.rep_crawler_warmup_ms);
         r.query_timeout_ms = Some(p.rep_query_timeout_ms);
+        r.query_on_up = Some(p.query_on_up);
         r.max_targets = Some(p.rep_crawler_max_targets);
         r.online_weight_minimum = Some(p.online_weight_minimum);
         r.online_weight_max_samples = Some(p.online_weight_max_samples);
