@@ -14,6 +14,7 @@ use super::cli::{
     BenchError, BenchOutcome, BenchPlan, TuneArgs, bench_in_process, cores, load_average,
     measure_ceiling, outcome_json, placement,
 };
+use super::loadgen::SATURATION_WARN;
 use super::report::{BenchReport, Progress};
 use super::svg::{Series, line_chart};
 
@@ -34,8 +35,10 @@ pub struct Recommendation {
 }
 
 /// Picks the best point: the highest handshakes/s; among the points within [`WITHIN`] of it,
-/// the fewest shards (cores left for the crawler and the rest of the node), then the higher
-/// rate. `None` when no point completed a handshake.
+/// the fewest shards (cores left for the crawler and the rest of the node), then the least
+/// server CPU per handshake (rates that close are noise, or the load generator's limit; the
+/// node's own cost per handshake is what separates them), then the higher rate. `None` when no
+/// point completed a handshake.
 pub fn recommend(points: &[BenchReport], cores: usize) -> Option<Recommendation> {
     let best = points
         .iter()
@@ -48,12 +51,24 @@ pub fn recommend(points: &[BenchReport], cores: usize) -> Option<Recommendation>
         .min_by(|a, b| {
             a.shards
                 .cmp(&b.shards)
+                .then(cpu_per_handshake(a).total_cmp(&cpu_per_handshake(b)))
                 .then(b.handshakes_per_sec.total_cmp(&a.handshakes_per_sec))
         })?;
     let mut reason = if std::ptr::eq(pick, best) {
         format!(
             "the highest rate measured ({:.0} handshakes/s)",
             pick.handshakes_per_sec
+        )
+    } else if pick.shards == best.shards {
+        format!(
+            "{:.0} handshakes/s, within {:.0} % of the highest ({:.0}/s, batch {}), at the least \
+             server CPU per handshake among those ({:.1} µs against {:.1} µs)",
+            pick.handshakes_per_sec,
+            WITHIN * 100.0,
+            best.handshakes_per_sec,
+            best.batch_max,
+            cpu_per_handshake(pick),
+            cpu_per_handshake(best)
         )
     } else {
         format!(
@@ -77,6 +92,14 @@ pub fn recommend(points: &[BenchReport], cores: usize) -> Option<Recommendation>
             reason,
             "; {:.2}× batch_max 1 with the same shards",
             pick.handshakes_per_sec / b1.handshakes_per_sec
+        );
+    }
+    if best.load_cpu_util >= SATURATION_WARN {
+        let _ = write!(
+            reason,
+            "; the load generator was saturated ({:.0} % CPU), so the rates show its limit and \
+             the server CPU per handshake shows the node's",
+            best.load_cpu_util * 100.0
         );
     }
     let free = cores.saturating_sub(pick.shards);
@@ -332,6 +355,11 @@ pub(crate) fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     Ok(all_ok)
 }
 
+/// Server CPU per handshake, µs; unknown (an external target) sorts last.
+fn cpu_per_handshake(p: &BenchReport) -> f64 {
+    p.server_cpu_us_per_handshake.unwrap_or(f64::INFINITY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +399,32 @@ mod tests {
         assert!(r.reason.contains("highest"), "{}", r.reason);
         assert!(r.reason.contains("uses every core"), "{}", r.reason);
         assert!(recommend(&[point(1, 1, 0.0)], 2).is_none());
+    }
+
+    #[test]
+    fn near_equal_rates_are_decided_by_server_cpu() {
+        let mut pts = vec![
+            point(1, 1, 12_000.0),
+            point(1, 64, 11_700.0),
+            point(1, 256, 10_000.0),
+        ];
+        pts[0].server_cpu_us_per_handshake = Some(70.0);
+        pts[1].server_cpu_us_per_handshake = Some(62.0);
+        pts[2].server_cpu_us_per_handshake = Some(55.0); // cheaper, but 17 % slower
+        pts[0].load_cpu_util = 0.93;
+        let r = recommend(&pts, 2).unwrap();
+        assert_eq!((r.shards, r.batch_max), (1, 64));
+        assert!(r.reason.contains("least server CPU"), "{}", r.reason);
+        assert!(r.reason.contains("62.0 µs against 70.0 µs"), "{}", r.reason);
+        assert!(
+            r.reason.contains("load generator was saturated (93 % CPU)"),
+            "{}",
+            r.reason
+        );
+        // unknown CPU (external target) never wins a tie against a known one
+        pts[1].server_cpu_us_per_handshake = None;
+        let r = recommend(&pts, 2).unwrap();
+        assert_eq!((r.shards, r.batch_max), (1, 1));
     }
 
     #[test]
