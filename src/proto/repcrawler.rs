@@ -69,38 +69,28 @@ pub fn genesis_query(network: Network) -> HashRoot {
     }
 }
 
-/// One of `pairs`, uniformly; `None` when empty.
-fn pick_from(pairs: &[HashRoot], rng: &mut impl RngCore) -> Option<HashRoot> {
-    if pairs.is_empty() {
-        return None;
-    }
-    pairs.get(rng.random_range(0..pairs.len())).copied()
-}
-
 /// The rep crawler's current query candidates, shared with the shards so that a shard can
 /// send the first query of a new channel itself: the recently seen vote hashes paired with
 /// their roots (at most [`SEEN_HASHES_MAX`]), then the genesis pair. The rep crawler
 /// republishes whenever the set changes; a uniform pick from the board is a pick of the rep
-/// crawler's own query choice.
+/// crawler's own query choice. Never empty: the genesis pair is always there.
 #[derive(Debug)]
 pub struct QueryBoard {
     pairs: RwLock<Arc<[HashRoot]>>,
-    genesis: HashRoot,
 }
 
 impl QueryBoard {
     /// A board holding only the genesis pair of `network`.
     pub fn new(network: Network) -> QueryBoard {
-        let genesis = genesis_query(network);
         QueryBoard {
-            pairs: RwLock::new(Arc::from([genesis])),
-            genesis,
+            pairs: RwLock::new(Arc::from([genesis_query(network)])),
         }
     }
 
-    /// A uniformly chosen candidate (the genesis pair of an empty board).
+    /// A uniformly chosen candidate.
     pub fn pick(&self, rng: &mut impl RngCore) -> HashRoot {
-        pick_from(&self.pairs.read(), rng).unwrap_or(self.genesis)
+        let pairs = self.pairs.read();
+        pairs[rng.random_range(0..pairs.len())]
     }
 
     /// The current candidates: seen pairs in arrival order, the genesis pair last.
@@ -263,9 +253,8 @@ pub struct RepCrawler {
     seen: VecDeque<BlockHash>,
     roots: HashMap<BlockHash, BlockHash>,
     root_order: VecDeque<BlockHash>,
-    /// What [`pick_query`](Self::pick_query) chooses from: `seen` paired with roots, then
-    /// genesis. The same value is on the board.
-    candidates: Arc<[HashRoot]>,
+    /// The query candidates (`seen` paired with roots, then genesis), published here;
+    /// [`pick_query`](Self::pick_query) picks from it too.
     board: Arc<QueryBoard>,
     next_round_ms: u64,
     next_preconfigured_ms: u64,
@@ -278,10 +267,8 @@ impl RepCrawler {
     /// publishing to a board of its own (see [`with_board`](Self::with_board)).
     pub fn new(config: RepCrawlerConfig, weights: RepWeights, online: OnlineReps) -> RepCrawler {
         let next_sample_ms = config.sample_ms;
-        let board = Arc::new(QueryBoard::new(config.network));
         RepCrawler {
-            candidates: board.pairs(),
-            board,
+            board: Arc::new(QueryBoard::new(config.network)),
             config,
             weights,
             online,
@@ -302,7 +289,7 @@ impl RepCrawler {
 
     /// Publishes the query candidates to `board` (shared with the shards) from now on.
     pub fn with_board(mut self, board: Arc<QueryBoard>) -> RepCrawler {
-        board.publish(self.candidates.clone());
+        board.publish(self.board.pairs());
         self.board = board;
         self
     }
@@ -429,14 +416,13 @@ impl RepCrawler {
             })
             .chain(std::iter::once(genesis))
             .collect();
-        self.candidates = pairs.clone();
         self.board.publish(pairs);
     }
 
-    /// The hash/root to ask for: the genesis block, or a hash recently seen in a vote (a
-    /// uniform pick from the candidates, as [`QueryBoard::pick`]).
+    /// The hash/root to ask for: the genesis block, or a hash recently seen in a vote (the
+    /// same uniform pick the shards make from the board).
     fn pick_query(&self, rng: &mut impl RngCore) -> HashRoot {
-        pick_from(&self.candidates, rng).unwrap_or_else(|| genesis_query(self.config.network))
+        self.board.pick(rng)
     }
 
     /// Records a confirm_req for `q` sent on `channel` at `now_ms`: it is outstanding (a vote

@@ -15,8 +15,8 @@
 //! channel exists. When the handshake completes the shard sends keepalive_self and, with
 //! [`ProtoConfig::query_on_up`], the rep crawler's first confirm_req for the channel (a pair
 //! from the shared [`QueryBoard`]) in the same turn, so the loop packs both into one send; the
-//! pair travels to the crawler in [`CrawlerEvent::ChannelUp`], which records the query. After the handshake: keepalive, publish, confirm_ack and telemetry_ack are
-//! processed; confirm_req (we do not vote), telemetry_req, asc_pull_*, bootstrap and handshake
+//! pair travels to the crawler in [`CrawlerEvent::ChannelUp`], which records the query.
+//! After the handshake: keepalive, publish, confirm_ack and telemetry_ack are processed; confirm_req (we do not vote), telemetry_req, asc_pull_*, bootstrap and handshake
 //! messages are counted and ignored.
 
 use std::collections::{HashMap, HashSet, VecDeque};
