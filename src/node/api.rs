@@ -201,6 +201,7 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
     for (t, detail, v) in [
         ("block", "insufficient_work", p.insufficient_work),
         ("block", "invalid_signature", p.invalid_block_signature),
+        ("vote", "valid", p.votes_valid),
         ("vote", "invalid_signature", p.invalid_vote_signature),
         ("vote", "zero_account", p.zero_account_vote),
         ("drop", "confirm_req", p.confirm_req_ignored),

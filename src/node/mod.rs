@@ -293,6 +293,7 @@ pub fn add_shard_stats(a: &mut ShardStats, b: &ShardStats) {
     a.duplicate_confirm_ack += b.duplicate_confirm_ack;
     a.insufficient_work += b.insufficient_work;
     a.invalid_block_signature += b.invalid_block_signature;
+    a.votes_valid += b.votes_valid;
     a.invalid_vote_signature += b.invalid_vote_signature;
     a.zero_account_vote += b.zero_account_vote;
     a.telemetry_empty += b.telemetry_empty;

@@ -239,6 +239,8 @@ pub struct ShardStats {
     pub insufficient_work: u64,
     /// Open/state blocks whose signature failed.
     pub invalid_block_signature: u64,
+    /// Votes whose signature verified (handed to the crawler).
+    pub votes_valid: u64,
     /// Votes whose signature failed.
     pub invalid_vote_signature: u64,
     /// Votes from the zero account.
@@ -620,6 +622,7 @@ impl ShardCore {
                 rebroadcasted,
             } => {
                 if ok {
+                    ctx.stats.votes_valid += 1;
                     out.events.push(CrawlerEvent::Vote {
                         channel,
                         account,
