@@ -177,6 +177,7 @@ fn filled<B: Backend>() -> ChannelMap<B> {
         max_peers_per_ip: 4,
         max_peers_per_subnetwork: 16,
         max_channels: 8192,
+        max_outbound: 8192,
         max_attempts: 4096,
     });
     for i in 0..CHANNELS {

@@ -60,6 +60,7 @@ impl Side {
                 max_peers_per_ip: 1 << 16,
                 max_peers_per_subnetwork: 1 << 16,
                 max_channels: 1 << 20,
+                max_outbound: 1 << 20,
                 max_attempts: 1 << 20,
             })),
             filter: Arc::new(DuplicateFilter::new(1 << 12, [key; 16], 60_000)),

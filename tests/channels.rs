@@ -276,7 +276,8 @@ fn ipv6_48_and_32_grouping() {
         map.subnet_usage(SubnetKey::of(*at("2a02:10:ffff::", 1).ip())),
         Usage {
             channels: 16,
-            attempts: 0
+            attempts: 0,
+            inbound: 0
         }
     );
     assert_eq!(
@@ -303,6 +304,7 @@ fn ipv4_subnet_limit_and_endpoint_and_total_cap() {
 
     let dev = ChannelMap::new(ChannelLimits {
         max_channels: 3,
+        max_outbound: 3,
         ..ChannelLimits::for_network(Network::Dev)
     });
     dev.try_insert(inbound(ep("7.7.7.7:1"), 1)).unwrap();
@@ -395,7 +397,8 @@ fn attempts_count_in_limits() {
         map.ip_usage(IpKey::of(*at("4.4.4.4", 1).ip())),
         Usage {
             channels: 0,
-            attempts: 3
+            attempts: 3,
+            inbound: 0
         }
     );
     map.try_insert(inbound(at("4.4.4.4", 999), 1)).unwrap();
@@ -417,7 +420,8 @@ fn attempts_count_in_limits() {
         map.ip_usage(IpKey::of(*at("4.4.4.4", 1).ip())),
         Usage {
             channels: 2,
-            attempts: 2
+            attempts: 2,
+            inbound: 0
         }
     );
     // Ending a failed dial frees its slot, but it stays "attempted recently".
@@ -594,6 +598,7 @@ fn concurrent_churn_keeps_counts_consistent() {
         max_peers_per_ip: 3,
         max_peers_per_subnetwork: 5,
         max_channels: 40,
+        max_outbound: 40,
         max_attempts: 30,
     }));
     let barrier = Arc::new(Barrier::new(4));
@@ -753,6 +758,7 @@ const LIMITS: ChannelLimits = ChannelLimits {
     max_peers_per_ip: 2,
     max_peers_per_subnetwork: 3,
     max_channels: 5,
+    max_outbound: 5,
     max_attempts: 4,
 };
 const WINDOW: u64 = 300;
@@ -764,6 +770,8 @@ struct Model {
     channels: HashMap<SocketAddrV6, (u32, u64, u8, bool)>,
     /// endpoint → (at, pending)
     attempts: HashMap<SocketAddrV6, (u64, bool)>,
+    /// endpoints whose channel (if any) is outbound
+    outbound: std::collections::HashSet<SocketAddrV6>,
 }
 
 impl Model {
@@ -816,11 +824,27 @@ impl Model {
         if self.usage_sub(SubnetKey::of(*e.ip())) - credit >= LIMITS.max_peers_per_subnetwork {
             return Err(ChannelError::SubnetLimit);
         }
-        if self.channels.len() >= LIMITS.max_channels {
+        // Inbound and outbound channels have caps of their own.
+        let outs = self
+            .channels
+            .keys()
+            .filter(|c| self.outbound.contains(c))
+            .count();
+        let (count, cap) = if out {
+            (outs, LIMITS.max_outbound)
+        } else {
+            (self.channels.len() - outs, LIMITS.max_channels)
+        };
+        if count >= cap {
             return Err(ChannelError::ChannelLimit);
         }
         if credit == 1 {
             self.attempts.get_mut(&e).unwrap().1 = false;
+        }
+        if out {
+            self.outbound.insert(e);
+        } else {
+            self.outbound.remove(&e);
         }
         self.channels.insert(e, (n, now, v, true));
         Ok(())

@@ -10,14 +10,14 @@ use nanopeer::crypto::{KeyPair, WorkThresholds, block_hash, genesis_hash, verify
 use nanopeer::proto::addr::canonical;
 use nanopeer::proto::config::ProtoConfig;
 use nanopeer::proto::events::{
-    CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, ShardCommand,
+    CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, Misbehaviour, ShardCommand,
 };
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::filter::DuplicateFilter;
 use nanopeer::proto::identity::NodeIdentity;
 use nanopeer::proto::online::OnlineReps;
 use nanopeer::proto::repcrawler::{QueryBoard, RepCrawler, RepCrawlerConfig};
-use nanopeer::proto::shard::{ShardCore, ShardOutput, ShardShared};
+use nanopeer::proto::shard::{Screening, ShardCore, ShardOutput, ShardShared};
 use nanopeer::proto::telemetry::local_telemetry;
 use nanopeer::proto::weights::RepWeights;
 use nanopeer::types::{Amount, BlockHash, Cookie, Network, PublicKey, Signature};
@@ -429,6 +429,46 @@ fn per_ip_limit_fails() {
         Some(CloseReason::Handshake(HandshakeOutcome::MaxPerIp))
     );
     assert_eq!(b.shared.channels.len(), 1);
+}
+
+#[test]
+fn unverified_connections_count_in_the_per_ip_limit_until_they_end() {
+    let limits = ChannelLimits {
+        max_peers_per_ip: 2,
+        ..ChannelLimits::for_network(NET)
+    };
+    let mut b = node_with(2, 2, limits, |_| {});
+    let remote: SocketAddr = "10.0.0.7:1".parse().unwrap();
+    // Two silent connections hold the IP's two unverified places: a third is refused at
+    // accept, before anything is read.
+    assert_eq!(b.connect(1, "10.0.0.7:1", false, 0).close(), None);
+    assert_eq!(b.connect(2, "10.0.0.7:2", false, 0).close(), None);
+    assert_eq!(b.core.screen_inbound(remote, false, 0), Screening::Refuse);
+    assert_eq!(b.core.stats().admission.max_per_ip, 1);
+    // One that got past the screen (another shard raced it) is closed on connect.
+    let g = b.connect(9, "10.0.0.7:9", false, 0);
+    assert_eq!(
+        g.close(),
+        Some(CloseReason::Handshake(HandshakeOutcome::MaxPerIp))
+    );
+    assert_eq!(b.core.stats().admission.max_per_ip, 2);
+    // One closes: its place is free again.
+    let mut out = ShardOutput::default();
+    b.core.on_closed(ConnId(1), 0, &mut out);
+    assert_eq!(b.core.screen_inbound(remote, false, 0), Screening::Accept);
+    // A completed handshake ends its unverified count: the channel counts instead.
+    let g = raw_initiator(&mut b, 3, "10.0.0.7:3", &peer(8), true, |_, _, _| {});
+    assert_eq!(g.close(), None);
+    assert_eq!(b.shared.channels.len(), 1);
+    let ip = nanopeer::proto::addr::IpKey::of(*canonical(remote).ip());
+    let usage = b.shared.channels.ip_usage(ip);
+    assert_eq!((usage.channels, usage.inbound), (1, 1));
+    assert_eq!(b.core.screen_inbound(remote, false, 0), Screening::Accept);
+    // The handshake timeout ends the silent one.
+    let mut out = ShardOutput::default();
+    b.core.on_tick(60_000, &mut out);
+    assert_eq!(b.core.connections(), 1);
+    assert_eq!(b.shared.channels.ip_usage(ip).inbound, 0);
 }
 
 #[test]
@@ -956,4 +996,162 @@ fn without_query_on_up_the_shard_sends_only_keepalive_self() {
         out.events.as_slice(),
         [CrawlerEvent::ChannelUp(_, None)]
     ));
+}
+
+/// A vote of `key` for two hashes at `timestamp` (distinct timestamps pass the duplicate
+/// filter), its signature broken when `forge`.
+fn vote_at(key: &KeyPair, timestamp: u64, forge: bool) -> Vec<u8> {
+    let hashes = vec![BlockHash([1; 32]), BlockHash([2; 32])];
+    let mut signature = key.sign(&nanopeer::crypto::vote_hash(&hashes, timestamp).0);
+    if forge {
+        signature.0[0] ^= 1;
+    }
+    Message::ConfirmAck(ConfirmAck {
+        vote: Vote {
+            account: key.public(),
+            signature,
+            timestamp,
+            hashes,
+        },
+        rebroadcasted: false,
+    })
+    .encode(NET)
+}
+
+#[test]
+fn invalid_signatures_past_the_budget_cut_the_peer_and_exclude_its_ip() {
+    let (mut b, _) = realtime();
+    let burst = ProtoConfig::for_network(NET).max_invalid_signatures as u64;
+    let key = KeyPair::from_private([6; 32]);
+    for ts in 0..burst {
+        let g = b.bytes(1, &vote_at(&key, ts, true), 5);
+        assert_eq!(g.close(), None, "within the budget ({ts})");
+    }
+    assert_eq!(b.core.stats().invalid_vote_signature, burst);
+    // After the first failure the source's checks are made alone (per-source adaptation).
+    assert_eq!(b.core.stats().misbehaviour.verify_alone, burst - 1);
+    // A valid vote still gets through (and is checked alone too).
+    let g = b.bytes(1, &vote_at(&key, 1_000, false), 5);
+    assert!(matches!(g.events.as_slice(), [CrawlerEvent::Vote { .. }]));
+    // One more bad one: cut, excluded, counted.
+    let g = b.bytes(1, &vote_at(&key, burst, true), 5);
+    assert_eq!(
+        g.close(),
+        Some(CloseReason::Misbehaviour(Misbehaviour::InvalidSignatures))
+    );
+    assert!(
+        g.events
+            .iter()
+            .any(|e| matches!(e, CrawlerEvent::ChannelDown(_)))
+    );
+    assert_eq!(b.core.stats().misbehaviour.invalid_signatures, 1);
+    assert!(b.shared.channels.is_empty());
+    let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    assert!(b.shared.exclusion.lock().check(ip, 5), "excluded at once");
+    // It cannot come back: refused at accept.
+    let again: SocketAddr = "127.0.0.1:50001".parse().unwrap();
+    assert_eq!(b.core.screen_inbound(again, false, 6), Screening::Refuse);
+    assert_eq!(b.core.stats().admission.excluded, 1);
+}
+
+#[test]
+fn the_invalid_signature_budget_refills_one_per_second() {
+    let (mut b, _) = realtime();
+    let burst = ProtoConfig::for_network(NET).max_invalid_signatures as u64;
+    let key = KeyPair::from_private([6; 32]);
+    // One bad vote a second, forever: never cut.
+    for ts in 0..(burst * 3) {
+        let g = b.bytes(1, &vote_at(&key, ts, true), 10 + ts * 1_000);
+        assert_eq!(g.close(), None);
+    }
+    assert_eq!(b.core.stats().misbehaviour.invalid_signatures, 0);
+}
+
+#[test]
+fn verification_work_past_the_budget_cuts_the_peer() {
+    let mut b = node_with(2, 2, ChannelLimits::for_network(NET), |c| {
+        c.verify_per_sec = 5
+    });
+    let g = raw_initiator(&mut b, 1, "127.0.0.1:50000", &peer(9), true, |_, _, _| {});
+    assert_eq!(g.close(), None);
+    let key = KeyPair::from_private([6; 32]);
+    // A burst of twice the rate passes (valid votes: this is about volume, not validity).
+    for ts in 0..10 {
+        let g = b.bytes(1, &vote_at(&key, ts, false), 5);
+        assert_eq!(g.close(), None);
+    }
+    assert_eq!(b.core.stats().votes_valid, 10);
+    let g = b.bytes(1, &vote_at(&key, 10, false), 5);
+    assert_eq!(
+        g.close(),
+        Some(CloseReason::Misbehaviour(Misbehaviour::VerifyWork))
+    );
+    assert_eq!(b.core.stats().misbehaviour.verify_work, 1);
+    assert_eq!(b.core.stats().votes_valid, 10, "the excess is not verified");
+}
+
+#[test]
+fn frames_larger_than_a_handshake_close_an_unauthenticated_connection() {
+    let mut b = node(2, 2);
+    assert_eq!(b.connect(1, "127.0.0.1:50000", false, 0).close(), None);
+    // A header announcing a publish (larger than any handshake message) before the
+    // handshake: closed on the header, before its payload is buffered.
+    let big = publish(state_block(&KeyPair::from_private([6; 32]), 1, true));
+    assert!(big.len() - 8 > nanopeer::wire::MAX_HANDSHAKE_PAYLOAD);
+    let g = b.bytes(1, &big[..8], 1);
+    assert_eq!(g.close(), Some(CloseReason::HeaderError));
+    assert_eq!(b.core.stats().admission.oversize_before_handshake, 1);
+    // After the handshake the normal maximum applies.
+    let (mut b, _) = realtime();
+    assert_eq!(b.bytes(1, &big, 5).close(), None);
+    assert_eq!(b.core.stats().admission.oversize_before_handshake, 0);
+}
+
+#[test]
+fn a_full_table_evicts_the_oldest_unverified_connection_of_the_biggest_subnet() {
+    let mut b = node(2, 2);
+    // Four silent connections from one /24 (the oldest first), one from another /24, and a
+    // verified channel.
+    for (i, ip) in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1"]
+        .iter()
+        .enumerate()
+    {
+        let remote = format!("{ip}:{}", 1000 + i);
+        assert_eq!(
+            b.connect(10 + i as u64, &remote, false, i as u64).close(),
+            None
+        );
+    }
+    assert_eq!(b.connect(20, "10.7.7.7:1", false, 0).close(), None);
+    let g = raw_initiator(&mut b, 30, "10.9.9.9:1", &peer(9), true, |_, _, _| {});
+    assert_eq!(g.close(), None);
+    let newcomer: SocketAddr = "10.5.5.5:1".parse().unwrap();
+    assert_eq!(
+        b.core.screen_inbound(newcomer, false, 10),
+        Screening::Accept
+    );
+    // Full: the oldest of 10.0.0.1 (the most-represented IP of the biggest /24) goes first.
+    assert_eq!(
+        b.core.screen_inbound(newcomer, true, 10),
+        Screening::Evict(ConnId(10))
+    );
+    assert_eq!(b.core.stats().admission.evicted_unverified, 1);
+    // The io closes it (on_closed); the next eviction takes the next of that /24.
+    let mut out = ShardOutput::default();
+    b.core.on_closed(ConnId(10), 10, &mut out);
+    let Screening::Evict(next) = b.core.screen_inbound(newcomer, true, 11) else {
+        panic!("expected an eviction")
+    };
+    assert!(
+        [11, 12, 13].contains(&next.0),
+        "another of 10.0.0/24: {next:?}"
+    );
+    // The verified channel is never among the unverified victims.
+    for c in [11, 12, 13, 20] {
+        b.core.on_closed(ConnId(c), 12, &mut out);
+    }
+    // Only the channel is left, and one channel is protected: refused, counted.
+    assert_eq!(b.core.screen_inbound(newcomer, true, 13), Screening::Refuse);
+    assert_eq!(b.core.stats().admission.full, 1);
+    assert_eq!(b.shared.channels.len(), 1);
 }

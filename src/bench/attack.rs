@@ -787,6 +787,7 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
     let shard_cfg = ShardConfig {
         listen: None,
         max_connections,
+        max_outbound: max_connections,
         ring_entries: 1024,
         recv_buffers: 256,
         send_pool_buffers: 64,

@@ -738,7 +738,7 @@ impl Handler for LoadHandler {
             return;
         }
         match reason {
-            CloseReason::Shutdown | CloseReason::Local => self.release(conn),
+            CloseReason::Shutdown | CloseReason::Local | CloseReason::Evicted => self.release(conn),
             CloseReason::Deadline => self.fail(io, conn, Failure::Timeout, false),
             CloseReason::PeerClosed
             | CloseReason::RecvError(_)
@@ -802,6 +802,8 @@ pub fn run_counted(
             listen: None,
             cores: config.cores.clone(),
             max_connections,
+            // The load generator only dials.
+            max_outbound: max_connections,
             connect_timeout: config.connect_timeout,
             ..ShardConfig::default()
         };

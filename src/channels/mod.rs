@@ -47,8 +47,11 @@ pub struct ChannelLimits {
     pub max_peers_per_ip: usize,
     /// Channels plus pending outbound attempts per IPv4 /24 or IPv6 /32.
     pub max_peers_per_subnetwork: usize,
-    /// Channels in total.
+    /// Inbound channels (the peer dialed us).
     pub max_channels: usize,
+    /// Outbound channels (we dialed), a cap of their own: inbound peers can never take these
+    /// places, so a flood of inbound sybils cannot crowd out the peers we chose.
+    pub max_outbound: usize,
     /// Entries in the outbound attempts table.
     pub max_attempts: usize,
 }
@@ -63,18 +66,21 @@ impl ChannelLimits {
                 max_peers_per_ip: 4,
                 max_peers_per_subnetwork: 16,
                 max_channels: 4096,
+                max_outbound: 4096,
                 max_attempts: 4096,
             },
             Network::Beta => ChannelLimits {
                 max_peers_per_ip: 256,
                 max_peers_per_subnetwork: 256,
                 max_channels: 4096,
+                max_outbound: 4096,
                 max_attempts: 4096,
             },
             Network::Dev => ChannelLimits {
                 max_peers_per_ip: 256,
                 max_peers_per_subnetwork: 256,
                 max_channels: 256,
+                max_outbound: 256,
                 max_attempts: 4096,
             },
         }
@@ -102,7 +108,7 @@ pub enum ChannelError {
     /// The subnet has reached `max_peers_per_subnetwork` (channels + pending attempts).
     #[error("per-subnetwork limit reached")]
     SubnetLimit,
-    /// The map holds `max_channels` channels.
+    /// The map holds `max_channels` inbound (or `max_outbound` outbound) channels.
     #[error("channel limit reached")]
     ChannelLimit,
     /// The endpoint was attempted within the window.
@@ -130,17 +136,21 @@ pub struct NewChannel {
     pub now_ms: u64,
 }
 
-/// Channels and pending outbound attempts counted against a limit.
+/// Channels, pending outbound attempts and unverified inbound connections counted against a
+/// limit. Channels and attempts share the limit; unverified inbound connections have a count
+/// of their own under the same limit (see [`ChannelMap::add_inbound`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Channels.
     pub channels: usize,
     /// Pending outbound attempts (recorded, not yet ended or turned into a channel).
     pub attempts: usize,
+    /// Accepted connections whose handshake has not completed ([`ChannelMap::add_inbound`]).
+    pub inbound: usize,
 }
 
 impl Usage {
-    /// Channels plus pending attempts.
+    /// Channels plus pending attempts (unverified inbound connections are limited apart).
     pub fn total(&self) -> usize {
         self.channels + self.attempts
     }
@@ -150,6 +160,13 @@ impl Usage {
 struct IpGroup {
     members: Vec<Arc<Channel>>,
     attempts: usize,
+    inbound: usize,
+}
+
+impl IpGroup {
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.attempts == 0 && self.inbound == 0
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -179,6 +196,7 @@ impl StripeInner {
         self.ips.get(key).map_or(Usage::default(), |g| Usage {
             channels: g.members.len(),
             attempts: g.attempts,
+            inbound: g.inbound,
         })
     }
 
@@ -211,7 +229,7 @@ impl StripeInner {
         let ip = IpKey::of(*ep.ip());
         if let Some(g) = self.ips.get_mut(&ip) {
             g.attempts = g.attempts.saturating_sub(1);
-            if g.attempts == 0 && g.members.is_empty() {
+            if g.is_empty() {
                 self.ips.remove(&ip);
             }
         }
@@ -222,6 +240,40 @@ impl StripeInner {
                 self.subnets.remove(&sub);
             }
         }
+    }
+
+    /// Refused if one more unverified connection from `ep` would pass the per-IP or
+    /// per-subnet limit.
+    fn check(&self, ep: &SocketAddrV6, limits: &ChannelLimits) -> Result<(), ChannelError> {
+        if self.ip_usage(&IpKey::of(*ep.ip())).inbound >= limits.max_peers_per_ip {
+            return Err(ChannelError::IpLimit);
+        }
+        if self.subnet_usage(&SubnetKey::of(*ep.ip())).inbound >= limits.max_peers_per_subnetwork {
+            return Err(ChannelError::SubnetLimit);
+        }
+        Ok(())
+    }
+
+    fn uncount_inbound(&mut self, ep: &SocketAddrV6) -> bool {
+        let ip = IpKey::of(*ep.ip());
+        let Some(g) = self.ips.get_mut(&ip) else {
+            return false;
+        };
+        if g.inbound == 0 {
+            return false;
+        }
+        g.inbound -= 1;
+        if g.is_empty() {
+            self.ips.remove(&ip);
+        }
+        let sub = SubnetKey::of(*ep.ip());
+        if let Some(u) = self.subnets.get_mut(&sub) {
+            u.inbound = u.inbound.saturating_sub(1);
+            if u.total() == 0 {
+                self.subnets.remove(&sub);
+            }
+        }
+        true
     }
 }
 
@@ -235,6 +287,7 @@ pub struct ChannelMap<B: Backend = DefaultBackend> {
     stripes: Box<[CachePadded<Stripe>]>,
     stripe_hasher: backend::FoldBuildHasher,
     total: CachePadded<AtomicUsize>,
+    outbound_total: AtomicUsize,
     attempts_total: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -271,6 +324,7 @@ impl<B: Backend> ChannelMap<B> {
             stripes: (0..STRIPES).map(|_| CachePadded::default()).collect(),
             stripe_hasher: backend::FoldBuildHasher::default(),
             total: CachePadded::new(AtomicUsize::new(0)),
+            outbound_total: AtomicUsize::new(0),
             attempts_total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }
@@ -339,7 +393,7 @@ impl<B: Backend> ChannelMap<B> {
 
     /// The number of channels.
     pub fn len(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed) + self.outbound_total.load(Ordering::Relaxed)
     }
 
     /// True when there is no channel.
@@ -374,6 +428,18 @@ impl<B: Backend> ChannelMap<B> {
     /// channel takes over the pending attempt to its own endpoint); the map is full.
     /// `not_a_peer` and exclusion are the caller's checks (§6.3 item 5).
     pub fn try_insert(&self, new: NewChannel) -> Result<Arc<Channel>, ChannelError> {
+        self.insert(new, false)
+    }
+
+    /// [`try_insert`](Self::try_insert) for an inbound connection counted with
+    /// [`add_inbound`](Self::add_inbound): on success the unverified count ends in the same
+    /// step as the channel is counted. On failure the count stays; the caller ends it with
+    /// [`end_inbound`](Self::end_inbound) when the connection closes.
+    pub fn try_insert_counted(&self, new: NewChannel) -> Result<Arc<Channel>, ChannelError> {
+        self.insert(new, true)
+    }
+
+    fn insert(&self, new: NewChannel, counted: bool) -> Result<Arc<Channel>, ChannelError> {
         let ep = canonical(new.remote);
         let ip = IpKey::of(*ep.ip());
         let sub = SubnetKey::of(*ep.ip());
@@ -392,6 +458,9 @@ impl<B: Backend> ChannelMap<B> {
         // An outbound channel replaces its own pending attempt rather than adding to it.
         let own_attempt = new.direction == Direction::Outbound
             && inner.attempts.get(&ep).is_some_and(|a| a.pending);
+        let own_inbound = counted
+            && new.direction == Direction::Inbound
+            && inner.ips.get(&ip).is_some_and(|g| g.inbound > 0);
         let credit = usize::from(own_attempt);
         if inner.ip_usage(&ip).total() - credit >= self.limits.max_peers_per_ip {
             return Err(ChannelError::IpLimit);
@@ -399,9 +468,11 @@ impl<B: Backend> ChannelMap<B> {
         if inner.subnet_usage(&sub).total() - credit >= self.limits.max_peers_per_subnetwork {
             return Err(ChannelError::SubnetLimit);
         }
-        let max = self.limits.max_channels;
-        if self
-            .total
+        let (total, max) = match new.direction {
+            Direction::Inbound => (&*self.total, self.limits.max_channels),
+            Direction::Outbound => (&self.outbound_total, self.limits.max_outbound),
+        };
+        if total
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
                 (t < max).then_some(t + 1)
             })
@@ -412,6 +483,9 @@ impl<B: Backend> ChannelMap<B> {
         // Committed: nothing below can fail.
         if own_attempt {
             inner.release_attempt(&ep);
+        }
+        if own_inbound {
+            inner.uncount_inbound(&ep);
         }
         let id = ChannelId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let ch = Arc::new(Channel::new(
@@ -471,7 +545,7 @@ impl<B: Backend> ChannelMap<B> {
         let group = inner.ips.get_mut(&ip)?;
         let pos = group.members.iter().position(|m| m.id() == id)?;
         let ch = group.members.swap_remove(pos);
-        if group.members.is_empty() && group.attempts == 0 {
+        if group.is_empty() {
             inner.ips.remove(&ip);
         }
         let sub = SubnetKey::of(*ep.ip());
@@ -496,7 +570,10 @@ impl<B: Backend> ChannelMap<B> {
         stripe.len.store(inner.list.len(), Ordering::Relaxed);
         self.index.remove(&ep);
         self.index.node_remove(ch.node_id(), id);
-        self.total.fetch_sub(1, Ordering::AcqRel);
+        match ch.direction() {
+            Direction::Inbound => self.total.fetch_sub(1, Ordering::AcqRel),
+            Direction::Outbound => self.outbound_total.fetch_sub(1, Ordering::AcqRel),
+        };
         ch.close();
         Some(ch)
     }
@@ -538,6 +615,55 @@ impl<B: Backend> ChannelMap<B> {
             }
         }
         out
+    }
+
+    // ---- unverified inbound connections ----
+
+    /// Whether one more unverified connection from `ep` fits now. Unverified inbound
+    /// connections are limited per IP group and per subnet by the same `max_peers_per_ip` /
+    /// `max_peers_per_subnetwork` as channels, in a count of their own: a source can hold
+    /// at most that many connections that have not authenticated, however many channels it
+    /// has (a count shared with channels would refuse a peer's reconnect, or one side of a
+    /// crossed dial, while its old channel is still in the map). Read-only: the check the
+    /// listener makes before it gives an accepted socket a slot.
+    pub fn check_inbound(&self, ep: &SocketAddrV6) -> Result<(), ChannelError> {
+        let ep = canonical(*ep);
+        let stripe = self.stripe_of(&SubnetKey::of(*ep.ip()));
+        stripe.inner.lock().check(&ep, &self.limits)
+    }
+
+    /// Counts an accepted, not yet authenticated connection from `ep` in its IP's and subnet's
+    /// limits, if it fits ([`check_inbound`](Self::check_inbound)). The count ends with
+    /// [`end_inbound`](Self::end_inbound) or passes to the channel
+    /// ([`try_insert_counted`](Self::try_insert_counted)).
+    pub fn add_inbound(&self, ep: &SocketAddrV6) -> Result<(), ChannelError> {
+        let ep = canonical(*ep);
+        let ip = IpKey::of(*ep.ip());
+        let sub = SubnetKey::of(*ep.ip());
+        let stripe = self.stripe_of(&sub);
+        let mut inner = stripe.inner.lock();
+        inner.check(&ep, &self.limits)?;
+        inner.ips.entry(ip).or_default().inbound += 1;
+        inner.subnets.entry(sub).or_default().inbound += 1;
+        Ok(())
+    }
+
+    /// Ends the count of an unverified inbound connection from `ep` (it closed, or failed its
+    /// handshake). True if one was counted.
+    pub fn end_inbound(&self, ep: &SocketAddrV6) -> bool {
+        let ep = canonical(*ep);
+        let stripe = self.stripe_of(&SubnetKey::of(*ep.ip()));
+        stripe.inner.lock().uncount_inbound(&ep)
+    }
+
+    /// Inbound channels (the part of [`len`](Self::len) capped by `max_channels`).
+    pub fn inbound_len(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Outbound channels (capped by `max_outbound`).
+    pub fn outbound_len(&self) -> usize {
+        self.outbound_total.load(Ordering::Relaxed)
     }
 
     // ---- outbound attempts ----

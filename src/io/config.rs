@@ -30,8 +30,12 @@ pub struct ShardConfig {
     pub recv_buffers: u16,
     /// Size of each receive buffer in bytes.
     pub recv_buffer_size: u32,
-    /// Maximum connections (inbound + outbound, including those still closing) per shard.
+    /// Most inbound connections open at once. At the cap a new connection is refused, unless
+    /// the handler names one to evict ([`Handler::screen_inbound`](super::Handler)).
     pub max_connections: usize,
+    /// Most outbound connections (connecting or open) at once: a separate count, so inbound
+    /// connections can never take the slots of our own dials.
+    pub max_outbound: usize,
     /// Send queue cap per connection, in messages.
     pub send_queue_messages: usize,
     /// Send queue cap per connection, in unsent bytes.
@@ -67,6 +71,7 @@ impl Default for ShardConfig {
             recv_buffers: 1024,
             recv_buffer_size: 4096,
             max_connections: 2048,
+            max_outbound: 2048,
             send_queue_messages: 128,
             send_queue_bytes: 1 << 20,
             send_overflow: SendOverflow::Drop,
@@ -97,6 +102,9 @@ impl ShardConfig {
         }
         if self.max_connections == 0 || self.max_connections > (1 << 20) {
             return Err(IoError::Config("max_connections must be in 1..=1048576"));
+        }
+        if self.max_outbound > (1 << 20) {
+            return Err(IoError::Config("max_outbound must be in 0..=1048576"));
         }
         if self.send_queue_messages == 0 || self.send_queue_bytes == 0 {
             return Err(IoError::Config("send queue caps must be positive"));

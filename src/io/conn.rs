@@ -62,6 +62,9 @@ pub enum CloseReason {
     Deadline,
     /// The handler called `Io::close`.
     Local,
+    /// The handler evicted it to make room for a new inbound connection
+    /// ([`Screen::Evict`](super::Screen)).
+    Evicted,
     /// The shard is stopping.
     Shutdown,
 }
@@ -94,6 +97,8 @@ pub(crate) struct Conn {
     pub(crate) fd: RawFd,
     pub(crate) peer: SocketAddr,
     pub(crate) token: u64,
+    /// We dialed it (counted against `max_outbound`, not `max_connections`).
+    pub(crate) outbound: bool,
     /// `on_closed` is owed to the handler when this connection closes.
     pub(crate) reported: bool,
     pub(crate) recv_armed: bool,
@@ -122,6 +127,7 @@ impl Conn {
             fd: -1,
             peer: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             token: 0,
+            outbound: false,
             reported: false,
             recv_armed: false,
             send_armed: false,

@@ -36,8 +36,11 @@ counters! {
     accepted,
     /// Inbound connections closed at once because the shard was at `max_connections`.
     rejected_cap,
-    /// Inbound connections the handler refused in `on_accept`.
+    /// Inbound connections the handler refused (in `screen_inbound`, before any read, or in
+    /// `on_accept`).
     refused,
+    /// Inbound connections closed to make room for a new one at `max_connections`.
+    evicted,
     /// Accept completions that failed (the accept is re-armed).
     accept_errors,
     /// Outbound connects that succeeded.
@@ -74,6 +77,8 @@ counters! {
     closed_deadline,
     /// Connections closed by the handler.
     closed_local,
+    /// Connections evicted by the handler (`Screen::Evict`).
+    closed_evicted,
     /// Connections closed because the shard stopped.
     closed_shutdown,
     /// Open connections (a gauge).

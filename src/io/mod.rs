@@ -35,7 +35,7 @@ pub use counters::Counters;
 pub use error::{Full, IoError};
 pub use handle::{ShardHandle, ShardInfo, spawn, spawn_shards};
 pub use ring::probe;
-pub use shard::{Handler, Io};
+pub use shard::{Handler, Io, Screen};
 
 /// Pins the calling thread to `core` (for threads beside the shards, e.g. the crawler).
 pub fn pin_current_thread(core: usize) -> Result<(), IoError> {

@@ -36,6 +36,18 @@ pub trait Handler: 'static {
     /// Commands other threads send through [`ShardHandle::send_command`](super::ShardHandle).
     type Command: Send + 'static;
 
+    /// An accepted connection from `peer`, before it gets a slot and before anything is read
+    /// from it: the place for admission rules (limits per address, exclusion) that must cost a
+    /// stranger nothing. `full` is true when the shard holds `max_connections` inbound
+    /// connections: then [`Screen::Accept`] is refused (counted `rejected_cap`) unless the
+    /// handler names an open inbound connection to evict ([`Screen::Evict`]; it is closed
+    /// with [`CloseReason::Evicted`], `on_closed` follows). [`Screen::Refuse`] closes the
+    /// socket at once (counted `refused`). The default accepts.
+    fn screen_inbound(&mut self, io: &mut Io, peer: SocketAddr, full: bool) -> Screen {
+        let _ = (io, peer, full);
+        Screen::Accept
+    }
+
     /// A connection was accepted from `peer` (on a dual-stack `[::]` listener IPv4 peers
     /// appear as IPv4-mapped IPv6 addresses). Return `false` to close it at once (no
     /// `on_closed` follows). Receiving starts after this returns `true`.
@@ -86,6 +98,17 @@ pub trait Handler: 'static {
     }
 }
 
+/// The handler's verdict on an accepted connection ([`Handler::screen_inbound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Give it a slot (refused anyway when the shard is full).
+    Accept,
+    /// Close it at once.
+    Refuse,
+    /// Close this open inbound connection, then give the new one its slot.
+    Evict(ConnId),
+}
+
 /// Reusable send buffers.
 struct Pool {
     bufs: Vec<Vec<u8>>,
@@ -128,7 +151,14 @@ pub struct Io {
     slab: Slab,
     free: Vec<u32>,
     slots_used: usize,
+    /// Slots in the slab: both caps plus room for connections still closing.
+    slab_capacity: usize,
     max_connections: usize,
+    max_outbound: usize,
+    /// Open inbound connections (against `max_connections`).
+    inbound_open: usize,
+    /// Connecting or open outbound connections (against `max_outbound`).
+    outbound_used: usize,
     pool: Pool,
     flush: Vec<u32>,
     events: VecDeque<(ConnId, CloseReason)>,
@@ -165,18 +195,24 @@ impl Io {
         listener: RawFd,
         wake_fd: RawFd,
     ) -> Self {
+        let caps = cfg.max_connections + cfg.max_outbound;
+        let slab_capacity = caps + caps / 8 + 16;
         Io {
             ring,
-            slab: Slab(Vec::with_capacity(cfg.max_connections)),
-            free: Vec::with_capacity(cfg.max_connections),
+            slab: Slab(Vec::with_capacity(slab_capacity)),
+            free: Vec::with_capacity(slab_capacity),
             slots_used: 0,
+            slab_capacity,
             max_connections: cfg.max_connections,
+            max_outbound: cfg.max_outbound,
+            inbound_open: 0,
+            outbound_used: 0,
             pool: Pool {
                 bufs: Vec::with_capacity(cfg.send_pool_buffers),
                 max: cfg.send_pool_buffers,
                 capacity: cfg.send_coalesce_bytes,
             },
-            flush: Vec::with_capacity(cfg.max_connections),
+            flush: Vec::with_capacity(slab_capacity),
             events: VecDeque::with_capacity(64),
             deadlines: Deadlines::default(),
             counters: Counters::default(),
@@ -221,6 +257,16 @@ impl Io {
     /// Open connections of this shard.
     pub fn live_connections(&self) -> usize {
         self.counters.live_connections as usize
+    }
+
+    /// Open inbound connections (the count `max_connections` caps).
+    pub fn inbound_connections(&self) -> usize {
+        self.inbound_open
+    }
+
+    /// Connecting and open outbound connections (the count `max_outbound` caps).
+    pub fn outbound_connections(&self) -> usize {
+        self.outbound_used
     }
 
     /// Whether `conn` is open (sends are accepted).
@@ -356,13 +402,15 @@ impl Io {
         if self.stopping {
             return Err(IoError::Stopping);
         }
-        if self.slots_used >= self.max_connections {
+        if self.outbound_used >= self.max_outbound || self.slots_used >= self.slab_capacity {
             return Err(IoError::ConnectionCap);
         }
         let fd = sys::stream_socket(&addr, local.as_ref(), self.delayed_connect_ack)
             .map_err(IoError::Dial)?;
         let idx = self.alloc(fd, State::Connecting, addr);
+        self.outbound_used += 1;
         let c = &mut self.slab.0[idx];
+        c.outbound = true;
         c.token = token;
         c.addr = sys::RawAddr::from_std(addr);
         c.connect_ts = Timespec::from(timeout);
@@ -415,9 +463,9 @@ impl Io {
         (c.generation == conn.generation() && c.state == State::Open).then_some(conn.index())
     }
 
-    /// Takes a free slot (the caller checked `slots_used < max_connections`).
+    /// Takes a free slot (the caller checked `slots_used < slab_capacity`).
     fn alloc(&mut self, fd: RawFd, state: State, peer: SocketAddr) -> usize {
-        debug_assert!(self.slots_used < self.max_connections);
+        debug_assert!(self.slots_used < self.slab_capacity);
         let idx = match self.free.pop() {
             Some(i) => i as usize,
             None => {
@@ -484,6 +532,11 @@ impl Io {
         }
         c.state = State::Closing;
         self.counters.live_connections -= 1;
+        if c.outbound {
+            self.outbound_used -= 1;
+        } else {
+            self.inbound_open -= 1;
+        }
         if c.reported {
             c.reported = false;
             self.events
@@ -495,6 +548,7 @@ impl Io {
                 CloseReason::SendQueueFull => &mut self.counters.closed_send_queue_full,
                 CloseReason::Deadline => &mut self.counters.closed_deadline,
                 CloseReason::Local => &mut self.counters.closed_local,
+                CloseReason::Evicted => &mut self.counters.closed_evicted,
                 CloseReason::Shutdown => &mut self.counters.closed_shutdown,
             };
             *n += 1;
@@ -519,6 +573,28 @@ impl Io {
         self.maybe_release(idx);
     }
 
+    /// Closes an open inbound connection to make room for a new one; false if `conn` is not
+    /// an open inbound connection.
+    fn evict(&mut self, conn: ConnId) -> bool {
+        match self.open_idx(conn) {
+            Some(idx) if !self.slab.0[idx].outbound => {
+                self.counters.evicted += 1;
+                self.begin_close(idx, CloseReason::Evicted);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes a socket that never got a slot, in the ring.
+    fn close_fd(&mut self, fd: RawFd) {
+        let close = opcode::Close::new(Fd(fd))
+            .build()
+            .user_data(ring::encode(Op::Close, 0, 0));
+        // SAFETY: a close carries no pointers.
+        unsafe { self.push(close) };
+    }
+
     /// Frees a closing slot once no operation of it is in flight, closing its fd in the ring.
     fn maybe_release(&mut self, idx: usize) {
         let c = &mut self.slab.0[idx];
@@ -532,6 +608,7 @@ impl Io {
         c.state = State::Free;
         c.generation = c.generation.wrapping_add(1);
         c.reported = false;
+        c.outbound = false;
         c.connect_abort = false;
         c.sent = 0;
         c.queued_msgs = 0;
@@ -968,15 +1045,11 @@ impl<H: Handler> Shard<H> {
 
     fn new_inbound(&mut self, fd: RawFd) {
         let io = &mut self.io;
-        if io.stopping || io.slots_used >= io.max_connections {
+        if io.stopping || io.slots_used >= io.slab_capacity {
             if !io.stopping {
                 io.counters.rejected_cap += 1;
             }
-            let close = opcode::Close::new(Fd(fd))
-                .build()
-                .user_data(ring::encode(Op::Close, 0, 0));
-            // SAFETY: a close carries no pointers.
-            unsafe { io.push(close) };
+            io.close_fd(fd);
             return;
         }
         let peer = match sys::peer_addr(fd) {
@@ -988,7 +1061,36 @@ impl<H: Handler> Shard<H> {
                 return;
             }
         };
+        let full = io.inbound_open >= io.max_connections;
+        match self.handler.screen_inbound(&mut self.io, peer, full) {
+            Screen::Refuse => {
+                self.io.counters.refused += 1;
+                self.io.close_fd(fd);
+                return;
+            }
+            Screen::Accept if full => {
+                self.io.counters.rejected_cap += 1;
+                self.io.close_fd(fd);
+                return;
+            }
+            Screen::Accept => {}
+            Screen::Evict(victim) => {
+                if !self.io.evict(victim) && full {
+                    self.io.counters.rejected_cap += 1;
+                    self.io.close_fd(fd);
+                    return;
+                }
+            }
+        }
+        let io = &mut self.io;
+        if io.slots_used >= io.slab_capacity || io.inbound_open >= io.max_connections {
+            // The eviction did not make room (the handler closed something else meanwhile).
+            io.counters.rejected_cap += 1;
+            io.close_fd(fd);
+            return;
+        }
         let idx = io.alloc(fd, State::Open, peer);
+        io.inbound_open += 1;
         io.counters.accepted += 1;
         let c = &mut io.slab.0[idx];
         c.reported = true;
@@ -1108,6 +1210,7 @@ impl<H: Handler> Shard<H> {
             e => e,
         };
         c.state = State::Closing;
+        io.outbound_used -= 1;
         io.counters.connects_failed += 1;
         io.maybe_release(idx);
         self.handler.on_connect_failed(

@@ -137,15 +137,36 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
         stat(&mut e, "handshake", name, "in", p.handshake.get(outcome));
     }
     let h = &p.handshake;
+    let ad = &p.admission;
+    // At accept (before any read) and again when the channel is created.
     for (detail, v) in [
-        ("max_per_ip", h.max_per_ip),
-        ("max_per_subnetwork", h.max_per_subnet),
-        ("excluded", h.excluded),
+        ("max_per_ip", h.max_per_ip + ad.max_per_ip),
+        (
+            "max_per_subnetwork",
+            h.max_per_subnet + ad.max_per_subnetwork,
+        ),
+        ("excluded", h.excluded + ad.excluded),
         ("not_a_peer", h.not_a_peer),
         ("max_connections", io.rejected_cap),
+        ("full_nothing_to_evict", ad.full),
         ("refused", io.refused),
+        ("oversize_before_handshake", ad.oversize_before_handshake),
     ] {
         stat(&mut e, "tcp_listener_rejected", detail, "in", v);
+    }
+    for (detail, v) in [
+        ("unverified", ad.evicted_unverified),
+        ("channel", ad.evicted_channels),
+    ] {
+        stat(&mut e, "tcp_listener_evicted", detail, "in", v);
+    }
+    let mb = &p.misbehaviour;
+    for (detail, v) in [
+        ("invalid_signatures", mb.invalid_signatures),
+        ("verify_work", mb.verify_work),
+        ("verify_alone", mb.verify_alone),
+    ] {
+        stat(&mut e, "misbehaviour", detail, "in", v);
     }
     for (detail, v) in [
         ("accept_success", io.accepted),
@@ -179,6 +200,8 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
         ("purged", c.purged),
         ("excluded", c.excluded),
         ("requested", c.requested),
+        ("evicted", c.evicted),
+        ("misbehaviour", c.misbehaviour),
         ("remote", p.closed_remotely),
     ] {
         stat(&mut e, "tcp_close", detail, "out", v);
@@ -227,6 +250,7 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
         ("batches", b.verifier.batches),
         ("failed_batches", b.verifier.failed_batches),
         ("single", b.verifier.single),
+        ("alone", b.alone),
     ] {
         stat(&mut e, "signature_batch", detail, "in", v);
     }

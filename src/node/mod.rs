@@ -287,6 +287,20 @@ pub fn add_shard_stats(a: &mut ShardStats, b: &ShardStats) {
     c.purged += d.purged;
     c.excluded += d.excluded;
     c.requested += d.requested;
+    c.evicted += d.evicted;
+    c.misbehaviour += d.misbehaviour;
+    let (x, y) = (&mut a.admission, &b.admission);
+    x.max_per_ip += y.max_per_ip;
+    x.max_per_subnetwork += y.max_per_subnetwork;
+    x.excluded += y.excluded;
+    x.full += y.full;
+    x.evicted_unverified += y.evicted_unverified;
+    x.evicted_channels += y.evicted_channels;
+    x.oversize_before_handshake += y.oversize_before_handshake;
+    let (x, y) = (&mut a.misbehaviour, &b.misbehaviour);
+    x.invalid_signatures += y.invalid_signatures;
+    x.verify_work += y.verify_work;
+    x.verify_alone += y.verify_alone;
     a.closed_remotely += b.closed_remotely;
     a.connections += b.connections;
     a.duplicate_publish += b.duplicate_publish;
@@ -318,6 +332,7 @@ fn add_counters(a: &mut Counters, b: &Counters) {
     a.accepted += b.accepted;
     a.rejected_cap += b.rejected_cap;
     a.refused += b.refused;
+    a.evicted += b.evicted;
     a.accept_errors += b.accept_errors;
     a.connects_ok += b.connects_ok;
     a.connects_failed += b.connects_failed;
@@ -336,6 +351,7 @@ fn add_counters(a: &mut Counters, b: &Counters) {
     a.closed_send_queue_full += b.closed_send_queue_full;
     a.closed_deadline += b.closed_deadline;
     a.closed_local += b.closed_local;
+    a.closed_evicted += b.closed_evicted;
     a.closed_shutdown += b.closed_shutdown;
     a.live_connections += b.live_connections;
     a.commands += b.commands;
@@ -418,6 +434,7 @@ impl Node {
             max_peers_per_ip: config.max_peers_per_ip as usize,
             max_peers_per_subnetwork: config.max_peers_per_subnetwork as usize,
             max_channels: config.max_channels,
+            max_outbound: config.max_outbound_channels,
             max_attempts: ChannelLimits::for_network(network).max_attempts,
         }));
         let filter = Arc::new(DuplicateFilter::new(

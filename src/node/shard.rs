@@ -22,10 +22,10 @@ use parking_lot::Mutex;
 use rand_chacha::ChaCha20Rng;
 
 use crate::crypto::{BatchStats, BatchVerifier, KeyCache};
-use crate::io::{self, CloseReason, Handler, Io};
+use crate::io::{self, CloseReason, Handler, Io, Screen};
 use crate::proto::addr::to_socket_addr;
 use crate::proto::events::{ConnId, CrawlerEvent, IoAction, ShardCommand, VerifyRequest};
-use crate::proto::shard::{ShardCore, ShardOutput, ShardShared, ShardStats};
+use crate::proto::shard::{Screening, ShardCore, ShardOutput, ShardShared, ShardStats};
 
 /// How often the core's timers run (syn-cookie purge, handshake timeouts).
 const TICK: Duration = Duration::from_millis(100);
@@ -77,6 +77,9 @@ pub struct BatchMetrics {
     pub cap_grows: u64,
     /// The current adaptive cap (summed over shards in node totals).
     pub cap: u64,
+    /// Requests verified on their own, outside the batch, because their source sent an
+    /// invalid signature recently (the per-source adaptation).
+    pub alone: u64,
 }
 
 /// The effective batch size of one shard's verifier, adapted to the share of bad signatures.
@@ -169,6 +172,7 @@ impl BatchMetrics {
         self.cap_shrinks += o.cap_shrinks;
         self.cap_grows += o.cap_grows;
         self.cap += o.cap;
+        self.alone += o.alone;
     }
 }
 
@@ -224,6 +228,8 @@ pub(crate) struct NodeShard {
     keys: KeyCache,
     batch_ids: Vec<u64>,
     rejected: Vec<u64>,
+    /// Results of requests verified alone (suspect sources), answered at the next flush.
+    alone: Vec<(u64, bool)>,
     results: Vec<(u64, bool)>,
     batch_started: Option<Instant>,
     batch_delay: Duration,
@@ -257,6 +263,7 @@ impl NodeShard {
             keys: KeyCache::new(setup.key_cache),
             batch_ids: Vec::with_capacity(setup.batch_max),
             rejected: Vec::new(),
+            alone: Vec::new(),
             results: Vec::with_capacity(setup.batch_max),
             batch_started: None,
             batch_delay: setup.batch_delay,
@@ -391,6 +398,20 @@ impl NodeShard {
         if self.batch_started.is_none() {
             self.batch_started = Some(now);
         }
+        if req.alone {
+            // A suspect source: verified now, on its own, so a bad signature of it never
+            // fails a batch of other peers' items.
+            let ok = match self.keys.get(&req.key) {
+                Some(vk) => vk.verify(req.message.as_bytes(), &req.signature),
+                None => {
+                    self.metrics.batch.invalid_keys += 1;
+                    false
+                }
+            };
+            self.metrics.batch.alone += 1;
+            self.alone.push((req.id, ok));
+            return;
+        }
         match self.keys.get(&req.key) {
             Some(vk) => match self
                 .verifier
@@ -408,7 +429,7 @@ impl NodeShard {
     }
 
     fn pending(&self) -> bool {
-        !self.batch_ids.is_empty() || !self.rejected.is_empty()
+        !self.batch_ids.is_empty() || !self.rejected.is_empty() || !self.alone.is_empty()
     }
 
     /// Verifies every pending request and answers each.
@@ -424,7 +445,7 @@ impl NodeShard {
             FlushCause::Delay => m.flush_delay += 1,
             FlushCause::Sleep => m.flush_sleep += 1,
         }
-        let n = self.batch_ids.len() + self.rejected.len();
+        let n = self.batch_ids.len() + self.rejected.len() + self.alone.len();
         m.requests += n as u64;
         m.sizes[batch_bucket(n)] += 1;
         let mut results = std::mem::take(&mut self.results);
@@ -437,6 +458,7 @@ impl NodeShard {
             self.batch_ids.clear();
         }
         results.extend(self.rejected.drain(..).map(|id| (id, false)));
+        results.append(&mut self.alone);
         self.batch_started = None;
         for &(id, ok) in &results {
             self.core
@@ -473,6 +495,15 @@ impl Drop for NodeShard {
 
 impl Handler for NodeShard {
     type Command = ShardCommand;
+
+    fn screen_inbound(&mut self, io: &mut Io, peer: std::net::SocketAddr, full: bool) -> Screen {
+        let now_ms = self.ms(io.now());
+        match self.core.screen_inbound(peer, full, now_ms) {
+            Screening::Accept => Screen::Accept,
+            Screening::Refuse => Screen::Refuse,
+            Screening::Evict(victim) => Screen::Evict(io::ConnId::from_u64(victim.0)),
+        }
+    }
 
     fn on_accept(&mut self, io: &mut Io, conn: io::ConnId, peer: std::net::SocketAddr) -> bool {
         let now_ms = self.ms(io.now());

@@ -126,11 +126,22 @@ pub struct LimitsSection {
     /// Outstanding syn cookies in all, per shard.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_cookies: Option<usize>,
-    /// Most channels in all.
+    /// Most inbound channels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_channels: Option<usize>,
-    /// Most connections per shard (inbound + outbound).
+    /// Most outbound channels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_outbound_channels: Option<usize>,
+    /// Invalid signatures a channel may send in a burst (one more is forgiven per second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_invalid_signatures: Option<u32>,
+    /// Signature checks a channel may cause per second (bursts of twice as many).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_per_sec: Option<u32>,
+    /// Most inbound connections per shard (handshaking and realtime).
     pub max_connections_per_shard: usize,
+    /// Most outbound connections per shard (connecting, handshaking and realtime).
+    pub max_outbound_per_shard: usize,
     /// Send queue cap per connection, in messages.
     pub send_queue_messages: usize,
     /// Send queue cap per connection, in bytes.
@@ -146,7 +157,11 @@ impl Default for LimitsSection {
             max_cookies_per_ip: None,
             max_cookies: None,
             max_channels: None,
+            max_outbound_channels: None,
+            max_invalid_signatures: None,
+            verify_per_sec: None,
             max_connections_per_shard: io.max_connections,
+            max_outbound_per_shard: io.max_outbound,
             send_queue_messages: io.send_queue_messages,
             send_queue_bytes: io.send_queue_bytes,
         }
@@ -434,11 +449,38 @@ const KEYS: &[KeyDoc] = &[
         "max_cookies",
         "Outstanding handshake syn cookies in all, per shard.",
     ),
-    k("limits", "max_channels", "Most channels (peers) in all."),
+    k(
+        "limits",
+        "max_channels",
+        "Most inbound channels (peers that dialed us).",
+    ),
+    k(
+        "limits",
+        "max_outbound_channels",
+        "Most outbound channels (peers we dialed); inbound peers never take these places.",
+    ),
+    k(
+        "limits",
+        "max_invalid_signatures",
+        "Invalid signatures (votes, blocks, telemetry) a channel may send in a burst, one more \
+         forgiven per second; past it the peer is cut and its IP excluded.",
+    ),
+    k(
+        "limits",
+        "verify_per_sec",
+        "Signature checks a channel may cause per second (bursts of twice as many); past it \
+         the peer is cut and its IP excluded.",
+    ),
     k(
         "limits",
         "max_connections_per_shard",
-        "Most connections per shard, inbound + outbound.",
+        "Most inbound connections per shard, handshaking and realtime; when full, a new one \
+         evicts an unverified one.",
+    ),
+    k(
+        "limits",
+        "max_outbound_per_shard",
+        "Most outbound connections per shard (slots inbound connections cannot take).",
     ),
     k(
         "limits",
@@ -716,6 +758,7 @@ impl NodeConfig {
                 "limits.max_connections_per_shard",
                 l.max_connections_per_shard,
             ),
+            ("limits.max_outbound_per_shard", l.max_outbound_per_shard),
             ("limits.send_queue_messages", l.send_queue_messages),
             ("limits.send_queue_bytes", l.send_queue_bytes),
         ] {
@@ -726,6 +769,12 @@ impl NodeConfig {
         if l.max_connections_per_shard > (1 << 20) {
             return Err(bad(
                 "limits.max_connections_per_shard",
+                "expected an integer in 1..=1048576".into(),
+            ));
+        }
+        if l.max_outbound_per_shard > (1 << 20) {
+            return Err(bad(
+                "limits.max_outbound_per_shard",
                 "expected an integer in 1..=1048576".into(),
             ));
         }
@@ -751,6 +800,9 @@ impl NodeConfig {
             l.max_cookies_per_ip => max_cookies_per_ip,
             l.max_cookies => max_cookies,
             l.max_channels => max_channels,
+            l.max_outbound_channels => max_outbound_channels,
+            l.max_invalid_signatures => max_invalid_signatures,
+            l.verify_per_sec => verify_per_sec,
             t.keepalive_period_ms => keepalive_period_ms,
             t.idle_timeout_ms => idle_timeout_ms,
             t.handshake_timeout_ms => handshake_timeout_ms,
@@ -785,6 +837,7 @@ impl NodeConfig {
             recv_buffers: self.io.recv_buffers,
             recv_buffer_size: self.io.recv_buffer_size,
             max_connections: self.limits.max_connections_per_shard,
+            max_outbound: self.limits.max_outbound_per_shard,
             send_queue_messages: self.limits.send_queue_messages,
             send_queue_bytes: self.limits.send_queue_bytes,
             connect_timeout: Duration::from_millis(self.timing.connect_timeout_ms),
@@ -861,6 +914,9 @@ impl NodeConfig {
         l.max_cookies_per_ip = Some(p.max_cookies_per_ip);
         l.max_cookies = Some(p.max_cookies);
         l.max_channels = Some(p.max_channels);
+        l.max_outbound_channels = Some(p.max_outbound_channels);
+        l.max_invalid_signatures = Some(p.max_invalid_signatures);
+        l.verify_per_sec = Some(p.verify_per_sec);
         let t = &mut c.timing;
         t.keepalive_period_ms = Some(p.keepalive_period_ms);
         t.idle_timeout_ms = Some(p.idle_timeout_ms);

@@ -56,8 +56,17 @@ pub struct ProtoConfig {
     pub online_weight_max_samples: usize,
     /// Period between online-weight samples.
     pub online_weight_sample_ms: u64,
-    /// Most channels in all.
+    /// Most inbound channels (peers that dialed us).
     pub max_channels: usize,
+    /// Most outbound channels (peers we dialed): a cap of their own, so inbound peers can
+    /// never take the places of the peers we chose (§7.2: 2048 / 2048, dev 128 / 128).
+    pub max_outbound_channels: usize,
+    /// Invalid signatures (votes, blocks, telemetry) a channel may send in a burst; one more
+    /// is forgiven per second. Past it the channel is closed and its IP excluded.
+    pub max_invalid_signatures: u32,
+    /// Signature checks one channel may cause per second, with bursts of twice as many. Past
+    /// it the channel is closed and its IP excluded.
+    pub verify_per_sec: u32,
     /// The shard sends the rep crawler's first confirm_req of a new channel right after
     /// keepalive_self (one segment), picked from the query board; off: the crawler sends it.
     pub query_on_up: bool,
@@ -99,6 +108,9 @@ impl ProtoConfig {
             },
             online_weight_sample_ms: if dev { 1_000 } else { 300_000 },
             max_channels: if dev { 128 } else { 2048 },
+            max_outbound_channels: if dev { 128 } else { 2048 },
+            max_invalid_signatures: 16,
+            verify_per_sec: 10_000,
             query_on_up: true,
         }
     }

@@ -71,6 +71,20 @@ pub enum CloseReason {
     Excluded,
     /// Asked by a command (RPC, shutdown).
     Requested,
+    /// Evicted from a full inbound table to make room for a new connection.
+    Evicted,
+    /// Over its misbehaviour budget (invalid signatures or verification work); the IP is
+    /// excluded as well.
+    Misbehaviour(Misbehaviour),
+}
+
+/// Why a peer was cut for misbehaving (one counter each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Misbehaviour {
+    /// More invalid signatures (votes, blocks, telemetry) than its budget.
+    InvalidSignatures,
+    /// More signature checks per second than its budget.
+    VerifyWork,
 }
 
 /// The result of a handshake, one counter each (§6.3; stat names of nano-node in brackets).
@@ -139,6 +153,10 @@ pub struct VerifyRequest {
     pub message: SignedMessage,
     /// The signature.
     pub signature: Signature,
+    /// Verify it on its own, outside any batch: its source sent an invalid signature recently,
+    /// so a batch holding it would likely fail and fall back for everyone (the adaptation
+    /// is per source).
+    pub alone: bool,
 }
 
 /// What shards report to the crawler core.

@@ -234,12 +234,15 @@ impl Handshake {
 
 /// Channel admission (§6.3 item 5, §7.2): not a peer (unspecified, reserved unless local peers
 /// are allowed, ourselves), excluded, then the map's per-IP and per-subnet limits, same node id
-/// from the same IP, and the channel cap. Takes the exclusion lock briefly.
+/// from the same IP, and the channel cap. Takes the exclusion lock briefly. `counted`: the
+/// connection is counted as an unverified inbound one ([`ChannelMap::add_inbound`]); the
+/// channel takes over that count.
 pub fn admit(
     channels: &ChannelMap,
     exclusion: &Mutex<PeerExclusion>,
     config: &ProtoConfig,
     new: NewChannel,
+    counted: bool,
 ) -> Result<Arc<Channel>, HandshakeOutcome> {
     let own = SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, config.listen_port, 0, 0);
     if not_a_peer(new.remote, config.allow_local_peers, own) {
@@ -248,7 +251,12 @@ pub fn admit(
     if exclusion.lock().check(*new.remote.ip(), new.now_ms) {
         return Err(HandshakeOutcome::Excluded);
     }
-    channels.try_insert(new).map_err(|e| match e {
+    let inserted = if counted {
+        channels.try_insert_counted(new)
+    } else {
+        channels.try_insert(new)
+    };
+    inserted.map_err(|e| match e {
         ChannelError::DuplicateNodeId => HandshakeOutcome::DuplicateNodeId,
         ChannelError::IpLimit => HandshakeOutcome::MaxPerIp,
         ChannelError::SubnetLimit => HandshakeOutcome::MaxPerSubnet,

@@ -4,10 +4,12 @@
 //! comes in as `now_ms`, randomness as an RNG.
 
 pub mod addr;
+pub mod budget;
 pub mod config;
 pub mod cookies;
 pub mod crawler;
 pub mod events;
+pub mod eviction;
 pub mod exclusion;
 pub mod filter;
 pub mod handshake;

@@ -27,26 +27,28 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rand::RngCore;
 
-use super::addr::{canonical, to_socket_addr};
+use super::addr::{IpKey, SubnetKey, canonical, to_socket_addr};
+use super::budget::Budget;
 use super::config::ProtoConfig;
 use super::cookies::SynCookies;
 use super::events::{
-    CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, ShardCommand, SignedMessage,
-    VerifyRequest,
+    CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, Misbehaviour, ShardCommand,
+    SignedMessage, VerifyRequest,
 };
-use super::exclusion::PeerExclusion;
+use super::eviction::{Candidate, select_victims};
+use super::exclusion::{PeerExclusion, SCORE_LIMIT};
 use super::filter::DuplicateFilter;
 use super::handshake::{Handshake, HandshakeCtx, HandshakeStats, Verdict, admit};
 use super::identity::NodeIdentity;
 use super::repcrawler::QueryBoard;
 use super::telemetry::{TelemetryError, check_genesis, check_received};
-use crate::channels::{Channel, ChannelId, ChannelMap, Direction, NewChannel};
+use crate::channels::{Channel, ChannelError, ChannelId, ChannelMap, Direction, NewChannel};
 use crate::crypto::{WorkThresholds, epoch_link, epoch_signer, genesis_hash};
 use crate::types::{BlockHash, Network, PublicKey};
 use crate::wire::{
-    Block, ConfirmReq, DecodeError, Deframer, EMPTY_PEER, HEADER_LEN, Header, Keepalive, Message,
-    MessageType, NodeIdHandshake, Publish, TELEMETRY_SIGNED_FROM, TelemetryAck, TelemetryData,
-    VoteView,
+    Block, ConfirmReq, DecodeError, Deframer, EMPTY_PEER, HEADER_LEN, Header, Keepalive,
+    MAX_HANDSHAKE_PAYLOAD, MAX_PAYLOAD, Message, MessageType, NodeIdHandshake, Publish,
+    TELEMETRY_SIGNED_FROM, TelemetryAck, TelemetryData, VoteView,
 };
 
 /// Most signature checks in flight per connection; more are dropped (counted).
@@ -59,6 +61,25 @@ pub const MAX_HELD_BYTES: usize = 65_536;
 pub const DEADLINE_REFRESH_MS: u64 = 1_000;
 /// Most outstanding dials remembered (answers beyond are still handled by `outbound`).
 const MAX_PENDING_DIALS: usize = 4_096;
+/// After an invalid signature, this many of the source's next signature checks are made on
+/// their own (outside the shared batch), so its failures fall back on its own items only.
+pub const SUSPECT_CHECKS: u32 = 64;
+/// Victims picked at once when the inbound table is full: one per this many connections
+/// (at least one), handed out as new connections arrive, so the pick is not redone per accept.
+pub const EVICTION_BATCH_DIVISOR: usize = 64;
+
+/// What to do with an accepted connection before anything is read from it
+/// ([`ShardCore::screen_inbound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screening {
+    /// Admit it.
+    Accept,
+    /// Close it at once (per-IP or per-subnet limit, excluded address, or full with nothing
+    /// to evict; counted in [`AdmissionStats`]).
+    Refuse,
+    /// Close this connection (already counted as evicted), then admit the new one.
+    Evict(ConnId),
+}
 
 /// What one call into the shard core produced. The loop drains it (or calls
 /// [`ShardOutput::clear`]) after each call.
@@ -190,6 +211,10 @@ pub struct CloseStats {
     pub excluded: u64,
     /// Requested by command.
     pub requested: u64,
+    /// Evicted from a full inbound table (see [`AdmissionStats`]).
+    pub evicted: u64,
+    /// Over a misbehaviour budget (see [`MisbehaviourStats`]).
+    pub misbehaviour: u64,
 }
 
 impl CloseStats {
@@ -205,8 +230,53 @@ impl CloseStats {
             CloseReason::Purged => &mut self.purged,
             CloseReason::Excluded => &mut self.excluded,
             CloseReason::Requested => &mut self.requested,
+            CloseReason::Evicted => &mut self.evicted,
+            CloseReason::Misbehaviour(_) => &mut self.misbehaviour,
         };
         *c += 1;
+    }
+}
+
+/// Inbound admission at accept, before anything is read (nano-node's `tcp_listener_rejected`
+/// details, plus evictions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionStats {
+    /// Refused: the IP group (IPv4 address, IPv6 /48) holds `max_peers_per_ip` channels,
+    /// attempts and unverified connections.
+    pub max_per_ip: u64,
+    /// Refused: the subnet (IPv4 /24, IPv6 /32) is full likewise.
+    pub max_per_subnetwork: u64,
+    /// Refused: the address is excluded.
+    pub excluded: u64,
+    /// Refused: the shard's inbound table was full and nothing could be evicted.
+    pub full: u64,
+    /// Unverified connections evicted to make room.
+    pub evicted_unverified: u64,
+    /// Verified channels evicted to make room (only when no unverified one was left).
+    pub evicted_channels: u64,
+    /// Frames larger than a handshake message before the peer was authenticated (closed).
+    pub oversize_before_handshake: u64,
+}
+
+/// Peers cut for misbehaving, and the per-source verification it caused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MisbehaviourStats {
+    /// Channels cut (and IPs excluded) for more invalid signatures than their budget.
+    pub invalid_signatures: u64,
+    /// Channels cut (and IPs excluded) for more signature checks per second than their
+    /// budget.
+    pub verify_work: u64,
+    /// Signature checks made alone because their source sent an invalid one recently.
+    pub verify_alone: u64,
+}
+
+impl MisbehaviourStats {
+    /// Counts one cut.
+    pub fn record(&mut self, cause: Misbehaviour) {
+        match cause {
+            Misbehaviour::InvalidSignatures => self.invalid_signatures += 1,
+            Misbehaviour::VerifyWork => self.verify_work += 1,
+        }
     }
 }
 
@@ -227,6 +297,10 @@ pub struct ShardStats {
     pub payload_errors: PayloadErrorStats,
     /// Closes we asked for.
     pub closes: CloseStats,
+    /// Admission at accept (refusals, evictions).
+    pub admission: AdmissionStats,
+    /// Misbehaving peers cut.
+    pub misbehaviour: MisbehaviourStats,
     /// Connections closed by the loop or the peer.
     pub closed_remotely: u64,
     /// Connections opened (inbound and outbound).
@@ -367,6 +441,17 @@ enum Pending {
 struct ConnState {
     remote: SocketAddrV6,
     outbound: bool,
+    connected_ms: u64,
+    /// Counted in the map's per-IP/subnet limits as an unverified inbound connection.
+    counted: bool,
+    /// Invalid signatures this peer may still send.
+    invalid: Budget,
+    /// Signature checks this peer may still cause.
+    work: Budget,
+    /// Checks still to make alone after an invalid signature ([`SUSPECT_CHECKS`]).
+    suspect: u32,
+    /// Last valid vote, block or telemetry (eviction protects recent ones).
+    useful_ms: u64,
     /// Some until the channel exists.
     hs: Option<Handshake>,
     channel: Option<Arc<Channel>>,
@@ -395,6 +480,8 @@ struct Ctx {
     pending_dials: HashSet<SocketAddrV6>,
     hs_deadlines: VecDeque<(u64, ConnId)>,
     last_purge_ms: u64,
+    /// Eviction victims picked in advance (with whether each was verified when picked).
+    victims: Vec<(ConnId, bool)>,
     stats: ShardStats,
 }
 
@@ -433,6 +520,7 @@ impl ShardCore {
                 pending_dials: HashSet::new(),
                 hs_deadlines: VecDeque::new(),
                 last_purge_ms: 0,
+                victims: Vec::new(),
                 stats: ShardStats::default(),
                 shared,
             },
@@ -474,8 +562,104 @@ impl ShardCore {
         self.conns.get(&conn).and_then(|c| c.st.channel.as_ref())
     }
 
+    /// An accepted connection from `remote`, before it is given a slot or read (the
+    /// listener's check, §7.2): refused when its address is excluded or its IP group or
+    /// subnet is full (channels, attempts and unverified connections all count). When `full`
+    /// (the shard's inbound table is at its cap) an inbound connection is picked to evict
+    /// (see [`super::eviction`]); with none to evict the newcomer is refused. Every refusal
+    /// and eviction is counted ([`AdmissionStats`]) and logged at debug.
+    pub fn screen_inbound(&mut self, remote: SocketAddr, full: bool, now_ms: u64) -> Screening {
+        let remote = canonical(remote);
+        let ctx = &mut self.ctx;
+        if ctx.shared.exclusion.lock().check(*remote.ip(), now_ms) {
+            ctx.stats.admission.excluded += 1;
+            tracing::debug!(%remote, "inbound refused: excluded");
+            return Screening::Refuse;
+        }
+        match ctx.shared.channels.check_inbound(&remote) {
+            Ok(()) => {}
+            Err(e) => {
+                if e == ChannelError::SubnetLimit {
+                    ctx.stats.admission.max_per_subnetwork += 1;
+                } else {
+                    ctx.stats.admission.max_per_ip += 1;
+                }
+                tracing::debug!(%remote, error = %e, "inbound refused");
+                return Screening::Refuse;
+            }
+        }
+        if !full {
+            return Screening::Accept;
+        }
+        match self.next_victim() {
+            Some((victim, verified)) => {
+                let a = &mut self.ctx.stats.admission;
+                if verified {
+                    a.evicted_channels += 1;
+                } else {
+                    a.evicted_unverified += 1;
+                }
+                tracing::debug!(%remote, victim = victim.0, verified, "inbound table full: evicting");
+                Screening::Evict(victim)
+            }
+            None => {
+                self.ctx.stats.admission.full += 1;
+                tracing::debug!(%remote, "inbound refused: table full, nothing to evict");
+                Screening::Refuse
+            }
+        }
+    }
+
+    /// The next eviction victim still worth evicting (open, inbound, and not authenticated
+    /// since it was picked as an unverified one); picks a new batch when none is left.
+    fn next_victim(&mut self) -> Option<(ConnId, bool)> {
+        for attempt in 0..2 {
+            while let Some((id, verified)) = self.ctx.victims.pop() {
+                let valid = self.conns.get(&id).is_some_and(|c| {
+                    !c.st.closed && !c.st.outbound && c.st.channel.is_some() == verified
+                });
+                if valid {
+                    return Some((id, verified));
+                }
+            }
+            if attempt == 0 {
+                let candidates: Vec<Candidate<ConnId>> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| !c.st.outbound && !c.st.closed)
+                    .map(|(id, c)| Candidate {
+                        id: *id,
+                        ip: IpKey::of(*c.st.remote.ip()),
+                        subnet: SubnetKey::of(*c.st.remote.ip()),
+                        connected_ms: c.st.connected_ms,
+                        verified: c.st.channel.is_some(),
+                        last_useful_ms: c.st.useful_ms,
+                    })
+                    .collect();
+                let n = (candidates.len() / EVICTION_BATCH_DIVISOR).max(1);
+                let mut picked: Vec<(ConnId, bool)> = select_victims(&candidates, n)
+                    .into_iter()
+                    .map(|id| {
+                        (
+                            id,
+                            self.conns.get(&id).is_some_and(|c| c.st.channel.is_some()),
+                        )
+                    })
+                    .collect();
+                // Handed out from the back: the first pick first.
+                picked.reverse();
+                self.ctx.victims = picked;
+            }
+        }
+        None
+    }
+
     /// A connection is established (accepted, or dialed: `outbound`). An outbound connection
-    /// (or one to an endpoint we were asked to dial) starts the handshake with a query.
+    /// (or one to an endpoint we were asked to dial) starts the handshake with a query. An
+    /// accepted one is counted in its IP's and subnet's limits until it is authenticated or
+    /// closes (over the limits it is closed at once: another shard took the place since
+    /// [`screen_inbound`](Self::screen_inbound)). Until the peer's handshake response is in,
+    /// no frame larger than a handshake message is accepted.
     pub fn on_connected(
         &mut self,
         conn: ConnId,
@@ -492,9 +676,20 @@ impl ShardCore {
         let remote = canonical(remote);
         let outbound = self.ctx.pending_dials.remove(&remote) || outbound;
         self.ctx.stats.connections += 1;
+        let config = &self.ctx.shared.config;
         let mut st = ConnState {
             remote,
             outbound,
+            connected_ms: now_ms,
+            counted: false,
+            invalid: Budget::new(config.max_invalid_signatures, 1, now_ms),
+            work: Budget::new(
+                config.verify_per_sec.saturating_mul(2),
+                config.verify_per_sec,
+                now_ms,
+            ),
+            suspect: 0,
+            useful_ms: 0,
             hs: None,
             channel: None,
             closed: false,
@@ -530,13 +725,30 @@ impl ShardCore {
             }
         } else {
             st.hs = Some(Handshake::respond());
+            match ctx.shared.channels.add_inbound(&remote) {
+                Ok(()) => st.counted = true,
+                Err(e) => {
+                    if e == ChannelError::SubnetLimit {
+                        ctx.stats.admission.max_per_subnetwork += 1;
+                    } else {
+                        ctx.stats.admission.max_per_ip += 1;
+                    }
+                    tracing::debug!(remote = %remote, error = %e, "inbound refused");
+                    let outcome = if e == ChannelError::SubnetLimit {
+                        HandshakeOutcome::MaxPerSubnet
+                    } else {
+                        HandshakeOutcome::MaxPerIp
+                    };
+                    ctx.close(conn, &mut st, CloseReason::Handshake(outcome), true, out);
+                }
+            }
         }
         if !st.closed {
             let network = ctx.network;
             self.conns.insert(
                 conn,
                 Conn {
-                    deframer: Deframer::new(network),
+                    deframer: Deframer::with_max_payload(network, MAX_HANDSHAKE_PAYLOAD),
                     st,
                 },
             );
@@ -565,14 +777,20 @@ impl ShardCore {
         };
         let ctx = &mut self.ctx;
         ctx.stats.bytes_in += bytes.len() as u64;
-        let result = deframer.feed(bytes, |header, payload| {
+        let result = deframer.feed_ctl(bytes, |header, payload| {
             if st.closed {
-                return;
+                return None;
             }
             ctx.stats.messages_in[header.message_type.as_u8() as usize & 15] += 1;
-            ctx.frame(conn, st, header, payload, now_ms, rng, out);
+            ctx.frame(conn, st, header, payload, now_ms, rng, out)
         });
-        if result.is_err() {
+        if let Err(e) = result {
+            if matches!(e, DecodeError::PayloadTooLarge { .. })
+                && deframer.max_payload() < MAX_PAYLOAD
+            {
+                ctx.stats.admission.oversize_before_handshake += 1;
+            }
+            tracing::debug!(remote = %st.remote, error = %e, "header error: closing");
             ctx.close(conn, st, CloseReason::HeaderError, true, out);
         } else if st.channel.is_some()
             && !st.closed
@@ -623,6 +841,7 @@ impl ShardCore {
             } => {
                 if ok {
                     ctx.stats.votes_valid += 1;
+                    st.useful_ms = now_ms;
                     out.events.push(CrawlerEvent::Vote {
                         channel,
                         account,
@@ -632,6 +851,7 @@ impl ShardCore {
                     });
                 } else {
                     ctx.stats.invalid_vote_signature += 1;
+                    ctx.invalid_signature(conn, st, now_ms, out);
                 }
             }
             Pending::Block {
@@ -641,6 +861,7 @@ impl ShardCore {
                 retry,
             } => {
                 if ok {
+                    st.useful_ms = now_ms;
                     out.events.push(CrawlerEvent::Block {
                         channel,
                         hash,
@@ -660,15 +881,18 @@ impl ShardCore {
                             block,
                             retry: None,
                         },
+                        now_ms,
                         out,
                     );
                 } else {
                     ctx.stats.invalid_block_signature += 1;
+                    ctx.invalid_signature(conn, st, now_ms, out);
                 }
             }
             Pending::Telemetry { channel, data } => {
                 if !ok {
                     ctx.stats.invalid_telemetry_signature += 1;
+                    ctx.invalid_signature(conn, st, now_ms, out);
                 } else if check_genesis(&data, ctx.network) == Err(TelemetryError::GenesisMismatch)
                 {
                     ctx.stats.genesis_mismatch += 1;
@@ -678,6 +902,7 @@ impl ShardCore {
                     }
                     ctx.close(conn, st, CloseReason::Excluded, true, out);
                 } else {
+                    st.useful_ms = now_ms;
                     out.events.push(CrawlerEvent::Telemetry { channel, data });
                 }
             }
@@ -771,7 +996,9 @@ impl Ctx {
         id
     }
 
-    /// Issues a signature check unless the connection has too many in flight.
+    /// Issues a signature check unless the connection has too many in flight. A channel's
+    /// checks are paid from its work budget; past it the peer is cut ([`Self::cut`]). The
+    /// check is made alone (outside the batch) while the source is suspect.
     #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
@@ -781,11 +1008,22 @@ impl Ctx {
         message: SignedMessage,
         signature: crate::types::Signature,
         pending: Pending,
+        now_ms: u64,
         out: &mut ShardOutput,
     ) -> bool {
-        if st.inflight >= MAX_INFLIGHT_PER_CONN && !matches!(pending, Pending::Handshake) {
+        let handshake = matches!(pending, Pending::Handshake);
+        if st.inflight >= MAX_INFLIGHT_PER_CONN && !handshake {
             self.stats.verify_overflow += 1;
             return false;
+        }
+        if !handshake && !st.work.take(1, now_ms) {
+            self.cut(conn, st, Misbehaviour::VerifyWork, now_ms, out);
+            return false;
+        }
+        let alone = st.suspect > 0;
+        if alone {
+            st.suspect -= 1;
+            self.stats.misbehaviour.verify_alone += 1;
         }
         st.inflight += 1;
         let id = self.next_id();
@@ -796,8 +1034,46 @@ impl Ctx {
             key,
             message,
             signature,
+            alone,
         });
         true
+    }
+
+    /// An invalid signature (vote, block, telemetry) from this peer: its next checks are made
+    /// alone, and it pays from its invalid-signature budget; past it, it is cut.
+    fn invalid_signature(
+        &mut self,
+        conn: ConnId,
+        st: &mut ConnState,
+        now_ms: u64,
+        out: &mut ShardOutput,
+    ) {
+        st.suspect = SUSPECT_CHECKS;
+        if !st.invalid.take(1, now_ms) {
+            self.cut(conn, st, Misbehaviour::InvalidSignatures, now_ms, out);
+        }
+    }
+
+    /// Cuts a misbehaving peer: closes the connection and excludes its IP at once (the
+    /// exclusion of §7.5 with its first offence counted as a second), counted per cause.
+    fn cut(
+        &mut self,
+        conn: ConnId,
+        st: &mut ConnState,
+        cause: Misbehaviour,
+        now_ms: u64,
+        out: &mut ShardOutput,
+    ) {
+        if st.closed {
+            return;
+        }
+        self.stats.misbehaviour.record(cause);
+        {
+            let mut ex = self.shared.exclusion.lock();
+            while ex.add(*st.remote.ip(), now_ms) < SCORE_LIMIT {}
+        }
+        tracing::debug!(remote = %st.remote, ?cause, "peer over its budget: cut and excluded");
+        self.close(conn, st, CloseReason::Misbehaviour(cause), true, out);
     }
 
     fn count_out(&mut self, mut bytes: &[u8]) {
@@ -854,6 +1130,10 @@ impl Ctx {
             // Our cookie for this endpoint, if still outstanding, dies with the connection.
             self.cookies.take(to_socket_addr(st.remote));
         }
+        if st.counted {
+            st.counted = false;
+            self.shared.channels.end_inbound(&st.remote);
+        }
         if let Some(ch) = st.channel.take() {
             self.shared.channels.remove_channel(&ch);
             self.by_channel.remove(&ch.id());
@@ -884,10 +1164,10 @@ impl Ctx {
         now_ms: u64,
         rng: &mut impl RngCore,
         out: &mut ShardOutput,
-    ) {
+    ) -> Option<usize> {
         if st.channel.is_some() {
             self.realtime(conn, st, header, payload, now_ms, out);
-            return;
+            return None;
         }
         if st.hs.as_ref().is_some_and(|h| h.pending().is_some()) {
             // The peer may be realtime already: hold its frames until our check completes.
@@ -897,7 +1177,7 @@ impl Ctx {
             } else {
                 self.stats.held_dropped += 1;
             }
-            return;
+            return None;
         }
         match header.message_type {
             MessageType::NodeIdHandshake => {
@@ -907,12 +1187,10 @@ impl Ctx {
                         // Neither flag (the only way a sized handshake payload fails).
                         self.stats.payload_errors.record(&e);
                         self.fail_handshake(conn, st, HandshakeOutcome::Protocol, out);
-                        return;
+                        return None;
                     }
                 };
-                let Some(hs) = st.hs.as_mut() else {
-                    return;
-                };
+                let hs = st.hs.as_mut()?;
                 let mut hctx = HandshakeCtx {
                     cookies: &mut self.cookies,
                     identity: &self.shared.identity,
@@ -934,8 +1212,12 @@ impl Ctx {
                             SignedMessage::Handshake(check.signed),
                             check.signature,
                             Pending::Handshake,
+                            now_ms,
                             out,
                         );
+                        // The peer's handshake messages are all in: what follows may be
+                        // realtime traffic (held until the check completes).
+                        return Some(MAX_PAYLOAD);
                     }
                     Verdict::Abort(outcome) => self.fail_handshake(conn, st, outcome, out),
                 }
@@ -948,6 +1230,7 @@ impl Ctx {
             }
             _ => self.close(conn, st, CloseReason::MessageBeforeHandshake, true, out),
         }
+        None
     }
 
     fn handshake_verified(
@@ -979,10 +1262,18 @@ impl Ctx {
             now_ms,
         };
         let shared = &self.shared;
-        let ch = match admit(&shared.channels, &shared.exclusion, &shared.config, new) {
+        let ch = match admit(
+            &shared.channels,
+            &shared.exclusion,
+            &shared.config,
+            new,
+            st.counted,
+        ) {
             Ok(ch) => ch,
             Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
         };
+        // The channel took over the unverified connection's place in the limits.
+        st.counted = false;
         self.stats.handshake.record(HandshakeOutcome::Ok);
         st.hs = None;
         st.channel = Some(ch.clone());
@@ -1060,9 +1351,11 @@ impl Ctx {
                     self.stats.duplicate_confirm_ack += 1;
                 }
             }
-            MessageType::Publish => self.publish(conn, st, channel, header, payload, out),
-            MessageType::ConfirmAck => self.confirm_ack(conn, st, channel, header, payload, out),
-            MessageType::TelemetryAck => self.telemetry(conn, st, payload, out),
+            MessageType::Publish => self.publish(conn, st, channel, header, payload, now_ms, out),
+            MessageType::ConfirmAck => {
+                self.confirm_ack(conn, st, channel, header, payload, now_ms, out)
+            }
+            MessageType::TelemetryAck => self.telemetry(conn, st, payload, now_ms, out),
             MessageType::ConfirmReq => self.stats.confirm_req_ignored += 1,
             MessageType::NodeIdHandshake => self.stats.handshake_ignored += 1,
             MessageType::TelemetryReq
@@ -1076,6 +1369,7 @@ impl Ctx {
     }
 
     /// A new (not duplicate) publish on `channel`.
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &mut self,
         conn: ConnId,
@@ -1083,6 +1377,7 @@ impl Ctx {
         channel: ChannelId,
         header: Header,
         payload: &[u8],
+        now_ms: u64,
         out: &mut ShardOutput,
     ) {
         let block = match Publish::decode_payload(header.extensions, payload) {
@@ -1132,6 +1427,7 @@ impl Ctx {
             SignedMessage::Digest(hash),
             signature,
             pending,
+            now_ms,
             out,
         ) {
             self.shared.filter.clear(payload);
@@ -1139,6 +1435,7 @@ impl Ctx {
     }
 
     /// A new (not duplicate) confirm_ack on `channel`.
+    #[allow(clippy::too_many_arguments)]
     fn confirm_ack(
         &mut self,
         conn: ConnId,
@@ -1146,6 +1443,7 @@ impl Ctx {
         channel: ChannelId,
         header: Header,
         payload: &[u8],
+        now_ms: u64,
         out: &mut ShardOutput,
     ) {
         let view = match VoteView::new(header.extensions, payload) {
@@ -1182,6 +1480,7 @@ impl Ctx {
             SignedMessage::Digest(digest),
             view.signature(),
             pending,
+            now_ms,
             out,
         );
     }
@@ -1191,6 +1490,7 @@ impl Ctx {
         conn: ConnId,
         st: &mut ConnState,
         payload: &[u8],
+        now_ms: u64,
         out: &mut ShardOutput,
     ) {
         let Some(ch) = st.channel.as_ref() else {
@@ -1232,6 +1532,7 @@ impl Ctx {
                 channel,
                 data: Box::new(data),
             },
+            now_ms,
             out,
         );
     }

@@ -88,6 +88,17 @@ impl Deframer {
         })
     }
 
+    /// The payload limit in force for the next header.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// Changes the payload limit for headers not read yet (values above [`MAX_PAYLOAD`] are
+    /// lowered to it).
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max_payload = max_payload.min(MAX_PAYLOAD);
+    }
+
     /// Consumes `input` and calls `f` with each complete frame, in stream order. Returns
     /// the first header error (after delivering the frames before it); the connection
     /// must then close.
@@ -96,6 +107,25 @@ impl Deframer {
         input: &[u8],
         mut f: impl FnMut(Header, &[u8]),
     ) -> Result<(), DecodeError> {
+        self.feed_ctl(input, |h, p| {
+            f(h, p);
+            None
+        })
+    }
+
+    /// [`feed`](Self::feed) where the callback may change the payload limit for the frames
+    /// after the one it was given (return `Some(limit)`): e.g. a small limit until a peer is
+    /// authenticated, raised within the same buffer once it is.
+    pub fn feed_ctl(
+        &mut self,
+        input: &[u8],
+        mut f: impl FnMut(Header, &[u8]) -> Option<usize>,
+    ) -> Result<(), DecodeError> {
+        let mut f = |h: Header, p: &[u8], max: &mut usize| {
+            if let Some(n) = f(h, p) {
+                *max = n.min(MAX_PAYLOAD);
+            }
+        };
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -115,7 +145,7 @@ impl Deframer {
             let header = self.header(&head)?;
             self.head_len = 0;
             if header.payload_len() == 0 {
-                f(header, &[]);
+                f(header, &[], &mut self.max_payload);
             } else {
                 self.spill.reserve_exact(header.payload_len());
                 self.current = Some(header);
@@ -130,7 +160,7 @@ impl Deframer {
             if take < need {
                 return Ok(());
             }
-            f(header, &self.spill);
+            f(header, &self.spill, &mut self.max_payload);
             self.current = None;
             self.spill.clear();
             if self.spill.capacity() > SPILL_RETAIN {
@@ -144,7 +174,7 @@ impl Deframer {
             let len = header.payload_len();
             match after.split_at_checked(len) {
                 Some((payload, rest)) => {
-                    f(header, payload);
+                    f(header, payload, &mut self.max_payload);
                     input = rest;
                 }
                 None => {

@@ -14,6 +14,9 @@ pub const QUERY_LEN: usize = 32;
 pub const RESPONSE_V1_LEN: usize = 96;
 /// Payload bytes of a v2 response.
 pub const RESPONSE_V2_LEN: usize = 160;
+/// The largest node_id_handshake payload: a query and a v2 response (192 bytes). Until a peer
+/// is authenticated no larger frame is accepted.
+pub const MAX_HANDSHAKE_PAYLOAD: usize = QUERY_LEN + RESPONSE_V2_LEN;
 
 /// A handshake query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

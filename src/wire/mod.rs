@@ -72,8 +72,8 @@ pub use confirm::{ConfirmAck, ConfirmReq, HashRoot, VOTE_FIXED_LEN, VoteView};
 pub use deframer::{Deframer, SPILL_RETAIN};
 pub use error::{DecodeError, Outcome};
 pub use handshake::{
-    HandshakeQuery, HandshakeResponse, NodeIdHandshake, QUERY_LEN, RESPONSE_V1_LEN,
-    RESPONSE_V2_LEN, ResponseV2, SignedData,
+    HandshakeQuery, HandshakeResponse, MAX_HANDSHAKE_PAYLOAD, NodeIdHandshake, QUERY_LEN,
+    RESPONSE_V1_LEN, RESPONSE_V2_LEN, ResponseV2, SignedData,
 };
 pub use header::{
     Extensions, HEADER_LEN, Header, MAX_PAYLOAD, MIN_VERSION_USING, MessageType, VERSION_MAX,
