@@ -428,7 +428,7 @@ impl<B: Backend> ChannelMap<B> {
     /// channel takes over the pending attempt to its own endpoint); the map is full.
     /// `not_a_peer` and exclusion are the caller's checks (§6.3 item 5).
     pub fn try_insert(&self, new: NewChannel) -> Result<Arc<Channel>, ChannelError> {
-        self.insert(new, false)
+        self.insert(new, false, |_| false).map(|(ch, _)| ch)
     }
 
     /// [`try_insert`](Self::try_insert) for an inbound connection counted with
@@ -436,10 +436,30 @@ impl<B: Backend> ChannelMap<B> {
     /// step as the channel is counted. On failure the count stays; the caller ends it with
     /// [`end_inbound`](Self::end_inbound) when the connection closes.
     pub fn try_insert_counted(&self, new: NewChannel) -> Result<Arc<Channel>, ChannelError> {
-        self.insert(new, true)
+        self.insert(new, true, |_| false).map(|(ch, _)| ch)
     }
 
-    fn insert(&self, new: NewChannel, counted: bool) -> Result<Arc<Channel>, ChannelError> {
+    /// [`try_insert`](Self::try_insert) (or, with `counted`,
+    /// [`try_insert_counted`](Self::try_insert_counted)) where a channel with the same node id
+    /// from the same IP does not simply refuse the new one: `keep_new(existing)` decides,
+    /// and when it says so the existing channel is removed (marked closed) in the same step
+    /// as the new one is inserted and is returned, for its connection to be closed. Both
+    /// sides of a crossed dial must decide alike (see `proto::handshake::keep_new_channel`).
+    pub fn try_insert_resolving(
+        &self,
+        new: NewChannel,
+        counted: bool,
+        keep_new: impl FnOnce(&Channel) -> bool,
+    ) -> Result<(Arc<Channel>, Option<Arc<Channel>>), ChannelError> {
+        self.insert(new, counted, keep_new)
+    }
+
+    fn insert(
+        &self,
+        new: NewChannel,
+        counted: bool,
+        keep_new: impl FnOnce(&Channel) -> bool,
+    ) -> Result<(Arc<Channel>, Option<Arc<Channel>>), ChannelError> {
         let ep = canonical(new.remote);
         let ip = IpKey::of(*ep.ip());
         let sub = SubnetKey::of(*ep.ip());
@@ -447,12 +467,16 @@ impl<B: Backend> ChannelMap<B> {
         let mut inner = stripe.inner.lock();
 
         let group = inner.ips.get(&ip);
+        let mut replace: Option<(SocketAddrV6, ChannelId, Direction)> = None;
         if let Some(g) = group {
             if g.members.iter().any(|m| m.remote() == ep) {
                 return Err(ChannelError::EndpointExists);
             }
-            if g.members.iter().any(|m| *m.node_id() == new.node_id) {
-                return Err(ChannelError::DuplicateNodeId);
+            if let Some(d) = g.members.iter().find(|m| *m.node_id() == new.node_id) {
+                if !keep_new(d) {
+                    return Err(ChannelError::DuplicateNodeId);
+                }
+                replace = Some((d.remote(), d.id(), d.direction()));
             }
         }
         // An outbound channel replaces its own pending attempt rather than adding to it.
@@ -461,7 +485,8 @@ impl<B: Backend> ChannelMap<B> {
         let own_inbound = counted
             && new.direction == Direction::Inbound
             && inner.ips.get(&ip).is_some_and(|g| g.inbound > 0);
-        let credit = usize::from(own_attempt);
+        // A replaced channel's place is the new one's.
+        let credit = usize::from(own_attempt) + usize::from(replace.is_some());
         if inner.ip_usage(&ip).total() - credit >= self.limits.max_peers_per_ip {
             return Err(ChannelError::IpLimit);
         }
@@ -472,15 +497,23 @@ impl<B: Backend> ChannelMap<B> {
             Direction::Inbound => (&*self.total, self.limits.max_channels),
             Direction::Outbound => (&self.outbound_total, self.limits.max_outbound),
         };
-        if total
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
-                (t < max).then_some(t + 1)
-            })
-            .is_err()
+        let same_place = replace.is_some_and(|(_, _, d)| d == new.direction);
+        if !same_place
+            && total
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
+                    (t < max).then_some(t + 1)
+                })
+                .is_err()
         {
             return Err(ChannelError::ChannelLimit);
         }
         // Committed: nothing below can fail.
+        let replaced =
+            replace.and_then(|(rep, id, _)| self.remove_locked(stripe, &mut inner, rep, id));
+        if same_place {
+            // The removal gave the place back; the new channel takes it.
+            total.fetch_add(1, Ordering::AcqRel);
+        }
         if own_attempt {
             inner.release_attempt(&ep);
         }
@@ -504,7 +537,7 @@ impl<B: Backend> ChannelMap<B> {
         stripe.len.store(inner.list.len(), Ordering::Relaxed);
         self.index.node_insert(&ch);
         self.index.insert(ch.clone());
-        Ok(ch)
+        Ok((ch, replaced))
     }
 
     /// Removes the channel at `ep` and marks it closed; returns it.

@@ -201,6 +201,7 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
         ("excluded", c.excluded),
         ("requested", c.requested),
         ("evicted", c.evicted),
+        ("replaced", c.replaced),
         ("misbehaviour", c.misbehaviour),
         ("remote", p.closed_remotely),
     ] {

@@ -288,6 +288,8 @@ pub fn add_shard_stats(a: &mut ShardStats, b: &ShardStats) {
     c.excluded += d.excluded;
     c.requested += d.requested;
     c.evicted += d.evicted;
+    c.replaced += d.replaced;
+    a.channels_replaced += b.channels_replaced;
     c.misbehaviour += d.misbehaviour;
     let (x, y) = (&mut a.admission, &b.admission);
     x.max_per_ip += y.max_per_ip;

@@ -482,6 +482,17 @@ impl CrawlerCore {
                 });
                 self.channel_gone(channel.id());
             }
+            CrawlerEvent::Replaced(channel) => {
+                // Out of the map already (the winning shard removed it); its shard closes the
+                // connection and then reports ChannelDown.
+                out.push(CrawlerOutput::Shard {
+                    shard: channel.shard(),
+                    command: ShardCommand::Close {
+                        channel: channel.id(),
+                        reason: CloseReason::Replaced,
+                    },
+                });
+            }
             CrawlerEvent::DialFailed { endpoint } => {
                 self.stats.dials_failed += 1;
                 self.channels.end_attempt(&endpoint);

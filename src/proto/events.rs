@@ -73,6 +73,9 @@ pub enum CloseReason {
     Requested,
     /// Evicted from a full inbound table to make room for a new connection.
     Evicted,
+    /// Another authenticated connection of the same node took its place (crossed dial, or a
+    /// reconnect; see `proto::handshake::keep_new_channel`).
+    Replaced,
     /// Over its misbehaviour budget (invalid signatures or verification work); the IP is
     /// excluded as well.
     Misbehaviour(Misbehaviour),
@@ -210,6 +213,10 @@ pub enum CrawlerEvent {
         /// The channel.
         channel: Arc<Channel>,
     },
+    /// A channel of another shard lost its place to a connection of the same node on this
+    /// shard ([`CloseReason::Replaced`]); it is out of the map already and its shard must
+    /// close the connection.
+    Replaced(Arc<Channel>),
     /// An outbound dial failed before a handshake could start.
     DialFailed {
         /// Where to.

@@ -211,6 +211,8 @@ pub struct CloseStats {
     pub excluded: u64,
     /// Requested by command.
     pub requested: u64,
+    /// Replaced by another connection of the same node.
+    pub replaced: u64,
     /// Evicted from a full inbound table (see [`AdmissionStats`]).
     pub evicted: u64,
     /// Over a misbehaviour budget (see [`MisbehaviourStats`]).
@@ -231,6 +233,7 @@ impl CloseStats {
             CloseReason::Excluded => &mut self.excluded,
             CloseReason::Requested => &mut self.requested,
             CloseReason::Evicted => &mut self.evicted,
+            CloseReason::Replaced => &mut self.replaced,
             CloseReason::Misbehaviour(_) => &mut self.misbehaviour,
         };
         *c += 1;
@@ -305,6 +308,9 @@ pub struct ShardStats {
     pub closed_remotely: u64,
     /// Connections opened (inbound and outbound).
     pub connections: u64,
+    /// Channels replaced by another authenticated connection of the same node (crossed
+    /// dials, reconnects).
+    pub channels_replaced: u64,
     /// Duplicate publish payloads.
     pub duplicate_publish: u64,
     /// Duplicate confirm_ack payloads.
@@ -482,6 +488,9 @@ struct Ctx {
     last_purge_ms: u64,
     /// Eviction victims picked in advance (with whether each was verified when picked).
     victims: Vec<(ConnId, bool)>,
+    /// Channels of this shard replaced by a newer connection of the same node, to close
+    /// once the current call is done with the connection map.
+    replaced: Vec<ChannelId>,
     stats: ShardStats,
 }
 
@@ -521,6 +530,7 @@ impl ShardCore {
                 hs_deadlines: VecDeque::new(),
                 last_purge_ms: 0,
                 victims: Vec::new(),
+                replaced: Vec::new(),
                 stats: ShardStats::default(),
                 shared,
             },
@@ -910,6 +920,19 @@ impl ShardCore {
         if st.closed {
             self.conns.remove(&conn);
         }
+        self.close_replaced(out);
+    }
+
+    /// Closes this shard's channels that a newer connection of the same node replaced.
+    fn close_replaced(&mut self, out: &mut ShardOutput) {
+        while let Some(channel) = self.ctx.replaced.pop() {
+            if let Some(conn) = self.ctx.by_channel.get(&channel).copied()
+                && let Some(mut c) = self.conns.remove(&conn)
+            {
+                self.ctx
+                    .close(conn, &mut c.st, CloseReason::Replaced, true, out);
+            }
+        }
     }
 
     /// The loop closed the connection (peer closed, error, deadline). Removes its channel
@@ -1262,16 +1285,27 @@ impl Ctx {
             now_ms,
         };
         let shared = &self.shared;
-        let ch = match admit(
+        let own = shared.identity.node_id();
+        let (ch, replaced) = match admit(
             &shared.channels,
             &shared.exclusion,
             &shared.config,
             new,
             st.counted,
+            &own,
         ) {
-            Ok(ch) => ch,
+            Ok(x) => x,
             Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
         };
+        if let Some(old) = replaced {
+            self.stats.channels_replaced += 1;
+            tracing::debug!(node_id = %old.node_id(), old = %old.remote(), new = %ch.remote(), "channel replaced by another connection of the same node");
+            if old.shard() == self.shard {
+                self.replaced.push(old.id());
+            } else {
+                out.events.push(CrawlerEvent::Replaced(old));
+            }
+        }
         // The channel took over the unverified connection's place in the limits.
         st.counted = false;
         self.stats.handshake.record(HandshakeOutcome::Ok);
