@@ -1602,3 +1602,18 @@ mod tests {
         assert_eq!(&k.peers[3..], &[EMPTY_PEER; 5]);
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// The protocol state of one connection before its handshake completes is small and
+    /// fixed: docs/security.md quotes these figures.
+    #[test]
+    fn per_connection_state_is_bounded() {
+        let conn = std::mem::size_of::<Conn>();
+        let deframer = std::mem::size_of::<Deframer>();
+        eprintln!("Conn {conn} B (Deframer {deframer} B), spill ≤ {} B", HEADER_LEN + MAX_HANDSHAKE_PAYLOAD);
+        assert!(conn <= 512, "Conn grew to {conn} bytes");
+    }
+}
