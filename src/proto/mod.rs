@@ -7,6 +7,8 @@ pub mod addr;
 pub mod config;
 pub mod cookies;
 pub mod crawler;
+#[doc(hidden)]
+pub mod drive;
 pub mod events;
 pub mod exclusion;
 pub mod filter;
