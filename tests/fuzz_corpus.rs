@@ -269,13 +269,18 @@ fn seeds() -> Vec<(&'static str, Script, Expect)> {
                     connect(1, A8888, P50K, true),
                     connect(2, APUB6, P50K, false),
                     hs(2, Q, 3),
+                    // Its signature check is still pending at the timeout.
+                    connect(4, A1235, P7075, false),
+                    hs(4, Q, 4),
+                    hs(4, R2, 4),
                     tick(S5),
                     connect(3, A1235, P50K, false),
                     tick(S5P),
+                    Op::Verify { pick: 0, ok: 1 },
                     tick(S5P),
                 ],
             ),
-            |s| s.timeouts == 4 && s.channels_up == 0,
+            |s| s.timeouts == 5 && s.channels_up == 0 && s.verified == 1,
         ),
         (
             "bad-signature",
@@ -733,4 +738,66 @@ fn shard_seeds_are_committed() {
             path.display()
         );
     }
+}
+
+/// Known bug, reported with the fuzz work (ignored until `ShardCore` is fixed): `ShardCore`
+/// keys its pending signature checks and handshake deadlines by `ConnId` alone, so when an I/O
+/// loop reuses an id (`on_connected` on an open id, which it says it handles, or on a closed
+/// one), the old connection's check result is applied to the new connection (a passing check
+/// of node A admits node B whose own check is still pending) and the old connection's
+/// handshake deadline closes the new one early. The io_uring loop never reuses an id (slot
+/// generations), so the fuzz target runs without reuse; these scripts run with it.
+#[test]
+#[ignore = "known bug: ShardCore applies stale verify results and deadlines to a reused ConnId"]
+fn shard_reused_conn_ids() {
+    let reuse = |slot, addr| Op::Connect {
+        slot,
+        addr,
+        port: P50K,
+        flags: 0b10,
+    };
+    let scripts = [
+        // An open id reused: the old check's result admits the new peer.
+        vec![
+            connect(0, A1234, P50K, false),
+            hs(0, Q, 9),
+            hs(0, R2, 9),
+            reuse(0, A8888),
+            hs(0, Q, 10),
+            hs(0, R2, 10),
+            Op::Verify { pick: 0, ok: 1 },
+        ],
+        // A closed id reused: the same.
+        vec![
+            connect(0, A1234, P50K, false),
+            hs(0, Q, 9),
+            hs(0, R2, 9),
+            Op::Close { slot: 0, flags: 0 },
+            reuse(0, A8888),
+            hs(0, Q, 10),
+            hs(0, R2, 10),
+            Op::Verify { pick: 0, ok: 1 },
+        ],
+        // A closed id reused: the old handshake deadline closes the new connection 2.5 s in.
+        vec![
+            connect(0, A1234, P50K, false),
+            Op::Close { slot: 0, flags: 0 },
+            Op::Tick { step: 8, flags: 0 },
+            reuse(0, A8888),
+            Op::Tick { step: 8, flags: 0 },
+        ],
+    ];
+    let failed: Vec<usize> = (0..scripts.len())
+        .filter(|&i| {
+            let script = Script {
+                config: 0,
+                ops: scripts[i].clone(),
+            };
+            std::panic::catch_unwind(|| drive::run(&script, Options { reuse_ids: true })).is_err()
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "reuse scripts {failed:?} violate invariants"
+    );
 }

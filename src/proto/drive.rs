@@ -688,14 +688,28 @@ macro_rules! inv {
     ($d:expr, $cond:expr, $($fmt:tt)+) => {
         if !$cond {
             panic!(
-                "shard invariant violated at op #{} {:?} (t={} ms): {}",
+                "shard invariant violated at op #{} {} (t={} ms): {}",
                 $d.step,
-                $d.op,
+                op_text($d.op),
                 $d.now,
                 format!($($fmt)+)
             );
         }
     };
+}
+
+/// An operation for a panic message, cut to 200 characters.
+fn op_text(op: &Op) -> String {
+    let mut s = format!("{op:?}");
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 static NOOP: Op = Op::VerifyAll { bits: 0 };
@@ -1182,7 +1196,8 @@ impl<'s> Driver<'s> {
         inv!(
             self,
             !dead || out.is_empty(),
-            "a call about a closed or unknown connection, id or channel produced {out:?}"
+            "a call about a closed or unknown connection, id or channel produced {}",
+            brief(out)
         );
         // The connection the call is about: requests, events and sends belong to it.
         let owner = match call {
@@ -1318,12 +1333,14 @@ impl<'s> Driver<'s> {
                 out.verify.is_empty()
                     && out.events.is_empty()
                     && out.io.iter().all(|a| matches!(a, IoAction::Close { .. })),
-                "a tick produced more than closes: {out:?}"
+                "a tick produced more than closes: {}",
+                brief(out)
             ),
             Call::DialFailed { .. } => inv!(
                 self,
                 out.io.is_empty() && out.verify.is_empty() && out.events.len() == 1,
-                "a failed dial produced {out:?}"
+                "a failed dial produced {}",
+                brief(out)
             ),
             _ => {}
         }
@@ -1629,6 +1646,35 @@ impl<'s> Driver<'s> {
             self.shared.config.max_cookies
         );
     }
+}
+
+/// A one-line account of an output (message types, not bytes).
+fn brief(out: &ShardOutput) -> String {
+    let io = out.io.iter().map(|a| match a {
+        IoAction::Send { conn, bytes } => {
+            let t = bytes
+                .get(..HEADER_LEN)
+                .and_then(|h| MessageType::from_u8(h[5]))
+                .map_or("?", MessageType::name);
+            format!("Send({}, {t}, {} B)", conn.0, bytes.len())
+        }
+        IoAction::Close { conn, reason } => format!("Close({}, {reason:?})", conn.0),
+        IoAction::Deadline { conn, at_ms } => format!("Deadline({}, {at_ms})", conn.0),
+        IoAction::Dial { endpoint } => format!("Dial({endpoint})"),
+    });
+    let events = out.events.iter().map(|e| match e {
+        CrawlerEvent::ChannelUp(ch, _) => format!("ChannelUp({})", ch.id().0),
+        CrawlerEvent::ChannelDown(ch) => format!("ChannelDown({})", ch.id().0),
+        CrawlerEvent::Keepalive { channel, .. } => format!("Keepalive({})", channel.0),
+        CrawlerEvent::Vote { channel, .. } => format!("Vote({})", channel.0),
+        CrawlerEvent::Block { channel, .. } => format!("Block({})", channel.0),
+        CrawlerEvent::Telemetry { channel, .. } => format!("Telemetry({})", channel.0),
+        CrawlerEvent::GenesisMismatch { channel } => format!("GenesisMismatch({})", channel.id().0),
+        CrawlerEvent::DialFailed { endpoint } => format!("DialFailed({endpoint})"),
+    });
+    let verify = out.verify.iter().map(|v| format!("Verify({})", v.id));
+    let all: Vec<String> = io.chain(events).chain(verify).collect();
+    format!("[{}]", all.join(", "))
 }
 
 /// A vote from `account` (0: the zero account) over `count` hashes.
