@@ -39,6 +39,16 @@
 //!   endpoints of open connections;
 //! - a `Timeout` close comes only from a tick, for a connection at least the handshake
 //!   timeout old, and after a tick no connection without a channel is older than that.
+//!
+//! Running (from the repository root; a new corpus goes to the first directory):
+//!
+//! ```text
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run shard -s none /tmp/shard fuzz/corpus/shard -- -max_total_time=120
+//! ```
+//!
+//! `cargo test --test fuzz_corpus` replays `fuzz/corpus/shard`; the handwritten seeds
+//! (`seed-*`) are built in that test, which also checks that each still reaches what it was
+//! written for (`NANOPEER_WRITE_SEEDS=1` rewrites the files after a change of encoding).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
