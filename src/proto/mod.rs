@@ -8,6 +8,8 @@ pub mod budget;
 pub mod config;
 pub mod cookies;
 pub mod crawler;
+#[doc(hidden)]
+pub mod drive;
 pub mod events;
 pub mod eviction;
 pub mod exclusion;
