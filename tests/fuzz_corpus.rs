@@ -355,7 +355,7 @@ fn seeds() -> Vec<(&'static str, Script, Expect)> {
                             seed: 1,
                         },
                     ),
-                    Op::VerifyAll { bits: 0x55 },
+                    Op::VerifyAll { bits: 0xFF },
                     frame(
                         0,
                         Frame::VoteFlood {
@@ -370,6 +370,22 @@ fn seeds() -> Vec<(&'static str, Script, Expect)> {
                 ],
             ),
             |s| s.max_outstanding >= 128 && s.votes >= 60,
+        ),
+        (
+            // Every vote's signature fails: the peer is cut once past its budget of invalid
+            // signatures (and its IP excluded), so no vote counts.
+            "bad-vote-budget",
+            s(
+                0,
+                vec![
+                    establish(0, A1234, P50K, false, 9),
+                    frame(0, Frame::VoteFlood { count: 40, seed: 3 }),
+                    Op::VerifyAll { bits: 0x00 },
+                    frame(0, Frame::VoteFlood { count: 40, seed: 4 }),
+                    Op::VerifyAll { bits: 0x00 },
+                ],
+            ),
+            |s| s.core_closes >= 1 && s.votes == 0 && s.verified >= 17,
         ),
         (
             "held-frames",
@@ -432,6 +448,7 @@ fn seeds() -> Vec<(&'static str, Script, Expect)> {
             |s| s.genesis_mismatches == 2 && s.channels_up == 3,
         ),
         (
+            // 3 inbound and 3 outbound channels at most (caps of their own).
             "tight-limits",
             s(0b110, {
                 let mut ops = Vec::new();
@@ -451,7 +468,7 @@ fn seeds() -> Vec<(&'static str, Script, Expect)> {
                 ops.push(tick(S5P));
                 ops
             }),
-            |s| s.channels_up >= 1 && s.channels_up <= 3 && s.core_closes >= 3,
+            |s| s.channels_up >= 1 && s.channels_up <= 6 && s.core_closes >= 3,
         ),
         (
             "garbage",
@@ -740,15 +757,14 @@ fn shard_seeds_are_committed() {
     }
 }
 
-/// Known bug, reported with the fuzz work (ignored until `ShardCore` is fixed): `ShardCore`
-/// keys its pending signature checks and handshake deadlines by `ConnId` alone, so when an I/O
-/// loop reuses an id (`on_connected` on an open id, which it says it handles, or on a closed
-/// one), the old connection's check result is applied to the new connection (a passing check
-/// of node A admits node B whose own check is still pending) and the old connection's
-/// handshake deadline closes the new one early. The io_uring loop never reuses an id (slot
-/// generations), so the fuzz target runs without reuse; these scripts run with it.
+/// Found by the fuzz target: `ShardCore` keyed its pending signature checks and handshake
+/// deadlines by `ConnId` alone, so when an I/O loop reused an id (`on_connected` on an open
+/// id, which it says it handles, or on a closed one), the old connection's check result was
+/// applied to the new connection (a passing check of node A admitted node B whose own check
+/// was still pending) and the old handshake deadline closed the new one early. Fixed with a
+/// per-connection epoch; the io_uring loop never reuses an id (slot generations), so the fuzz
+/// target runs without reuse, and these scripts run with it.
 #[test]
-#[ignore = "known bug: ShardCore applies stale verify results and deadlines to a reused ConnId"]
 fn shard_reused_conn_ids() {
     let reuse = |slot, addr| Op::Connect {
         slot,

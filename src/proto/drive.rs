@@ -740,6 +740,7 @@ impl<'s> Driver<'s> {
             limits.max_peers_per_ip = 2;
             limits.max_peers_per_subnetwork = 3;
             limits.max_channels = 3;
+            limits.max_outbound = 3;
         }
         let identity = identity();
         let shared = ShardShared {
@@ -1554,6 +1555,16 @@ impl<'s> Driver<'s> {
                 closed_now.extend(owner);
                 self.summary.genesis_mismatches += 1;
             }
+            CrawlerEvent::Replaced(ch) => {
+                // A channel of this shard that loses its place is closed here, in the same
+                // call; only another shard's channel is handed to the crawler.
+                inv!(
+                    self,
+                    ch.shard() != SHARD,
+                    "Replaced event for channel {:?} of this shard",
+                    ch.id()
+                );
+            }
             CrawlerEvent::DialFailed { endpoint } => {
                 inv!(
                     self,
@@ -1639,7 +1650,15 @@ impl<'s> Driver<'s> {
         let limits = map.limits();
         inv!(
             self,
-            with_channel <= limits.max_channels
+            map.inbound_len() + map.outbound_len() == with_channel,
+            "inbound {} + outbound {} channels, open connections with a channel {with_channel}",
+            map.inbound_len(),
+            map.outbound_len()
+        );
+        inv!(
+            self,
+            map.inbound_len() <= limits.max_channels
+                && map.outbound_len() <= limits.max_outbound
                 && per_ip.values().all(|&n| n <= limits.max_peers_per_ip)
                 && per_subnet
                     .values()
@@ -1681,6 +1700,7 @@ fn brief(out: &ShardOutput) -> String {
         CrawlerEvent::Telemetry { channel, .. } => format!("Telemetry({})", channel.0),
         CrawlerEvent::GenesisMismatch { channel } => format!("GenesisMismatch({})", channel.id().0),
         CrawlerEvent::DialFailed { endpoint } => format!("DialFailed({endpoint})"),
+        CrawlerEvent::Replaced(ch) => format!("Replaced({})", ch.id().0),
     });
     let verify = out.verify.iter().map(|v| format!("Verify({})", v.id));
     let all: Vec<String> = io.chain(events).chain(verify).collect();

@@ -458,6 +458,8 @@ struct ConnState {
     suspect: u32,
     /// Last valid vote, block or telemetry (eviction protects recent ones).
     useful_ms: u64,
+    /// Which connection of this id it is (ids may be reused by a loop).
+    epoch: u64,
     /// Some until the channel exists.
     hs: Option<Handshake>,
     channel: Option<Arc<Channel>>,
@@ -481,10 +483,14 @@ struct Ctx {
     thresholds: WorkThresholds,
     cookies: SynCookies,
     by_channel: IdMap<ChannelId, ConnId>,
-    pending: IdMap<u64, (ConnId, Pending)>,
+    /// Signature checks in flight: the connection (and its epoch) and what to do next.
+    pending: IdMap<u64, (ConnId, u64, Pending)>,
+    /// Numbers connections in order of arrival: a check or deadline of an earlier connection
+    /// that had the same id never applies to a later one.
+    next_epoch: u64,
     next_verify: u64,
     pending_dials: HashSet<SocketAddrV6>,
-    hs_deadlines: VecDeque<(u64, ConnId)>,
+    hs_deadlines: VecDeque<(u64, ConnId, u64)>,
     last_purge_ms: u64,
     /// Eviction victims picked in advance (with whether each was verified when picked).
     victims: Vec<(ConnId, bool)>,
@@ -525,6 +531,7 @@ impl ShardCore {
                 cookies: SynCookies::new(config.max_cookies_per_ip, config.max_cookies),
                 by_channel: IdMap::default(),
                 pending: IdMap::default(),
+                next_epoch: 1,
                 next_verify: 1,
                 pending_dials: HashSet::new(),
                 hs_deadlines: VecDeque::new(),
@@ -700,6 +707,7 @@ impl ShardCore {
             ),
             suspect: 0,
             useful_ms: 0,
+            epoch: self.ctx.next_epoch,
             hs: None,
             channel: None,
             closed: false,
@@ -713,7 +721,8 @@ impl ShardCore {
             conn,
             at_ms: deadline,
         });
-        self.ctx.hs_deadlines.push_back((deadline, conn));
+        self.ctx.hs_deadlines.push_back((deadline, conn, st.epoch));
+        self.ctx.next_epoch += 1;
         let ctx = &mut self.ctx;
         if outbound {
             let mut hctx = HandshakeCtx {
@@ -827,7 +836,7 @@ impl ShardCore {
         rng: &mut impl RngCore,
         out: &mut ShardOutput,
     ) {
-        let Some((conn, kind)) = self.ctx.pending.remove(&id) else {
+        let Some((conn, epoch, kind)) = self.ctx.pending.remove(&id) else {
             return;
         };
         let Some(Conn { st, .. }) = self.conns.get_mut(&conn) else {
@@ -835,7 +844,7 @@ impl ShardCore {
             return;
         };
         let ctx = &mut self.ctx;
-        if st.closed {
+        if st.closed || st.epoch != epoch {
             ctx.stats.verify_orphaned += 1;
             return;
         }
@@ -996,7 +1005,7 @@ impl ShardCore {
             let cutoff = config.syn_cookie_cutoff_ms;
             ctx.stats.cookies_purged += ctx.cookies.purge(now_ms, cutoff) as u64;
         }
-        while let Some(&(at, conn)) = ctx.hs_deadlines.front() {
+        while let Some(&(at, conn, epoch)) = ctx.hs_deadlines.front() {
             if at > now_ms {
                 break;
             }
@@ -1004,7 +1013,7 @@ impl ShardCore {
             let expired = self
                 .conns
                 .get(&conn)
-                .is_some_and(|c| c.st.channel.is_none() && !c.st.closed);
+                .is_some_and(|c| c.st.channel.is_none() && !c.st.closed && c.st.epoch == epoch);
             if expired && let Some(mut c) = self.conns.remove(&conn) {
                 ctx.close(conn, &mut c.st, CloseReason::Timeout, true, out);
             }
@@ -1050,7 +1059,7 @@ impl Ctx {
         }
         st.inflight += 1;
         let id = self.next_id();
-        self.pending.insert(id, (conn, pending));
+        self.pending.insert(id, (conn, st.epoch, pending));
         self.stats.verify_requests += 1;
         out.verify.push(VerifyRequest {
             id,
@@ -1613,7 +1622,10 @@ mod size_tests {
     fn per_connection_state_is_bounded() {
         let conn = std::mem::size_of::<Conn>();
         let deframer = std::mem::size_of::<Deframer>();
-        eprintln!("Conn {conn} B (Deframer {deframer} B), spill ≤ {} B", HEADER_LEN + MAX_HANDSHAKE_PAYLOAD);
+        eprintln!(
+            "Conn {conn} B (Deframer {deframer} B), spill ≤ {} B",
+            HEADER_LEN + MAX_HANDSHAKE_PAYLOAD
+        );
         assert!(conn <= 512, "Conn grew to {conn} bytes");
     }
 }
