@@ -64,8 +64,10 @@ pub const ATTACK_SUBNETS: u32 = 511;
 pub const HONEST_VOTER_OFFSET: u32 = 3_000_000;
 
 /// A connection the node closes within this time of its connect, before any channel, counts
-/// as refused (closed at once) rather than cut (timed out or evicted later).
-pub const REFUSED_WITHIN: Duration = Duration::from_millis(100);
+/// as refused (closed at once) rather than cut (timed out or evicted later). Seen from the
+/// client, so a connection that waited in a busy node's accept queue may count as cut: the
+/// node's own counters (`rejected_cap`, `refused`, …) give the causes.
+pub const REFUSED_WITHIN: Duration = Duration::from_millis(250);
 
 /// Attack peers per io thread (a thread of the attacker holds at most this many).
 const PEERS_PER_THREAD: usize = 1024;
