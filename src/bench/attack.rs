@@ -15,6 +15,9 @@
 //!   version, a handshake with no flags, two queries, a message before the handshake.
 //! - `poison`: complete a handshake, then send keepalives advertising reserved, unspecified,
 //!   the node's own and thousands of bogus (loopback, unused) addresses.
+//! - `slot-flood:ip|subnet|many` and `vote-flood`: floods against the node's connection cap
+//!   and its signature checks, each measured against a clean phase in the same run
+//!   ([`super::flood`]).
 //!
 //! Connections the node cuts are reopened while the attack runs, so `connections` stay open
 //! or in flight.
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::flood::{FloodReport, FloodSource};
 use super::loadgen::{self, BadSigCounts, LoadConfig, LoadError, LoadReport, source_ip};
 use crate::crypto::genesis_hash;
 use crate::io::{self, CloseReason, ConnId, Handler, Io, IoError, ShardConfig, ShardHandle};
@@ -51,6 +55,12 @@ pub enum AttackKind {
     Garbage,
     /// Handshake, then keepalives full of addresses that must not be dialed.
     Poison,
+    /// More silent unverified connections than the node's cap, from one address, one /24 or
+    /// many /24s ([`super::flood`]).
+    SlotFlood(FloodSource),
+    /// Authenticated peers streaming votes with wrong signatures while honest peers stream
+    /// valid ones ([`super::flood`]).
+    VoteFlood,
 }
 
 /// Number of distinct malformed inputs the `garbage` attack cycles through.
@@ -65,6 +75,8 @@ impl std::fmt::Display for AttackKind {
             AttackKind::Drip => f.write_str("drip"),
             AttackKind::Garbage => f.write_str("garbage"),
             AttackKind::Poison => f.write_str("poison"),
+            AttackKind::SlotFlood(s) => write!(f, "slot-flood:{}", s.as_str()),
+            AttackKind::VoteFlood => f.write_str("vote-flood"),
         }
     }
 }
@@ -72,10 +84,20 @@ impl std::fmt::Display for AttackKind {
 impl FromStr for AttackKind {
     type Err = AttackError;
 
-    /// `bad-sig:PCT`, `silent`, `query-only`, `drip`, `garbage`, `poison`.
+    /// `bad-sig:PCT`, `silent`, `query-only`, `drip`, `garbage`, `poison`,
+    /// `slot-flood:ip|subnet|many` (`slot-flood` alone: `ip`), `vote-flood`.
     fn from_str(s: &str) -> Result<AttackKind, AttackError> {
         let bad = || AttackError::Kind(s.to_string());
+        if let Some(rest) = s.strip_prefix("slot-flood") {
+            let source = match rest.strip_prefix(':') {
+                Some(src) => FloodSource::parse(src).ok_or_else(bad)?,
+                None if rest.is_empty() => FloodSource::Ip,
+                None => return Err(bad()),
+            };
+            return Ok(AttackKind::SlotFlood(source));
+        }
         Ok(match s {
+            "vote-flood" => AttackKind::VoteFlood,
             "silent" => AttackKind::Silent,
             "query-only" => AttackKind::QueryOnly,
             "drip" => AttackKind::Drip,
@@ -97,7 +119,10 @@ impl FromStr for AttackKind {
 #[derive(Debug, thiserror::Error)]
 pub enum AttackError {
     /// The kind text is not one of the kinds.
-    #[error("unknown attack kind {0:?} (bad-sig:PCT, silent, query-only, drip, garbage, poison)")]
+    #[error(
+        "unknown attack kind {0:?} (bad-sig:PCT, silent, query-only, drip, garbage, poison, \
+         slot-flood:ip|subnet|many, vote-flood)"
+    )]
     Kind(String),
     /// A configuration value is out of range.
     #[error("invalid attack configuration: {0}")]
@@ -136,11 +161,28 @@ pub struct AttackConfig {
     pub honest: Option<LoadConfig>,
     /// How often the process and the node are sampled.
     pub sample_interval: Duration,
+    /// Floods: the clean phase (honest load alone) before the attack.
+    pub clean_duration: Duration,
+    /// Floods: longest wait from starting the attack to measuring under it.
+    pub ramp_timeout: Duration,
+    /// Floods: a connection the node closes is reopened this long after.
+    pub reopen_delay: Duration,
+    /// `vote-flood`: hashes per vote (attackers' and honest).
+    pub vote_hashes: usize,
+    /// `vote-flood`: honest peers streaming valid votes.
+    pub honest_voters: usize,
+    /// `vote-flood`: valid votes per second over all honest voters (0: each as fast as the
+    /// node reads, from a pool of `vote_pool`).
+    pub honest_vote_rate: u32,
+    /// `vote-flood` with `honest_vote_rate` 0: valid votes signed before the run.
+    pub vote_pool: usize,
 }
 
 impl AttackConfig {
     /// Defaults: 300 connections for 10 s, drip every 500 ms, 4096 sources from index 1 000 000,
-    /// 5000 bogus poison addresses, an honest load of 8 connections, samples every second.
+    /// 5000 bogus poison addresses, an honest load of 8 connections, samples every second;
+    /// floods: a 5 s clean phase, ramp up to 2 s, reopen after 100 ms, 4 honest voters at
+    /// 16 000 votes/s in all (4000 per channel), 12 hashes per vote.
     pub fn new(target: SocketAddr, kind: AttackKind) -> AttackConfig {
         let mut honest = LoadConfig::new(target);
         honest.connections = 8;
@@ -156,6 +198,13 @@ impl AttackConfig {
             poison_bogus: 5000,
             honest: Some(honest),
             sample_interval: Duration::from_secs(1),
+            clean_duration: Duration::from_secs(5),
+            ramp_timeout: Duration::from_secs(2),
+            reopen_delay: Duration::from_millis(100),
+            vote_hashes: 12,
+            honest_voters: 4,
+            honest_vote_rate: 16_000,
+            vote_pool: 200_000,
         }
     }
 }
@@ -173,6 +222,8 @@ pub struct SoakSample {
     pub connections: u64,
     /// The node's channels (completed handshakes); 0 without a node.
     pub channels: usize,
+    /// The node's valid vote signatures so far (`votes_valid`); 0 without a node.
+    pub votes_valid: u64,
 }
 
 /// Resident set size of this process, KiB (`VmRSS` of `/proc/self/status`).
@@ -191,9 +242,9 @@ pub fn process_fds() -> Option<usize> {
 
 /// Samples the process and, if given, the node.
 pub fn sample(start: Instant, node: Option<&Node>) -> SoakSample {
-    let (connections, channels) = node.map_or((0, 0), |n| {
+    let (connections, channels, votes_valid) = node.map_or((0, 0, 0), |n| {
         let s = n.stats();
-        (s.io.live_connections, s.channels)
+        (s.io.live_connections, s.channels, s.proto.votes_valid)
     });
     SoakSample {
         t: start.elapsed(),
@@ -201,6 +252,7 @@ pub fn sample(start: Instant, node: Option<&Node>) -> SoakSample {
         fds: process_fds().unwrap_or(0),
         connections,
         channels,
+        votes_valid,
     }
 }
 
@@ -283,6 +335,8 @@ pub struct AttackReport {
     pub node_before: Option<NodeStats>,
     /// The node's counters after the attack.
     pub node_after: Option<NodeStats>,
+    /// `slot-flood` / `vote-flood`: the clean and attack phases and the attackers' counters.
+    pub flood: Option<Box<FloodReport>>,
 }
 
 impl AttackReport {
@@ -636,7 +690,11 @@ impl Handler for AttackHandler {
                 let m = self.garbage();
                 self.send(io, conn, m);
             }
-            AttackKind::Silent | AttackKind::Drip | AttackKind::BadSig(_) => {}
+            AttackKind::Silent
+            | AttackKind::Drip
+            | AttackKind::BadSig(_)
+            | AttackKind::SlotFlood(_)
+            | AttackKind::VoteFlood => {}
         }
     }
 
@@ -734,6 +792,9 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
     if cfg.duration.is_zero() {
         return Err(AttackError::Config("duration must be positive"));
     }
+    if matches!(cfg.kind, AttackKind::SlotFlood(_) | AttackKind::VoteFlood) {
+        return super::flood::run_flood(cfg, node);
+    }
     let start = Instant::now();
     let node_before = node.map(|n| n.stats());
     let mut samples = vec![sample(start, node)];
@@ -776,6 +837,7 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
             samples,
             node_before,
             node_after: node.map(|n| n.stats()),
+            flood: None,
         });
     }
     if cfg.connections == 0 {
@@ -897,6 +959,7 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
         samples,
         node_before,
         node_after: node.map(|n| n.stats()),
+        flood: None,
     })
 }
 
@@ -913,6 +976,10 @@ mod tests {
             "garbage",
             "poison",
             "bad-sig:50",
+            "slot-flood:ip",
+            "slot-flood:subnet",
+            "slot-flood:many",
+            "vote-flood",
         ] {
             assert_eq!(s.parse::<AttackKind>().unwrap().to_string(), s);
         }
@@ -921,6 +988,12 @@ mod tests {
             AttackKind::BadSig(10)
         );
         assert!("bad-sig:101".parse::<AttackKind>().is_err());
+        assert_eq!(
+            "slot-flood".parse::<AttackKind>().unwrap(),
+            AttackKind::SlotFlood(FloodSource::Ip)
+        );
+        assert!("slot-flood:mars".parse::<AttackKind>().is_err());
+        assert!("slot-floods".parse::<AttackKind>().is_err());
         assert!("flood".parse::<AttackKind>().is_err());
     }
 

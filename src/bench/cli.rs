@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use super::attack::AttackKind;
 use super::cpu::thread_cpu_time;
 use super::loadgen::{self, LoadConfig, LoadError};
 use super::report::{BenchReport, Progress};
 use crate::io::ShardConfig;
 use crate::node::{Node, NodeError, NodeOptions, default_shard_count};
+use crate::proto::config::ProtoConfig;
 use crate::types::Network;
 
 /// What failed in `nanopeer bench` / `nanopeer tune`.
@@ -107,13 +109,46 @@ pub struct BenchArgs {
     /// the simulated peers sign wrongly), `silent` (connections that never speak), `query-only`
     /// (send a handshake query, never answer), `drip` (one byte at a time), `garbage` (random
     /// bytes and bad headers), `poison` (keepalives advertising reserved, own and bogus
-    /// addresses). Reports honest handshakes/s, attack connections opened/held/cut, and the
-    /// process's peak descriptors and RSS.
+    /// addresses), `slot-flood:ip|subnet|many` (more silent unverified connections than the
+    /// node's cap, from one address, one /24 or many /24s), `vote-flood` (authenticated peers
+    /// streaming votes with wrong signatures, honest peers streaming valid ones). Reports
+    /// honest handshakes/s, attack connections opened/held/cut, and the process's peak
+    /// descriptors and RSS; the floods also a clean phase of the same run to compare with.
     #[arg(long, value_name = "KIND")]
-    pub attack: Option<crate::bench::attack::AttackKind>,
-    /// Attack connections held at once (`silent`, `query-only`, `drip`, `garbage`).
-    #[arg(long, default_value_t = 300, value_name = "N")]
-    pub attack_connections: usize,
+    pub attack: Option<AttackKind>,
+    /// Attack connections (or attacker peers) at once [default: slot-flood the node's
+    /// connection cap + 1/8, vote-flood 32, the others 300].
+    #[arg(long, value_name = "N")]
+    pub attack_connections: Option<usize>,
+    /// The in-process node's admission limits: `bench` (raised so the load fits), `live`
+    /// (4 per IP, 16 per /24, 4 cookies per IP, 2048 channels: the live network's, on the dev
+    /// network on loopback) or `dev` (the dev network's own) [default: live for slot-flood
+    /// and vote-flood, bench otherwise].
+    #[arg(long, value_name = "MODE")]
+    pub limits: Option<LimitsMode>,
+    /// The in-process node's connection cap per shard (`max_connections_per_shard`)
+    /// [default: 2048 with live or dev limits; with bench limits, what the load needs].
+    #[arg(long, value_name = "N")]
+    pub node_max_connections: Option<usize>,
+    /// Floods: seconds of honest load alone before the attack [default: --duration, at most 5].
+    #[arg(long, value_name = "S")]
+    pub clean_duration: Option<f64>,
+    /// Floods: an attack connection the node closes is reopened after this many ms.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub attack_reopen_ms: u64,
+    /// vote-flood: honest peers streaming valid votes.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub honest_voters: usize,
+    /// vote-flood: valid votes per second over all honest voters, signed before the run
+    /// (0: each voter as fast as the node reads, from a pool of --vote-pool).
+    #[arg(long, default_value_t = 16_000, value_name = "N")]
+    pub honest_vote_rate: u32,
+    /// vote-flood with --honest-vote-rate 0: valid votes signed before the run.
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    pub vote_pool: usize,
+    /// vote-flood: block hashes per vote.
+    #[arg(long, default_value_t = 12, value_name = "N")]
+    pub vote_hashes: usize,
     /// Soak: run the (churning) load for --duration seconds and sample RSS and open descriptors
     /// every --soak-interval seconds; reports the growth after the first fifth of the run.
     #[arg(long)]
@@ -297,6 +332,91 @@ pub fn bench_limits(plan: &BenchPlan) -> Vec<(&'static str, u64)> {
         ("max_connections_per_shard", (channels + 64) as u64),
         ("backlog", plan.connections.max(1024) as u64),
     ]
+}
+
+/// Which admission limits an in-process bench node runs with (`--limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitsMode {
+    /// Raised so the load's concurrency fits ([`bench_limits`]).
+    Bench,
+    /// The live network's: 4 per IP, 16 per /24, 4 cookies per IP, 2048 channels (the node
+    /// stays on its own network, on loopback).
+    Live,
+    /// The dev network's own.
+    Dev,
+}
+
+impl LimitsMode {
+    /// `bench`, `live` or `dev`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LimitsMode::Bench => "bench",
+            LimitsMode::Live => "live",
+            LimitsMode::Dev => "dev",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LimitsMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LimitsMode, String> {
+        match s {
+            "bench" => Ok(LimitsMode::Bench),
+            "live" => Ok(LimitsMode::Live),
+            "dev" => Ok(LimitsMode::Dev),
+            _ => Err(format!("unknown limits {s:?} (bench, live, dev)")),
+        }
+    }
+}
+
+/// Sets the admission limits of `mode` on `o` (per IP, per subnet, cookies, channels), taken
+/// from that network's defaults; [`LimitsMode::Bench`] leaves `o` as it is. Timeouts and the
+/// network stay `o`'s.
+pub fn apply_limits(o: &mut NodeOptions, mode: LimitsMode) {
+    let from = match mode {
+        LimitsMode::Bench => return,
+        LimitsMode::Live => ProtoConfig::for_network(Network::Live),
+        LimitsMode::Dev => ProtoConfig::for_network(Network::Dev),
+    };
+    o.proto.max_peers_per_ip = from.max_peers_per_ip;
+    o.proto.max_peers_per_subnetwork = from.max_peers_per_subnetwork;
+    o.proto.max_cookies_per_ip = from.max_cookies_per_ip;
+    o.proto.max_cookies = from.max_cookies;
+    o.proto.max_channels = from.max_channels;
+}
+
+/// The admission limits of node options, as (name, value) pairs for the output.
+pub fn limits_of(o: &NodeOptions) -> Vec<(&'static str, u64)> {
+    vec![
+        ("max_peers_per_ip", u64::from(o.proto.max_peers_per_ip)),
+        (
+            "max_peers_per_subnetwork",
+            u64::from(o.proto.max_peers_per_subnetwork),
+        ),
+        ("max_cookies_per_ip", u64::from(o.proto.max_cookies_per_ip)),
+        ("max_cookies", o.proto.max_cookies as u64),
+        ("max_channels", o.proto.max_channels as u64),
+        ("max_connections_per_shard", o.io.max_connections as u64),
+        ("backlog", o.io.backlog.max(0) as u64),
+    ]
+}
+
+/// The soft limit on open descriptors (`/proc/self/limits`), when readable.
+pub fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Node options of a bench: loopback, free port, raised limits, no peers.
@@ -766,42 +886,106 @@ pub fn stderr_is_terminal() -> bool {
 fn bench_attack(
     args: &BenchArgs,
     plan: &BenchPlan,
-    kind: crate::bench::attack::AttackKind,
+    kind: AttackKind,
     cores: usize,
 ) -> Result<bool, BenchError> {
     use crate::bench::attack::{AttackConfig, run_attack};
+    let flood = matches!(kind, AttackKind::SlotFlood(_) | AttackKind::VoteFlood);
+    let mode = args.limits.unwrap_or(if flood {
+        LimitsMode::Live
+    } else {
+        LimitsMode::Bench
+    });
     let pl = placement(plan.shards, plan.load_threads, cores, plan.pin);
     let dir = TempDir::new()?;
-    let node = Node::start(node_options(plan, &dir.0, pl.pin_node))?;
+    let mut opts = node_options(plan, &dir.0, pl.pin_node);
+    apply_limits(&mut opts, mode);
+    if mode != LimitsMode::Bench {
+        opts.io.max_connections = ShardConfig::default().max_connections;
+    }
+    if let Some(cap) = args.node_max_connections {
+        if cap == 0 {
+            return Err(BenchError::Argument(
+                "--node-max-connections must be at least 1".into(),
+            ));
+        }
+        opts.io.max_connections = cap;
+    }
+    let cap = opts.io.max_connections;
+    let connections = args.attack_connections.unwrap_or(match kind {
+        AttackKind::SlotFlood(_) => cap + cap.div_ceil(8),
+        AttackKind::VoteFlood => 32,
+        _ => 300,
+    });
+    let limits = limits_of(&opts);
+    if let Some(soft) = open_files_limit() {
+        // attack sockets on both ends, the honest load on both ends, the node's own files
+        let need = 2 * connections as u64 + 2 * 64 + 2 * args.honest_voters as u64 + 64;
+        if need > soft {
+            note(&format!(
+                "warning: about {need} descriptors needed but the soft RLIMIT_NOFILE is {soft}: \
+                 raise it (ulimit -n) or lower --attack-connections"
+            ));
+        }
+    }
+    let node = Node::start(opts)?;
     let target = node.local_addr();
     let mut cfg = AttackConfig::new(target, kind);
     cfg.network = plan.network;
     cfg.duration = plan.duration;
-    cfg.connections = args.attack_connections;
+    cfg.connections = connections;
+    cfg.clean_duration = Duration::from_secs_f64(
+        args.clean_duration
+            .unwrap_or(plan.duration.as_secs_f64().min(5.0))
+            .max(0.0),
+    );
+    cfg.reopen_delay = Duration::from_millis(args.attack_reopen_ms);
+    cfg.honest_voters = args.honest_voters;
+    cfg.honest_vote_rate = args.honest_vote_rate;
+    cfg.vote_pool = args.vote_pool;
+    cfg.vote_hashes = args.vote_hashes;
+    if flood {
+        cfg.sample_interval = Duration::from_millis(250);
+    }
     let mut honest = load_config(plan, target, &pl, plan.duration);
     honest.connections = honest.connections.min(64);
     cfg.honest = Some(honest);
+    let text: Vec<String> = limits.iter().map(|(k, v)| format!("{k}={v}")).collect();
     note(&format!(
-        "attack {kind} against an in-process node ({} shard(s)) for {:.0} s, with an honest load",
+        "attack {kind} ({connections} connections) against an in-process node ({} shard(s), \
+         {mode} limits: {}) for {:.0} s, with an honest load{}",
         plan.shards,
-        plan.duration.as_secs_f64()
+        text.join(", "),
+        plan.duration.as_secs_f64(),
+        if flood {
+            format!(
+                ", after a clean phase of {:.0} s",
+                cfg.clean_duration.as_secs_f64()
+            )
+        } else {
+            String::new()
+        }
     ));
     let result = run_attack(&cfg, Some(&node));
     let stopped = node.stop();
     let rep = result.map_err(|e| BenchError::Argument(format!("attack: {e}")))?;
     stopped?;
     println!("{}", rep.summary());
+    if let Some(f) = &rep.flood {
+        println!("{}", f.summary());
+    }
     let delta = |f: fn(&crate::node::NodeStats) -> u64| {
         rep.node_after
             .as_ref()
             .zip(rep.node_before.as_ref())
             .map(|(a, b)| f(a).saturating_sub(f(b)))
     };
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "attack": kind.to_string(),
         "duration_s": rep.wall.as_secs_f64(),
         "honest_handshakes_per_sec": rep.honest_per_sec(),
         "honest_failures": rep.honest.as_ref().map(|h| h.failures_total()),
+        "attack_connections": connections,
         "attack_opened": rep.opened,
         "attack_connect_failed": rep.connect_failed,
         "attack_held_peak": rep.held_peak,
@@ -814,7 +998,17 @@ fn bench_attack(
         "node_connections_peak": rep.connections_peak(),
         "process_fds_peak": rep.fds_peak(),
         "process_rss_peak_kb": rep.rss_peak_kb(),
+        "limits": mode.as_str(),
+        "node_limits": limits
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>(),
     });
+    if let (Some(f), Some(m)) = (&rep.flood, json.as_object_mut())
+        && let serde_json::Value::Object(extra) = f.json()
+    {
+        m.extend(extra);
+    }
     if args.json {
         println!("{json}");
     }
@@ -929,7 +1123,15 @@ mod tests {
             hold_limit: 20_000,
             no_pin: false,
             attack: None,
-            attack_connections: 300,
+            attack_connections: None,
+            limits: None,
+            node_max_connections: None,
+            clean_duration: None,
+            attack_reopen_ms: 100,
+            honest_voters: 4,
+            honest_vote_rate: 16_000,
+            vote_pool: 200_000,
+            vote_hashes: 12,
             soak: false,
             soak_interval: 10.0,
         });
@@ -940,6 +1142,27 @@ mod tests {
         assert!(o.proto.allow_local_peers);
         plan.batch_max = 0;
         assert!(matches!(validate(&plan), Err(BenchError::Argument(_))));
+    }
+
+    #[test]
+    fn live_limits_are_the_live_networks_on_the_dev_network() {
+        let mut o = NodeOptions::new(Network::Dev, "/nonexistent");
+        let dev = o.proto.clone();
+        apply_limits(&mut o, LimitsMode::Live);
+        assert_eq!(o.network, Network::Dev);
+        assert_eq!(o.proto.max_peers_per_ip, 4);
+        assert_eq!(o.proto.max_peers_per_subnetwork, 16);
+        assert_eq!(o.proto.max_cookies_per_ip, 4);
+        assert_eq!(o.proto.max_channels, 2048);
+        assert_eq!(o.proto.handshake_timeout_ms, dev.handshake_timeout_ms);
+        assert!(o.proto.allow_local_peers);
+        apply_limits(&mut o, LimitsMode::Dev);
+        assert_eq!(o.proto, dev);
+        let l = limits_of(&o);
+        assert_eq!(l[0], ("max_peers_per_ip", 256));
+        assert_eq!("live".parse::<LimitsMode>(), Ok(LimitsMode::Live));
+        assert!("prod".parse::<LimitsMode>().is_err());
+        assert!(open_files_limit().unwrap() > 0);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   the load threads' own CPU use.
 //! - [`attack`]: hostile traffic (`--attack KIND`) alongside an honest load, and the soak
 //!   sampler (RSS, descriptors, connections over time).
+//! - [`flood`]: `slot-flood` and `vote-flood`: more unverified connections than the cap, and
+//!   invalid votes on authenticated channels, each against a clean phase of the same run.
 //! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
 //!   fresh key per handshake), measured by the same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
@@ -20,6 +22,7 @@ pub mod attack;
 pub mod ceiling;
 pub mod cli;
 pub mod cpu;
+pub mod flood;
 pub mod hist;
 pub mod loadgen;
 pub mod report;
@@ -31,6 +34,7 @@ pub use attack::{
 };
 pub use ceiling::crypto_ceiling_per_sec;
 pub use cpu::{current_thread_id, process_cpu_time, thread_cpu_time};
+pub use flood::{FloodCounts, FloodPeers, FloodReport, FloodRunner, FloodSource, run_flood};
 pub use hist::{AtomicHistogram, LatencyHistogram};
 pub use loadgen::{
     BadSigCounts, Failure, LoadConfig, LoadError, LoadReport, Snapshot, run, run_counted, source_ip,
