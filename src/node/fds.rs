@@ -5,13 +5,14 @@
 //! held until its descriptor is closed), and every shard also owns its listener, its wake
 //! eventfd and its io_uring. Beside the shards the process needs a fixed reserve
 //! ([`FD_RESERVE`], named part by part below). At start [`Node::start`](super::Node::start)
-//! raises the soft limit to the hard one ([`raise_open_file_limit`]) and fits the caps into it
+//! raises the soft limit to the hard one and fits the caps into it
 //! with [`fit_connections`]: when they do not fit, the per-shard cap is lowered (with a
 //! warning naming the numbers, as Bitcoin Core's "Reducing -maxconnections from N to M,
 //! because of system limitations"), and the node refuses to start only when not even
 //! [`MIN_CONNECTIONS_PER_SHARD`] per shard fit. A shard at its cap refuses (counts) new
 //! connections instead of failing `accept` with `EMFILE`, which would also starve the peer
-//! store, the RPC server and DNS.
+//! store, the RPC server and DNS. With separate inbound and outbound caps the per-shard total
+//! is their sum, and [`scale_caps`] splits a lowered total between them.
 
 use super::NodeError;
 
@@ -97,6 +98,27 @@ pub fn fit_connections(limit: u64, shards: usize, per_shard: usize) -> FdFit {
         needed: fds_needed(shards, per_shard),
         wanted,
     }
+}
+
+/// Splits a lowered per-shard total `fit` between inbound and outbound caps in the
+/// proportion configured (`inbound` : `outbound`), so the outbound slots inbound peers cannot
+/// take shrink no faster than the inbound ones; each part keeps at least one slot when it had
+/// any and `fit` allows. `(inbound, outbound)` are returned unchanged when they fit already.
+pub fn scale_caps(fit: usize, inbound: usize, outbound: usize) -> (usize, usize) {
+    let total = inbound.saturating_add(outbound);
+    if total <= fit {
+        return (inbound, outbound);
+    }
+    let mut out = (fit as u128 * outbound as u128 / total as u128) as usize;
+    if outbound > 0 && out == 0 && fit >= 2 {
+        out = 1;
+    }
+    let mut inb = fit - out;
+    if inbound > 0 && inb == 0 && out > 1 {
+        inb = 1;
+        out -= 1;
+    }
+    (inb, out)
 }
 
 /// The open-file limit as the node found and left it.
@@ -286,6 +308,20 @@ mod tests {
                     assert!(per_shard >= MIN_CONNECTIONS_PER_SHARD);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn lowered_total_is_split_in_the_configured_proportion() {
+        assert_eq!(scale_caps(4096, 2048, 2048), (2048, 2048));
+        assert_eq!(scale_caps(477, 2048, 2048), (239, 238));
+        assert_eq!(scale_caps(100, 300, 100), (75, 25));
+        assert_eq!(scale_caps(8, 10_000, 1), (7, 1));
+        assert_eq!(scale_caps(8, 1, 10_000), (1, 7));
+        assert_eq!(scale_caps(10, 20, 0), (10, 0));
+        for (fit, i, o) in [(8, 2048, 2048), (9, 3, 1000), (477, 1, 1), (1000, 999, 999)] {
+            let (a, b) = scale_caps(fit, i, o);
+            assert_eq!(a + b, fit.min(i + o), "{fit} {i} {o}");
         }
     }
 
