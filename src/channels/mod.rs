@@ -832,4 +832,26 @@ impl<B: Backend> ChannelMap<B> {
         }
         out
     }
+
+    /// Removes every channel owned by `shard` and marks it closed; returns them. For a shard
+    /// that died without closing its connections: its peers must not stay "connected" (and
+    /// their node ids refused as duplicates) until the next purge.
+    pub fn remove_shard(&self, shard: u16) -> Vec<Arc<Channel>> {
+        let mut out = Vec::new();
+        for stripe in self.stripes.iter() {
+            let mut inner = stripe.inner.lock();
+            let victims: Vec<(SocketAddrV6, ChannelId)> = inner
+                .list
+                .iter()
+                .filter(|c| c.shard() == shard)
+                .map(|c| (c.remote(), c.id()))
+                .collect();
+            for (ep, id) in victims {
+                if let Some(ch) = self.remove_locked(stripe, &mut inner, ep, id) {
+                    out.push(ch);
+                }
+            }
+        }
+        out
+    }
 }

@@ -33,6 +33,7 @@ pub use config::{SendOverflow, ShardConfig};
 pub use conn::{CloseReason, ConnId};
 pub use counters::Counters;
 pub use error::{Full, IoError};
+pub use handle::{Fault, Heartbeat, ShardExit, panic_message};
 pub use handle::{ShardHandle, ShardInfo, spawn, spawn_shards};
 pub use ring::probe;
 pub use shard::{Handler, Io, Screen};
@@ -53,4 +54,17 @@ pub fn set_file_size_limit(bytes: Option<u64>) -> Result<(), IoError> {
 /// it and the node keeps peering) rather than the death of the process.
 pub fn ignore_file_size_signal() -> Result<(), IoError> {
     sys::ignore_file_size_signal()
+}
+
+/// The process's open-file limit (`RLIMIT_NOFILE`) as `(soft, hard)`; `u64::MAX` means
+/// unlimited.
+pub fn open_file_limit() -> Result<(u64, u64), IoError> {
+    sys::open_file_limit()
+}
+
+/// Sets the process's open-file limit (`RLIMIT_NOFILE`; `u64::MAX` = unlimited). Raising the
+/// soft limit up to the hard one needs no privilege; tests lower both to run a node under a
+/// small limit.
+pub fn set_open_file_limit(soft: u64, hard: u64) -> Result<(), IoError> {
+    sys::set_open_file_limit(soft, hard)
 }

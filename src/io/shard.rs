@@ -860,6 +860,8 @@ impl<H: Handler> Shard<H> {
         let mut result = Ok(());
         loop {
             self.io.now = Instant::now();
+            // Progress for watchdogs (and where an injected test fault strikes).
+            self.shared.heartbeat.beat(self.io.now);
             self.reap();
             self.commands();
             self.expire_deadlines();
@@ -914,6 +916,8 @@ impl<H: Handler> Shard<H> {
         let timeout = if busy {
             Some(Duration::ZERO)
         } else {
+            // Waiting for work is not a stall.
+            self.shared.heartbeat.idle(now);
             until.map(|t| t.saturating_duration_since(now))
         };
         let submitter = self.io.ring.submitter();

@@ -279,6 +279,55 @@ pub(crate) fn set_file_size_limit(bytes: Option<u64>) -> Result<(), IoError> {
     .map(drop)
 }
 
+/// The process's open-file limit (`RLIMIT_NOFILE`) as `(soft, hard)`; `u64::MAX` stands for
+/// `RLIM_INFINITY`.
+pub(crate) fn open_file_limit() -> Result<(u64, u64), IoError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit the kernel fills in; it outlives the call.
+    setup(
+        "getrlimit(RLIMIT_NOFILE)",
+        cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }),
+    )?;
+    Ok((rlim_to_u64(limit.rlim_cur), rlim_to_u64(limit.rlim_max)))
+}
+
+/// Sets the process's open-file limit (`RLIMIT_NOFILE`); `u64::MAX` is `RLIM_INFINITY`. Raising
+/// the soft limit up to the hard one needs no privilege; raising the hard one does, and
+/// lowering the hard one cannot be undone without it.
+pub(crate) fn set_open_file_limit(soft: u64, hard: u64) -> Result<(), IoError> {
+    let limit = libc::rlimit {
+        rlim_cur: u64_to_rlim(soft),
+        rlim_max: u64_to_rlim(hard),
+    };
+    // SAFETY: `limit` is a valid, initialised rlimit; setrlimit only reads it.
+    setup(
+        "setrlimit(RLIMIT_NOFILE)",
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }),
+    )
+    .map(drop)
+}
+
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // rlim_t is u64 on Linux
+fn rlim_to_u64(v: libc::rlim_t) -> u64 {
+    if v == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        u64::try_from(v).unwrap_or(u64::MAX)
+    }
+}
+
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // rlim_t is u64 on Linux
+fn u64_to_rlim(v: u64) -> libc::rlim_t {
+    if v == u64::MAX {
+        libc::RLIM_INFINITY
+    } else {
+        libc::rlim_t::try_from(v).unwrap_or(libc::RLIM_INFINITY)
+    }
+}
+
 /// Ignores SIGXFSZ, so a write past the file-size limit fails with EFBIG instead of killing
 /// the process.
 pub(crate) fn ignore_file_size_signal() -> Result<(), IoError> {
@@ -316,6 +365,19 @@ mod tests {
             assert_eq!(quick, i32::from(!delayed), "delayed_ack = {delayed}");
             assert_eq!(getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY), 1);
             close(fd);
+        }
+    }
+
+    #[test]
+    fn open_file_limit_reads_and_sets_back() {
+        let (soft, hard) = open_file_limit().unwrap();
+        assert!(soft <= hard, "{soft} > {hard}");
+        // Setting the same values is always allowed and changes nothing.
+        set_open_file_limit(soft, hard).unwrap();
+        assert_eq!(open_file_limit().unwrap(), (soft, hard));
+        // A soft limit above the hard one is refused.
+        if hard != u64::MAX {
+            assert!(set_open_file_limit(hard + 1, hard).is_err());
         }
     }
 

@@ -15,7 +15,7 @@ use parking_lot::RwLock;
 
 use crate::crypto::genesis_hash;
 use crate::io::Counters;
-use crate::ops::metrics::{self, Histogram, MetricsSnapshot};
+use crate::ops::metrics::{self, Histogram, MetricsSnapshot, ThreadMetrics};
 use crate::ops::rpc::{
     NodeApi, PeerInfo as RpcPeer, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
 };
@@ -327,6 +327,22 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
     ] {
         stat(&mut e, "peer_history", detail, "out", v);
     }
+    // Thread health: one row per thread (`shard-0`, …, `crawler`) and measure.
+    for t in &s.threads {
+        let age_ms = u64::try_from(t.progress_age.as_millis()).unwrap_or(u64::MAX);
+        stat(&mut e, "thread_progress_age_ms", &t.name, "in", age_ms);
+        stat(&mut e, "thread_alive", &t.name, "in", u64::from(t.alive));
+        stat(&mut e, "thread_stall", &t.name, "in", t.stalls);
+    }
+    let f = &s.open_files;
+    for (detail, v) in [
+        ("limit", f.soft),
+        ("hard_limit", f.hard),
+        ("needed", f.needed),
+        ("connections_per_shard", f.per_shard as u64),
+    ] {
+        stat(&mut e, "open_files", detail, "in", v);
+    }
     e
 }
 
@@ -376,6 +392,19 @@ pub(crate) fn metrics_snapshot(
         store_errors: s.crawler.thread.store_errors,
         verify_batch_cap: s.batch.cap,
         verify_batch_cap_shrinks: s.batch.cap_shrinks,
+        threads: s
+            .threads
+            .iter()
+            .map(|t| ThreadMetrics {
+                name: t.name.clone(),
+                alive: t.alive,
+                progress_age_seconds: t.progress_age.as_secs_f64(),
+                stalls: t.stalls,
+            })
+            .collect(),
+        open_files_limit: s.open_files.soft,
+        open_files_needed: s.open_files.needed,
+        connection_cap_per_shard: s.open_files.per_shard as u64,
     }
 }
 
@@ -499,9 +528,10 @@ impl NodeApi for SharedNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::{BatchMetrics, CrawlerStatus, ShardMetrics};
+    use crate::node::{BatchMetrics, CrawlerStatus, OpenFiles, ShardMetrics, ThreadHealth};
     use crate::ops::metrics::{parse_text, render};
     use crate::proto::shard::ShardStats;
+    use std::time::Duration;
 
     fn stats() -> NodeStats {
         let mut proto = ShardStats::default();
@@ -550,6 +580,37 @@ mod tests {
                 thread: Default::default(),
                 store_ok: true,
             },
+            threads: vec![
+                ThreadHealth {
+                    name: "shard-0".into(),
+                    alive: true,
+                    progress_age: Duration::from_millis(40),
+                    stalled: false,
+                    stalls: 0,
+                },
+                ThreadHealth {
+                    name: "shard-1".into(),
+                    alive: false,
+                    progress_age: Duration::from_millis(9000),
+                    stalled: false,
+                    stalls: 2,
+                },
+                ThreadHealth {
+                    name: "crawler".into(),
+                    alive: true,
+                    progress_age: Duration::from_millis(12),
+                    stalled: false,
+                    stalls: 0,
+                },
+            ],
+            open_files: OpenFiles {
+                soft_at_start: 1024,
+                soft: 20_000,
+                hard: 20_000,
+                needed: 4166,
+                configured_per_shard: 2048,
+                per_shard: 2048,
+            },
         }
     }
 
@@ -582,6 +643,15 @@ mod tests {
         assert_eq!(entry(&e, "vote", "invalid_signature", "in"), Some(6));
         assert!(entry(&e, "rep_crawler", "query_sent", "in").is_some());
         assert!(entry(&e, "telemetry", "process", "in").is_some());
+        assert_eq!(
+            entry(&e, "thread_progress_age_ms", "shard-1", "in"),
+            Some(9000)
+        );
+        assert_eq!(entry(&e, "thread_alive", "shard-1", "in"), Some(0));
+        assert_eq!(entry(&e, "thread_alive", "crawler", "in"), Some(1));
+        assert_eq!(entry(&e, "thread_stall", "shard-1", "in"), Some(2));
+        assert_eq!(entry(&e, "open_files", "limit", "in"), Some(20_000));
+        assert_eq!(entry(&e, "open_files", "needed", "in"), Some(4166));
         // no (type, detail, dir) twice
         let mut keys: Vec<_> = e
             .iter()
@@ -644,5 +714,17 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(find("nanopeer_uptime_seconds", &[]), Some(11.0));
+        assert_eq!(
+            find(
+                "nanopeer_thread_progress_age_seconds",
+                &[("thread", "shard-1")]
+            ),
+            Some(9.0)
+        );
+        assert_eq!(
+            find("nanopeer_thread_alive", &[("thread", "shard-1")]),
+            Some(0.0)
+        );
+        assert_eq!(find("nanopeer_shard_connection_cap", &[]), Some(2048.0));
     }
 }

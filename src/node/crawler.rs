@@ -185,6 +185,8 @@ pub(crate) struct CrawlerThread {
     pub(crate) out: Vec<CrawlerOutput>,
     pub(crate) stats: CrawlerThreadStats,
     pub(crate) store_failed: bool,
+    /// Beats once per loop turn (thread health).
+    pub(crate) heartbeat: Arc<crate::io::Heartbeat>,
 }
 
 impl CrawlerThread {
@@ -203,6 +205,7 @@ impl CrawlerThread {
         let control = self.control.clone();
         let mut next_publish = Instant::now();
         loop {
+            self.heartbeat.beat(Instant::now());
             let now = self.now_ms();
             let wait = Duration::from_millis(self.core.next_wakeup_ms().saturating_sub(now))
                 .min(MAX_SLEEP);

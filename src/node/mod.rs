@@ -6,14 +6,31 @@
 //! which dials the stored peers first and then the preconfigured ones. [`Node`] is the handle
 //! the CLI, the RPC server and the tests use; [`Node::stop`] flushes the live peers to the store
 //! and joins every thread. [`run_until_signal`] is the daemon: start, wait for SIGTERM or
-//! SIGINT, stop.
+//! SIGINT (or a thread's death), stop.
+//!
+//! **Limits.** Before anything else, `start` raises the soft open-file limit to the hard one
+//! and fits the per-shard connection caps into it (module [`fds`]): caps that do not fit are
+//! lowered with a warning; a limit too small for even a minimal configuration is
+//! [`NodeError::OpenFileLimit`].
+//!
+//! **Thread health.** A shard or crawler thread that panics is logged (error, with the
+//! thread's name) and reported by [`Node::failed_thread`]; a dead shard's channels leave the
+//! channel map at once (its sockets closed with it), so its peers can reconnect through the
+//! other shards. The node does not restart the thread: the daemon ([`run_until_signal`],
+//! `nanopeer run`) stops and exits with a non-zero status for its supervisor to restart it. Each
+//! thread's last progress is in [`Node::threads`], and a watchdog warns about a thread that
+//! has work but makes no progress for [`NodeOptions::stall_warning`].
 
 mod api;
 mod crawler;
+pub mod fds;
+mod health;
 mod shard;
 
 pub use api::{STORE_VERSION, SharedNode};
 pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
+pub use fds::{FdFit, OpenFiles, fds_needed, fit_connections};
+pub use health::{DEFAULT_STALL_WARNING, ThreadFailure, ThreadHealth};
 pub use shard::{AdaptiveBatch, BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -29,11 +46,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::channels::{ChannelLimits, ChannelMap, Direction};
-use crate::io::{self, Counters, IoError, ShardConfig, ShardHandle};
+use crate::io::{self, Counters, Fault, IoError, ShardConfig, ShardExit, ShardHandle};
 use crate::proto::addr::{canonical, to_socket_addr};
 use crate::proto::config::ProtoConfig;
 use crate::proto::crawler::{CrawlerCore, CrawlerSetup};
-use crate::proto::events::ShardCommand;
+use crate::proto::events::{CrawlerEvent, ShardCommand};
 use crate::proto::exclusion::PeerExclusion;
 use crate::proto::filter::{DEFAULT_CUTOFF_MS, DEFAULT_SLOTS, DuplicateFilter};
 use crate::proto::identity::NodeIdentity;
@@ -47,6 +64,7 @@ use crate::types::{Network, PublicKey};
 use crate::wire::TelemetryData;
 
 use self::crawler::{Control, CrawlerThread, recv_within, wall_ms};
+use self::health::{CrawlerLife, Health, Watchdog};
 use self::shard::{NodeShard, ShardSetup};
 
 /// How long [`Node::stop`] waits for the crawler's final flush.
@@ -118,6 +136,34 @@ pub enum NodeError {
     /// Installing the SIGTERM/SIGINT handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signal(#[source] std::io::Error),
+    /// The open-file limit cannot hold even a minimal configuration ([`fds`]).
+    #[error(
+        "the open-file limit ({soft}, hard {hard}) is below the {minimum} descriptors that \
+         {shards} shard(s) need at the least ({shards} × ({per_shard} connections + {per_fixed}) \
+         + {reserve} reserved); raise it (ulimit -n, systemd LimitNOFILE=) or use fewer shards"
+    )]
+    OpenFileLimit {
+        /// The soft limit in force (after trying to raise it to the hard one).
+        soft: u64,
+        /// The hard limit.
+        hard: u64,
+        /// Shards configured.
+        shards: usize,
+        /// Connection slots per shard of the minimal configuration.
+        per_shard: usize,
+        /// Descriptors each shard holds besides its connections.
+        per_fixed: u64,
+        /// Descriptors reserved besides the shards.
+        reserve: u64,
+        /// Descriptors the minimal configuration needs.
+        minimum: u64,
+    },
+    /// A node thread ended while the node was running (it panicked or failed).
+    #[error("{0}")]
+    ThreadDied(ThreadFailure),
+    /// No thread of that name (fault injection).
+    #[error("no thread named {0:?}")]
+    NoSuchThread(String),
 }
 
 /// The preconfigured peers of a network (§7.6): dev none, live `peering.nano.org:7075`, beta
@@ -177,6 +223,9 @@ pub struct NodeOptions {
     pub event_queue: usize,
     /// Decompressed public keys cached per shard.
     pub key_cache: usize,
+    /// A thread with work (a shard with connections or queued commands; the crawler) that
+    /// shows no progress this long is logged as stalled (default [`DEFAULT_STALL_WARNING`]).
+    pub stall_warning: Duration,
 }
 
 impl NodeOptions {
@@ -200,6 +249,7 @@ impl NodeOptions {
             filter_slots: DEFAULT_SLOTS,
             event_queue: 65_536,
             key_cache: 4096,
+            stall_warning: DEFAULT_STALL_WARNING,
         }
     }
 }
@@ -242,6 +292,10 @@ pub struct NodeStats {
     pub shards: Vec<ShardMetrics>,
     /// The crawler (as last published).
     pub crawler: CrawlerStatus,
+    /// Each thread's health (shards in order, then the crawler), now.
+    pub threads: Vec<ThreadHealth>,
+    /// The open-file limit and the descriptor budget of the caps in force.
+    pub open_files: OpenFiles,
 }
 
 /// Adds `b`'s counters to `a`.
@@ -376,6 +430,10 @@ pub struct Node {
     status: Arc<RwLock<CrawlerStatus>>,
     control: crossbeam::channel::Sender<Control>,
     crawler: Option<JoinHandle<()>>,
+    crawler_life: Arc<CrawlerLife>,
+    health: Arc<Health>,
+    watchdog: Watchdog,
+    open_files: OpenFiles,
     stopped: bool,
 }
 
@@ -406,6 +464,14 @@ impl Node {
         if opts.batch_max == 0 {
             return Err(NodeError::Config("batch_max must be at least 1".into()));
         }
+        let shard_count = opts.shards.unwrap_or_else(default_shard_count).max(1);
+        if shard_count > usize::from(u16::MAX) {
+            return Err(NodeError::Config("too many shards".into()));
+        }
+        // First, so that a limit too small is reported before anything is opened. Here rather
+        // than in the CLI: every embedder (bench, tests) gets caps that fit its limit.
+        // The lead adds `opts.io.max_outbound` to the per-shard total when the caps split.
+        let open_files = fds::apply_open_file_limit(shard_count, opts.io.max_connections)?;
         // A file-size limit (or a full quota) must fail the peer-store write, which the crawler
         // reports while the node keeps peering, not kill the whole process with SIGXFSZ.
         if let Err(e) = crate::io::ignore_file_size_signal() {
@@ -448,10 +514,6 @@ impl Node {
         // The rep crawler publishes its query candidates here; shards pick a new channel's
         // first query from it.
         let query_board = Arc::new(QueryBoard::new(network));
-        let shard_count = opts.shards.unwrap_or_else(default_shard_count).max(1);
-        if shard_count > usize::from(u16::MAX) {
-            return Err(NodeError::Config("too many shards".into()));
-        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
         // Shards. The protocol settings need the bound port, known once shard 0 has bound
@@ -470,6 +532,7 @@ impl Node {
         let shard_tids = Arc::new(Mutex::new(vec![0u32; shard_count]));
         let mut io_cfg = opts.io.clone();
         io_cfg.listen = Some(opts.listen);
+        io_cfg.max_connections = open_files.per_shard;
         io_cfg.cores = if !opts.io.cores.is_empty() {
             opts.io.cores.clone()
         } else if opts.pin_cores {
@@ -534,6 +597,10 @@ impl Node {
                 source,
             }
         })?;
+        for h in &shards {
+            let (channels, events, index) = (Arc::clone(&channels), ev_tx.clone(), h.index());
+            h.on_exit(move |exit| shard_exited(index, exit, &channels, &events));
+        }
         drop(ev_tx);
         let local_addr = shards
             .first()
@@ -580,6 +647,7 @@ impl Node {
         let core = CrawlerCore::new(setup);
         let status = Arc::new(RwLock::new(CrawlerStatus::of(&core, 0)));
         let (ctl_tx, ctl_rx) = unbounded();
+        let crawler_life = Arc::new(CrawlerLife::default());
         let preconfigured = opts
             .preconfigured_peers
             .clone()
@@ -602,10 +670,12 @@ impl Node {
             out: Vec::new(),
             stats: CrawlerThreadStats::default(),
             store_failed: false,
+            heartbeat: Arc::clone(&crawler_life.heartbeat),
         };
         let pin = opts
             .crawler_core
             .or_else(|| opts.pin_cores.then(|| cores.saturating_sub(1)));
+        let life = Arc::clone(&crawler_life);
         let spawned = std::thread::Builder::new()
             .name("crawler".into())
             .spawn(move || {
@@ -614,19 +684,52 @@ impl Node {
                 {
                     tracing::warn!(core, error = %e, "cannot pin the crawler thread");
                 }
-                thread.run();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run()));
+                if let Err(payload) = run {
+                    let message = io::panic_message(payload.as_ref());
+                    tracing::error!(
+                        thread = "crawler",
+                        panic = %message,
+                        "thread crawler panicked: {message}; no more keepalives, reachout or peer-store writes"
+                    );
+                    *life.panic.lock() = Some(message);
+                }
+                life.finished.store(true, Ordering::Release);
             });
+        let stop_shards = |shards: &[ShardHandle<ShardCommand>]| {
+            for s in shards {
+                s.stop();
+            }
+            for s in shards {
+                let _ = s.join();
+            }
+        };
         let crawler = match spawned {
             Ok(h) => h,
             Err(source) => {
-                for s in &shards {
-                    s.stop();
-                }
-                for s in &shards {
-                    let _ = s.join();
-                }
+                stop_shards(&shards);
                 return Err(NodeError::Thread {
                     what: "crawler",
+                    source,
+                });
+            }
+        };
+        let health = Arc::new(Health::new(
+            &shards,
+            Arc::clone(&crawler_life),
+            opts.stall_warning,
+        ));
+        let watchdog = match Watchdog::spawn(Arc::clone(&health)) {
+            Ok(w) => w,
+            Err(source) => {
+                health.stopping.store(true, Ordering::Release);
+                let (tx, rx) = bounded(1);
+                if ctl_tx.send(Control::Stop(tx)).is_ok() {
+                    let _ = recv_within(&rx, STOP_CRAWLER_WAIT);
+                }
+                stop_shards(&shards);
+                return Err(NodeError::Thread {
+                    what: "watchdog",
                     source,
                 });
             }
@@ -654,6 +757,10 @@ impl Node {
             status,
             control: ctl_tx,
             crawler: Some(crawler),
+            crawler_life,
+            health,
+            watchdog,
+            open_files,
             stopped: false,
         })
     }
@@ -777,7 +884,44 @@ impl Node {
             channels: self.channels.len(),
             shards,
             crawler: self.status.read().clone(),
+            threads: self.threads(),
+            open_files: self.open_files,
         }
+    }
+
+    /// Each thread's health now: the shards in order (`shard-0`, …), then `crawler`.
+    pub fn threads(&self) -> Vec<ThreadHealth> {
+        self.health.snapshot(Instant::now())
+    }
+
+    /// The first thread that ended while the node was running (a panic or a failed ring), if
+    /// any. A node with a dead thread is only partly working: the daemon stops and exits
+    /// non-zero for its supervisor to restart it.
+    pub fn failed_thread(&self) -> Option<ThreadFailure> {
+        self.health.failure()
+    }
+
+    /// The open-file limit as the node found and left it, and the descriptor budget of the
+    /// connection caps in force.
+    pub fn open_files(&self) -> OpenFiles {
+        self.open_files
+    }
+
+    /// Makes thread `thread` (`shard-N` or `crawler`) suffer `fault` at its next loop turn:
+    /// a panic or a stall. For tests of thread health; not for production use.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, thread: &str, fault: Fault) -> Result<(), NodeError> {
+        if thread == "crawler" {
+            self.crawler_life.heartbeat.inject(fault);
+            return Ok(());
+        }
+        let shard = thread
+            .strip_prefix("shard-")
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| self.shards.get(i))
+            .ok_or_else(|| NodeError::NoSuchThread(thread.to_string()))?;
+        shard.inject_fault(fault);
+        Ok(())
     }
 
     /// Representatives, online weight, trended weight and quorum delta (as last published).
@@ -807,6 +951,8 @@ impl Node {
             return Ok(());
         }
         self.stopped = true;
+        self.health.stopping.store(true, Ordering::Release);
+        self.watchdog.stop();
         let mut result = Ok(());
         let (tx, rx) = bounded(1);
         let asked = self.control.send(Control::Stop(tx)).is_ok();
@@ -830,7 +976,9 @@ impl Node {
         if let Some(h) = self.crawler.take() {
             // It has answered Stop (or is gone); a thread that did not answer is left
             // detached rather than blocking the stop.
-            if (flushed || h.is_finished()) && h.join().is_err() && result.is_ok() {
+            let ended = flushed || h.is_finished();
+            let panicked = ended && (h.join().is_err() || self.crawler_life.panicked());
+            if panicked && result.is_ok() {
                 result = Err(NodeError::CrawlerPanicked);
             }
         }
@@ -848,8 +996,47 @@ impl Drop for Node {
     }
 }
 
-/// Starts a node, waits for SIGTERM or SIGINT, and stops it. A second signal while stopping
-/// exits the process at once.
+/// What a node does when one of its shard threads ends: a shard that was not asked to stop
+/// (a panic, a failed ring) leaves its channels in the map, so they are removed here (and the
+/// crawler told), on the dying thread, right after its sockets were closed.
+fn shard_exited(
+    index: usize,
+    exit: &ShardExit,
+    channels: &ChannelMap,
+    events: &crossbeam::channel::Sender<CrawlerEvent>,
+) {
+    let thread = format!("shard-{index}");
+    match exit {
+        ShardExit::Stopped => return,
+        ShardExit::Failed(error) => {
+            tracing::error!(thread = %thread, %error, "thread {thread} failed: {error}");
+        }
+        ShardExit::Panicked(message) => {
+            tracing::error!(
+                thread = %thread,
+                panic = %message,
+                "thread {thread} panicked: {message}; its connections are closed"
+            );
+        }
+    }
+    let gone = channels.remove_shard(u16::try_from(index).unwrap_or(u16::MAX));
+    let removed = gone.len();
+    for ch in gone {
+        // Best effort: the crawler also re-synchronises with the map at each cleanup.
+        let _ = events.try_send(CrawlerEvent::ChannelDown(ch));
+    }
+    if removed > 0 {
+        tracing::warn!(
+            thread = %thread,
+            removed,
+            "removed the {removed} channel(s) of the dead {thread} from the channel map"
+        );
+    }
+}
+
+/// Starts a node, waits for SIGTERM or SIGINT, and stops it; a node thread that dies stops
+/// it too, with [`NodeError::ThreadDied`]. A second signal while stopping exits the process
+/// at once.
 pub fn run_until_signal(opts: NodeOptions) -> Result<(), NodeError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let term = Arc::new(AtomicBool::new(false));
@@ -861,6 +1048,11 @@ pub fn run_until_signal(opts: NodeOptions) -> Result<(), NodeError> {
     }
     let node = Node::start(opts)?;
     while !term.load(Ordering::Relaxed) {
+        if let Some(failure) = node.failed_thread() {
+            tracing::error!(thread = %failure.thread, "{failure}; stopping the node");
+            let _ = node.stop();
+            return Err(NodeError::ThreadDied(failure));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("signal received, stopping");

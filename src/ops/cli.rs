@@ -14,6 +14,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use super::config::{ConfigError, NodeConfig, default_toml};
 use super::http::{HttpError, HttpServer, ServerOptions};
 use super::rpc::NodeApi;
+use crate::io::Fault;
 use crate::node::{Node, NodeOptions, SharedNode};
 use crate::types::{Cookie, Network};
 
@@ -99,6 +100,45 @@ pub struct RunArgs {
     /// A TOML config FILE (at most one), or a `section.key=value` override (repeatable).
     #[arg(long = "config", value_name = "FILE|KEY=VALUE")]
     pub config: Vec<String>,
+    /// Test hook, hidden from `--help`: make a node thread fail after start,
+    /// `THREAD:panic` or `THREAD:stall=MS`, optionally `@MS` later (`shard-0:panic@500`).
+    /// See [`parse_fault`].
+    #[doc(hidden)]
+    #[arg(long, hide = true, value_name = "SPEC")]
+    pub inject_fault: Option<String>,
+}
+
+/// Exit status of `nanopeer run` when a node thread died (sysexits' `EX_SOFTWARE`): distinct
+/// from 1 (could not start) and 2 (bad configuration), non-zero for `Restart=on-failure`.
+pub const EXIT_THREAD_DIED: u8 = 70;
+
+/// Parses a `--inject-fault` spec: `THREAD:panic` or `THREAD:stall=MS`, optionally followed by
+/// `@MS` (delay after start). THREAD is `shard-N` or `crawler`. Test hook.
+#[doc(hidden)]
+pub fn parse_fault(spec: &str) -> Result<(String, Fault, Duration), String> {
+    let bad = || {
+        format!(
+            "bad --inject-fault {spec:?}: expected THREAD:panic or THREAD:stall=MS, optionally @MS"
+        )
+    };
+    let (body, delay) = match spec.split_once('@') {
+        Some((b, d)) => (b, Duration::from_millis(d.parse().map_err(|_| bad())?)),
+        None => (spec, Duration::ZERO),
+    };
+    let (thread, fault) = body.split_once(':').ok_or_else(bad)?;
+    let valid_thread = thread == "crawler"
+        || thread
+            .strip_prefix("shard-")
+            .is_some_and(|i| i.parse::<usize>().is_ok());
+    if !valid_thread {
+        return Err(bad());
+    }
+    let fault = match fault.split_once('=') {
+        None if fault == "panic" => Fault::Panic,
+        Some(("stall", ms)) => Fault::Stall(Duration::from_millis(ms.parse().map_err(|_| bad())?)),
+        _ => return Err(bad()),
+    };
+    Ok((thread.to_string(), fault, delay))
 }
 
 /// Whether a `--config` argument is a `section.key=value` override (else a file name).
@@ -263,12 +303,22 @@ fn served_text(servers: &[Served], what: impl Fn(&Served) -> bool) -> String {
 }
 
 /// `nanopeer run`: logging, configuration (exit 2 if invalid), the node (exit 1 if it cannot
-/// start), the RPC and metrics servers; then waits for SIGTERM or SIGINT and stops everything
-/// (exit 0). A second signal while stopping ends the process at once (exit 1).
+/// start, e.g. an open-file limit too small for even a minimal configuration), the RPC and
+/// metrics servers; then waits for SIGTERM or SIGINT and stops everything (exit 0). A second
+/// signal while stopping ends the process at once (exit 1). A node thread (shard or crawler)
+/// that dies stops the node too, with exit status [`EXIT_THREAD_DIED`], so that a supervisor
+/// (systemd `Restart=on-failure`) restarts it rather than leave a half-alive node.
 fn run_node(args: &RunArgs) -> ExitCode {
     super::logging::init();
     let config = match args.load_config() {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("nanopeer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut fault = match args.inject_fault.as_deref().map(parse_fault).transpose() {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("nanopeer: {e}");
             return ExitCode::from(2);
@@ -330,16 +380,43 @@ fn run_node(args: &RunArgs) -> ExitCode {
             "nanopeer running; SIGTERM or SIGINT stops it"
         );
     }
+    let started = Instant::now();
+    let mut died = None;
     while !term.load(Ordering::Relaxed) {
+        if let Some((thread, f, after)) = &fault
+            && started.elapsed() >= *after
+        {
+            tracing::warn!(%thread, fault = ?f, "injecting a fault (--inject-fault)");
+            if let Some(Err(e)) = shared.with(|n| n.inject_fault(thread, *f)) {
+                tracing::error!(error = %e, "cannot inject the fault");
+            }
+            fault = None;
+        }
+        if let Some(failure) = shared.with(Node::failed_thread).flatten() {
+            died = Some(failure);
+            break;
+        }
         std::thread::sleep(SIGNAL_POLL);
     }
     let t0 = Instant::now();
-    tracing::info!("signal received, stopping");
+    match &died {
+        Some(failure) => tracing::error!(
+            thread = %failure.thread,
+            "{failure}; stopping the node (exit status {EXIT_THREAD_DIED}, for a supervisor to restart it)"
+        ),
+        None => tracing::info!("signal received, stopping"),
+    }
     for s in servers {
         s.server.stop();
     }
     let result = shared.stop();
     let took_ms = t0.elapsed().as_millis() as u64;
+    if died.is_some() {
+        if let Err(e) = result {
+            tracing::info!(took_ms, error = %e, "stopped after a thread died");
+        }
+        return ExitCode::from(EXIT_THREAD_DIED);
+    }
     match result {
         Ok(()) => {
             tracing::info!(took_ms, "stopped cleanly");
@@ -390,4 +467,36 @@ fn decode(network: Network, cookie: Option<&Cookie>, hex: &str) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_specs_parse_or_are_refused() {
+        assert_eq!(
+            parse_fault("shard-1:panic"),
+            Ok(("shard-1".into(), Fault::Panic, Duration::ZERO))
+        );
+        assert_eq!(
+            parse_fault("crawler:stall=2500@300"),
+            Ok((
+                "crawler".into(),
+                Fault::Stall(Duration::from_millis(2500)),
+                Duration::from_millis(300)
+            ))
+        );
+        for bad in [
+            "",
+            "shard-1",
+            "shard-x:panic",
+            "resolve:panic",
+            "shard-0:hang",
+            "shard-0:stall=",
+            "shard-0:panic@soon",
+        ] {
+            assert!(parse_fault(bad).is_err(), "{bad:?}");
+        }
+    }
 }

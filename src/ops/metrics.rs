@@ -10,7 +10,10 @@
 //! `nanopeer_buffer_ring_exhausted_total{shard}`, `nanopeer_shard_*{shard}` (I/O counters),
 //! `nanopeer_shard_closed_total{shard,reason}`, `nanopeer_uptime_seconds`,
 //! `nanopeer_peer_store_ok`, `nanopeer_peer_store_errors_total`, `nanopeer_verify_batch_cap`,
-//! `nanopeer_verify_batch_cap_shrinks_total`.
+//! `nanopeer_verify_batch_cap_shrinks_total`, `nanopeer_thread_alive{thread}`,
+//! `nanopeer_thread_progress_age_seconds{thread}`, `nanopeer_thread_stalls_total{thread}`,
+//! `nanopeer_open_files_limit`, `nanopeer_open_files_needed`,
+//! `nanopeer_shard_connection_cap`.
 
 use std::fmt::Write;
 
@@ -72,6 +75,19 @@ pub struct ShardMetrics {
     pub io: Counters,
 }
 
+/// One node thread's health (a shard or the crawler).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ThreadMetrics {
+    /// The thread's name (`shard-0`, `crawler`).
+    pub name: String,
+    /// Whether it still runs.
+    pub alive: bool,
+    /// Seconds since it last made progress (a loop turn, or waiting idle for work).
+    pub progress_age_seconds: f64,
+    /// Stalls the watchdog has reported.
+    pub stalls: u64,
+}
+
 /// Everything `/metrics` shows, copied from the node at scrape time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSnapshot {
@@ -103,6 +119,15 @@ pub struct MetricsSnapshot {
     pub verify_batch_cap: u64,
     /// Times a shard halved its batch cap after a batch with a bad signature.
     pub verify_batch_cap_shrinks: u64,
+    /// Each node thread's health.
+    pub threads: Vec<ThreadMetrics>,
+    /// The soft open-file limit in force.
+    pub open_files_limit: u64,
+    /// Descriptors the connection caps in force need (shards, their connections, reserve).
+    pub open_files_needed: u64,
+    /// Connection slots per shard in force (lowered from the configured cap if the open-file
+    /// limit is short).
+    pub connection_cap_per_shard: u64,
 }
 
 type Getter = fn(&Counters) -> u64;
@@ -396,6 +421,73 @@ pub fn render(s: &MetricsSnapshot) -> String {
         &s.uptime_seconds.to_string(),
     );
 
+    o.family(
+        "nanopeer_thread_alive",
+        "1 while the thread runs, 0 once it has ended (a dead shard or crawler: restart the node).",
+        "gauge",
+    );
+    for t in &s.threads {
+        o.sample(
+            "nanopeer_thread_alive",
+            &[("thread", &t.name)],
+            if t.alive { "1" } else { "0" },
+        );
+    }
+    o.family(
+        "nanopeer_thread_progress_age_seconds",
+        "Seconds since the thread last made progress (a loop turn, or waiting idle for work).",
+        "gauge",
+    );
+    for t in &s.threads {
+        o.sample(
+            "nanopeer_thread_progress_age_seconds",
+            &[("thread", &t.name)],
+            &float(t.progress_age_seconds),
+        );
+    }
+    o.family(
+        "nanopeer_thread_stalls_total",
+        "Times the watchdog found the thread without progress while it had work.",
+        "counter",
+    );
+    for t in &s.threads {
+        o.sample(
+            "nanopeer_thread_stalls_total",
+            &[("thread", &t.name)],
+            &t.stalls.to_string(),
+        );
+    }
+    o.family(
+        "nanopeer_open_files_limit",
+        "The soft open-file limit (RLIMIT_NOFILE) in force.",
+        "gauge",
+    );
+    o.sample(
+        "nanopeer_open_files_limit",
+        &[],
+        &s.open_files_limit.to_string(),
+    );
+    o.family(
+        "nanopeer_open_files_needed",
+        "Descriptors the connection caps in force need (shards × (cap + 3) + reserve).",
+        "gauge",
+    );
+    o.sample(
+        "nanopeer_open_files_needed",
+        &[],
+        &s.open_files_needed.to_string(),
+    );
+    o.family(
+        "nanopeer_shard_connection_cap",
+        "Connection slots per shard in force (lowered at start if the open-file limit is short).",
+        "gauge",
+    );
+    o.sample(
+        "nanopeer_shard_connection_cap",
+        &[],
+        &s.connection_cap_per_shard.to_string(),
+    );
+
     let shard_labels: Vec<String> = s.shards.iter().map(|m| m.shard.to_string()).collect();
     o.family(
         "nanopeer_buffer_ring_exhausted_total",
@@ -641,6 +733,23 @@ mod tests {
             store_errors: 5,
             verify_batch_cap: 16,
             verify_batch_cap_shrinks: 2,
+            threads: vec![
+                ThreadMetrics {
+                    name: "shard-0".into(),
+                    alive: false,
+                    progress_age_seconds: 7.5,
+                    stalls: 1,
+                },
+                ThreadMetrics {
+                    name: "crawler".into(),
+                    alive: true,
+                    progress_age_seconds: 0.0,
+                    stalls: 0,
+                },
+            ],
+            open_files_limit: 1024,
+            open_files_needed: 1024,
+            connection_cap_per_shard: 477,
         }
     }
 
@@ -653,6 +762,9 @@ mod tests {
             ("nanopeer_peer_store_errors_total", 5.0),
             ("nanopeer_verify_batch_cap", 16.0),
             ("nanopeer_verify_batch_cap_shrinks_total", 2.0),
+            ("nanopeer_open_files_limit", 1024.0),
+            ("nanopeer_open_files_needed", 1024.0),
+            ("nanopeer_shard_connection_cap", 477.0),
         ] {
             assert_eq!(
                 samples.iter().find(|s| s.name == name).map(|s| s.value),
@@ -709,6 +821,25 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(find("nanopeer_cookies", &[]), Some(4.0));
+        assert_eq!(
+            find("nanopeer_thread_alive", &[("thread", "shard-0")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            find("nanopeer_thread_alive", &[("thread", "crawler")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            find(
+                "nanopeer_thread_progress_age_seconds",
+                &[("thread", "shard-0")]
+            ),
+            Some(7.5)
+        );
+        assert_eq!(
+            find("nanopeer_thread_stalls_total", &[("thread", "shard-0")]),
+            Some(1.0)
+        );
     }
 
     #[test]
