@@ -345,9 +345,10 @@ fn run_under_limit(limit: u64, data: &Path, log: &Path) -> std::process::Child {
 fn run_lowers_the_caps_or_refuses_under_a_small_open_file_limit() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    // 1 shard of the default 2048 connections does not fit 200 descriptors: 133 do.
-    let FdFit::Lowered { per_shard, .. } = fit_connections(200, 1, 2048) else {
-        panic!("2048 connections fit 200 descriptors?")
+    // 1 shard of the default 2048 inbound + 2048 outbound connections does not fit 200
+    // descriptors: 133 do.
+    let FdFit::Lowered { per_shard, .. } = fit_connections(200, 1, 4096) else {
+        panic!("4096 connections fit 200 descriptors?")
     };
     assert_eq!(
         per_shard,
@@ -361,7 +362,7 @@ fn run_lowers_the_caps_or_refuses_under_a_small_open_file_limit() {
     });
     assert!(up, "not up within 10 s:\n{}", text());
     let warning = format!(
-        "Reducing max_connections_per_shard from 2048 to {per_shard}, because of system limitations: the open-file limit is 200"
+        "Reducing the connections per shard (limits.max_connections_per_shard + limits.max_outbound_per_shard) from 4096 to {per_shard}, because of system limitations: the open-file limit is 200"
     );
     assert!(
         text()
@@ -426,10 +427,11 @@ fn fd_limit_child_entry() {
     let f = a.open_files();
     assert_eq!((f.soft_at_start, f.soft, f.hard), (250, 300, 300), "{f:?}");
     assert_eq!(nanopeer::io::open_file_limit().unwrap(), (300, 300));
-    assert_eq!((f.configured_per_shard, f.per_shard), (2048, 115), "{f:?}");
+    // 2048 inbound + 2048 outbound configured per shard.
+    assert_eq!((f.configured_per_shard, f.per_shard), (4096, 115), "{f:?}");
     assert_eq!(f.needed, 2 * (115 + 3) + 64);
     assert!(f.needed <= 300);
-    // A second node (1 shard of 256: 259 + 64 = 323 > 300) is lowered too: the budget is
+    // A second node (1 shard of 256 inbound + 2048 outbound) is lowered too: the budget is
     // per node.
     let b = Node::start(opts(db.path(), 1)).unwrap();
     assert_eq!(b.open_files().per_shard, 300 - 64 - 3);

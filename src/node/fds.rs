@@ -231,7 +231,7 @@ pub(crate) fn apply_open_file_limit(
                 limit = soft,
                 hard,
                 wanted,
-                "Reducing max_connections_per_shard from {per_shard} to {fit}, because of system limitations: the open-file limit is {soft} (hard {hard}) and {shards} shard(s) × ({per_shard} connections + {FDS_PER_SHARD}) + {FD_RESERVE} reserved need {wanted}"
+                "Reducing the connections per shard (limits.max_connections_per_shard + limits.max_outbound_per_shard) from {per_shard} to {fit}, because of system limitations: the open-file limit is {soft} (hard {hard}) and {shards} shard(s) × ({per_shard} connections + {FDS_PER_SHARD}) + {FD_RESERVE} reserved need {wanted}"
             );
             Ok(files)
         }

@@ -470,8 +470,12 @@ impl Node {
         }
         // First, so that a limit too small is reported before anything is opened. Here rather
         // than in the CLI: every embedder (bench, tests) gets caps that fit its limit.
-        // The lead adds `opts.io.max_outbound` to the per-shard total when the caps split.
-        let open_files = fds::apply_open_file_limit(shard_count, opts.io.max_connections)?;
+        // The per-shard total is both caps (inbound and outbound); a lowered total is split
+        // between them in their configured proportion.
+        let open_files = fds::apply_open_file_limit(
+            shard_count,
+            opts.io.max_connections + opts.io.max_outbound,
+        )?;
         // A file-size limit (or a full quota) must fail the peer-store write, which the crawler
         // reports while the node keeps peering, not kill the whole process with SIGXFSZ.
         if let Err(e) = crate::io::ignore_file_size_signal() {
@@ -532,7 +536,11 @@ impl Node {
         let shard_tids = Arc::new(Mutex::new(vec![0u32; shard_count]));
         let mut io_cfg = opts.io.clone();
         io_cfg.listen = Some(opts.listen);
-        io_cfg.max_connections = open_files.per_shard;
+        (io_cfg.max_connections, io_cfg.max_outbound) = fds::scale_caps(
+            open_files.per_shard,
+            opts.io.max_connections,
+            opts.io.max_outbound,
+        );
         io_cfg.cores = if !opts.io.cores.is_empty() {
             opts.io.cores.clone()
         } else if opts.pin_cores {

@@ -516,6 +516,20 @@ impl std::fmt::Debug for ShardCore {
     }
 }
 
+impl Drop for ShardCore {
+    /// The shard is gone (stopped, or its thread panicked): its unverified connections stop
+    /// counting in the shared per-IP and per-subnet limits. (Its channels are removed from the
+    /// map by whoever notices the shard's end.)
+    fn drop(&mut self) {
+        for c in self.conns.values_mut() {
+            if c.st.counted {
+                c.st.counted = false;
+                self.ctx.shared.channels.end_inbound(&c.st.remote);
+            }
+        }
+    }
+}
+
 impl ShardCore {
     /// A shard core with id `shard` (recorded as the owner of its channels).
     pub fn new(shard: u16, shared: ShardShared) -> ShardCore {
