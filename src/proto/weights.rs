@@ -5,9 +5,9 @@
 //! lines ignored). Without a file:
 //! - **dev and test**: the genesis account holds the whole supply ([`GENESIS_AMOUNT`]), which is
 //!   exactly the ledger of a fresh dev network;
-//! - **live and beta**: no weight is known. The rep crawler still tracks the accounts that answer
-//!   its queries (with weight 0), but known weight stays 0, so it never reaches sufficiency and
-//!   keeps resolving the preconfigured peers.
+//! - **live and beta**: no weight is known. The rep crawler counts no answer and keeps no
+//!   representative (only accounts with weight do), so it never reaches sufficiency and keeps
+//!   resolving the preconfigured peers.
 
 use std::collections::HashMap;
 use std::path::Path;
