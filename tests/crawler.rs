@@ -13,7 +13,7 @@ use nanopeer::proto::events::{CloseReason, CrawlerEvent, CrawlerOutput, NodeActi
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::reachout::MergeRefusal;
 use nanopeer::proto::repcrawler::{QueryBoard, RepCrawlerConfig, SEEN_HASHES_MAX, genesis_query};
-use nanopeer::proto::weights::RepWeights;
+use nanopeer::proto::weights::{LIVE_WEIGHTS, RepWeights};
 use nanopeer::types::{BlockHash, Network, PublicKey};
 use nanopeer::wire::{EMPTY_PEER, HashRoot, Message, TelemetryData, decode_message};
 use parking_lot::Mutex;
@@ -687,7 +687,7 @@ fn a_board_pick_is_the_crawlers_own_query_choice() {
 
 #[test]
 fn insufficient_weight_resolves_preconfigured_rate_limited() {
-    // live without a weights file: nothing is known, never sufficient
+    // live with the built-in weights but no rep answering yet: never sufficient
     let mut r = rig(Network::Live, 2);
     let out = r.start(0);
     let resolves = |o: &[CrawlerOutput]| {
@@ -705,7 +705,8 @@ fn insufficient_weight_resolves_preconfigured_rate_limited() {
     }
     assert_eq!(n, 2);
     assert!(r.core.rep_stats().rounds - rounds_before >= 9);
-    // a responder that weighs nothing is refused, not tracked
+    // a responder that weighs nothing is refused, not tracked; a rep of the built-in live
+    // weights answering the same query counts with its weight, still short of quorum
     let asked = r.chans[0].clone();
     r.event(CrawlerEvent::ChannelUp(asked.clone(), None), 30_001);
     let live_vote = |account| CrawlerEvent::Vote {
@@ -719,6 +720,21 @@ fn insufficient_weight_resolves_preconfigured_rate_limited() {
     let st = r.core.rep_status(30_002);
     assert!(st.representatives.is_empty());
     assert_eq!(r.core.rep_stats().votes_no_weight, 1);
+    let weights = RepWeights::defaults(Network::Live);
+    let top = nanopeer::crypto::decode_account(
+        LIVE_WEIGHTS
+            .lines()
+            .find(|l| l.starts_with("nano_"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap(),
+    )
+    .unwrap();
+    r.event(live_vote(top), 30_002);
+    let st = r.core.rep_status(30_002);
+    assert_eq!(st.representatives.len(), 1);
+    assert_eq!(st.representatives[0].weight, weights.get(&top));
+    assert!(weights.get(&top) > 10_000_000 * 10u128.pow(30));
+    assert!(!st.sufficient);
     // the resolved addresses are dialed on the default port
     let mut out = Vec::new();
     r.core

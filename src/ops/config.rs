@@ -292,7 +292,8 @@ pub struct RepCrawlerSection {
     /// Period between online-weight samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online_weight_sample_ms: Option<u64>,
-    /// File of representative weights (account → raw); unset: none.
+    /// File of representative weights (account → raw); unset: the network's defaults (live:
+    /// the built-in snapshot; beta: none; dev and test: genesis holds all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights_file: Option<PathBuf>,
 }
@@ -585,7 +586,8 @@ const KEYS: &[KeyDoc] = &[
     kx(
         "rep_crawler",
         "weights_file",
-        "File of representative weights (account and raw weight per line). Unset: none.",
+        "File of representative weights (account and raw weight per line). Unset: built-in \
+         (live: the shipped snapshot, beta: none, dev/test: genesis).",
         "\"rep_weights.txt\"",
     ),
     kx(
