@@ -1073,7 +1073,7 @@ mod tests {
         // answered queries do not expire as unanswered
         let mut out = Vec::new();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        rc.tick(&[ch.clone()], 5_000, &mut rng, &mut out);
+        rc.tick(std::slice::from_ref(&ch), 5_000, &mut rng, &mut out);
         assert_eq!(rc.stats().queries_expired, 0);
         assert!(rc.unanswered.is_empty());
     }
