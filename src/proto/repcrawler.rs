@@ -4,7 +4,10 @@
 //! crawler sends one `confirm_req(hash, root)` to random channels and remembers
 //! (hash, channel, sent time). A vote counts as a response only if it is live (not
 //! rebroadcasted), from a non-zero account, and contains a hash that was queried on **that
-//! same channel** and has not expired; the representative is then recorded with its channel.
+//! same channel** and has not expired, and only under the bounds of [Which votes
+//! count](#which-votes-count): weighted accounts only, one counted answer per query, a rep
+//! bound to the node that answered, at most [`REPS_MAX`] reps. The representative is then
+//! recorded with its channel.
 //!
 //! # The first query of a new channel
 //!
