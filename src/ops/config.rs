@@ -586,8 +586,7 @@ const KEYS: &[KeyDoc] = &[
     kx(
         "rep_crawler",
         "weights_file",
-        "File of representative weights (account and raw weight per line). Unset: built-in \
-         (live: the shipped snapshot, beta: none, dev/test: genesis).",
+        "Representative weights (account, raw weight per line). Unset: built-in snapshot (live).",
         "\"rep_weights.txt\"",
     ),
     kx(
