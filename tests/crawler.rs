@@ -13,7 +13,7 @@ use nanopeer::proto::events::{CloseReason, CrawlerEvent, CrawlerOutput, NodeActi
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::reachout::MergeRefusal;
 use nanopeer::proto::repcrawler::{QueryBoard, RepCrawlerConfig, SEEN_HASHES_MAX, genesis_query};
-use nanopeer::proto::weights::RepWeights;
+use nanopeer::proto::weights::{LIVE_WEIGHTS, RepWeights};
 use nanopeer::types::{BlockHash, Network, PublicKey};
 use nanopeer::wire::{EMPTY_PEER, HashRoot, Message, TelemetryData, decode_message};
 use parking_lot::Mutex;
@@ -530,11 +530,15 @@ fn unsolicited_votes_never_count() {
         s.rep_crawler = Some(c);
     });
     r2.start(0);
+    // no weight: a non-genesis account on dev weighs nothing (the query stays open)
+    r2.event(vote(asked, PublicKey([5; 32]), vec![g], false), 999);
+    assert_eq!(r2.core.rep_stats().votes_no_weight, 1);
     r2.event(vote(asked, acc, vec![BlockHash([9; 32]), g], false), 999);
     assert_eq!(r2.core.rep_stats().responses, 1);
-    // low weight: a non-genesis account on dev weighs nothing
-    r2.event(vote(asked, PublicKey([5; 32]), vec![g], false), 999);
-    assert_eq!(r2.core.rep_stats().votes_low_weight, 1);
+    // the query is used up: the same answer again does not count
+    r2.event(vote(asked, acc, vec![g], false), 999);
+    let s = r2.core.rep_stats();
+    assert_eq!((s.responses, s.votes_query_used), (1, 1));
 }
 
 #[test]
@@ -585,15 +589,19 @@ fn a_query_the_shard_sent_is_recorded_not_sent_again() {
     r.event(dev_vote(other.id(), vec![g]), 20);
     assert_eq!(r.core.rep_stats().votes_unsolicited, 1);
     assert_eq!(r.core.rep_stats().responses, 0);
-    // the answers to what was asked count and register the representative
+    // the answer to what was asked counts and registers the representative on its node
     r.event(dev_vote(ch.id(), vec![g]), 20);
+    // the same rep's vote answering `other`'s query is a replay by another node (another
+    // node id): it does not move the rep
     r.event(dev_vote(other.id(), vec![x]), 20);
     let s = r.core.rep_stats();
-    assert_eq!((s.responses, s.reps_added, s.reps_moved), (2, 1, 1));
+    assert_eq!((s.responses, s.reps_added, s.reps_moved), (1, 1, 0));
+    assert_eq!(s.reps_rebind_refused, 1);
     let reps: Vec<_> = r.core.rep_crawler().reps().collect();
     assert_eq!(reps.len(), 1);
     assert_eq!(reps[0].account, genesis_account(Network::Dev));
-    assert_eq!(reps[0].channel.id(), other.id());
+    assert_eq!(reps[0].channel.id(), ch.id());
+    assert_eq!(reps[0].node_id(), ch.node_id());
     // it was recorded as a request now: the rep channel is not queried again within the
     // re-query interval (dev: 500 ms), only after it
     ch.touch_sent(500);
@@ -605,9 +613,9 @@ fn a_query_the_shard_sent_is_recorded_not_sent_again() {
             .map(|(_, c, _)| c)
             .collect()
     };
-    assert_eq!(asked(&r.tick(500)), vec![ch.id()]);
-    other.touch_sent(1_000);
-    assert!(asked(&r.tick(1_000)).contains(&other.id()));
+    assert_eq!(asked(&r.tick(500)), vec![other.id()]);
+    ch.touch_sent(1_000);
+    assert!(asked(&r.tick(1_000)).contains(&ch.id()));
 }
 
 #[test]
@@ -679,7 +687,7 @@ fn a_board_pick_is_the_crawlers_own_query_choice() {
 
 #[test]
 fn insufficient_weight_resolves_preconfigured_rate_limited() {
-    // live without a weights file: nothing is known, never sufficient
+    // live with the built-in weights but no rep answering yet: never sufficient
     let mut r = rig(Network::Live, 2);
     let out = r.start(0);
     let resolves = |o: &[CrawlerOutput]| {
@@ -697,25 +705,35 @@ fn insufficient_weight_resolves_preconfigured_rate_limited() {
     }
     assert_eq!(n, 2);
     assert!(r.core.rep_stats().rounds - rounds_before >= 9);
-    // responders are tracked with weight 0 when no weights are known
+    // a responder that weighs nothing is refused, not tracked; a rep of the built-in live
+    // weights answering the same query counts with its weight, still short of quorum
     let asked = r.chans[0].clone();
     r.event(CrawlerEvent::ChannelUp(asked.clone(), None), 30_001);
-    let mut out = Vec::new();
-    r.core.on_event(
-        CrawlerEvent::Vote {
-            channel: asked.id(),
-            account: PublicKey([3; 32]),
-            hashes: vec![genesis_hash(Network::Live)],
-            timestamp: 1,
-            rebroadcasted: false,
-        },
-        30_002,
-        &mut r.rng,
-        &mut out,
-    );
+    let live_vote = |account| CrawlerEvent::Vote {
+        channel: asked.id(),
+        account,
+        hashes: vec![genesis_hash(Network::Live)],
+        timestamp: 1,
+        rebroadcasted: false,
+    };
+    r.event(live_vote(PublicKey([3; 32])), 30_002);
+    let st = r.core.rep_status(30_002);
+    assert!(st.representatives.is_empty());
+    assert_eq!(r.core.rep_stats().votes_no_weight, 1);
+    let weights = RepWeights::defaults(Network::Live);
+    let top = nanopeer::crypto::decode_account(
+        LIVE_WEIGHTS
+            .lines()
+            .find(|l| l.starts_with("nano_"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap(),
+    )
+    .unwrap();
+    r.event(live_vote(top), 30_002);
     let st = r.core.rep_status(30_002);
     assert_eq!(st.representatives.len(), 1);
-    assert_eq!(st.representatives[0].weight, 0);
+    assert_eq!(st.representatives[0].weight, weights.get(&top));
+    assert!(weights.get(&top) > 10_000_000 * 10u128.pow(30));
     assert!(!st.sufficient);
     // the resolved addresses are dialed on the default port
     let mut out = Vec::new();

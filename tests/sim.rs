@@ -7,19 +7,24 @@ mod net;
 use std::net::{SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Barrier};
 
+use nanopeer::channels::ChannelId;
 use nanopeer::channels::{ChannelLimits, ChannelMap, Direction};
 use nanopeer::crypto::{
     KeyPair, WorkThresholds, block_hash, genesis_block, genesis_hash, verify, work_value,
 };
 use nanopeer::proto::addr::IpKey;
 use nanopeer::proto::config::ProtoConfig;
-use nanopeer::proto::events::{CloseReason, ConnId, HandshakeOutcome, IoAction, ShardCommand};
+use nanopeer::proto::crawler::MAX_VOTE_COUNTERS;
+use nanopeer::proto::events::{
+    CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, ShardCommand,
+};
 use nanopeer::proto::exclusion::PeerExclusion;
 use nanopeer::proto::filter::DuplicateFilter;
 use nanopeer::proto::identity::NodeIdentity;
-use nanopeer::proto::repcrawler::{QueryBoard, RepCrawlerConfig};
+use nanopeer::proto::repcrawler::{QueryBoard, REPS_MAX, RepCrawler, RepCrawlerConfig};
 use nanopeer::proto::shard::{ShardCore, ShardOutput, ShardShared};
-use nanopeer::types::{Amount, BlockHash, Cookie, Signature};
+use nanopeer::proto::weights::RepWeights;
+use nanopeer::types::{Amount, BlockHash, Cookie, PublicKey, Signature};
 use nanopeer::wire::{Block, Message, MessageType, NodeIdHandshake, StateBlock, decode_message};
 use net::*;
 use parking_lot::Mutex;
@@ -754,6 +759,288 @@ fn unasked_misrouted_or_forged_votes_never_count() {
     assert_eq!(st.representatives.len(), 1);
     let r_channel = sim.nodes[0].channel_to(&r_id).unwrap();
     assert_eq!(st.representatives[0].endpoint, r_channel.remote());
+}
+
+// ---- rep crawler bounds (issue 11 item 7) ----
+
+/// The vote event node `i`'s shard hands its crawler for a verified live vote.
+fn vote_event(channel: ChannelId, account: PublicKey, hash: BlockHash) -> CrawlerEvent {
+    CrawlerEvent::Vote {
+        channel,
+        account,
+        hashes: vec![hash],
+        timestamp: 1,
+        rebroadcasted: false,
+    }
+}
+
+/// Key number `i` of a flood of keys nobody has seen before.
+fn fresh_key(i: u32) -> PublicKey {
+    let mut k = [0x5f; 32];
+    k[..4].copy_from_slice(&i.to_le_bytes());
+    PublicKey(k)
+}
+
+/// Must show: one queried peer answering with 100 000 fresh keys leaves the rep map within
+/// its cap. Node 0 queries node 1 when their channel comes up (confirm_req(genesis)); node 1
+/// answers that one query with votes of 100 000 keys never seen before. Signing and checking
+/// 100 000 votes would take minutes, so they enter node 0's crawler core through its event
+/// path, as the vote events its shard emits once a signature checked out.
+#[test]
+fn one_peer_answering_with_100k_fresh_keys_leaves_the_rep_map_within_its_cap() {
+    let mut sim = star(13, 2, NetConfig::default(), |_| {});
+    let one = sim.nodes[1].node_id();
+    assert!(sim.run_until_pred(1_000, |s| s.linked(0, 1)).is_some());
+    sim.run_for(30);
+    let ch = sim.nodes[0].channel_to(&one).unwrap();
+    let reps = |s: &SimNet| s.nodes[0].crawler.rep_crawler().rep_count();
+    let stats = |s: &SimNet| s.nodes[0].crawler.rep_stats().clone();
+    assert!(sim.nodes[0].crawler.rep_crawler().outstanding_queries() >= 1);
+    let before = stats(&sim);
+    let genesis = genesis_hash(NET);
+    for i in 0..100_000 {
+        sim.crawler_event(0, vote_event(ch.id(), fresh_key(i), genesis));
+    }
+    let after = stats(&sim);
+    assert_eq!(after.votes - before.votes, 100_000);
+    // every one answered an open query on its channel, and weighs nothing
+    assert_eq!(after.votes_unsolicited, before.votes_unsolicited);
+    assert_eq!(after.votes_no_weight - before.votes_no_weight, 100_000);
+    assert_eq!(after.responses, before.responses);
+    assert_eq!(reps(&sim), 0);
+    assert!(reps(&sim) <= REPS_MAX);
+    assert!(sim.nodes[0].crawler.votes_by_rep().len() <= MAX_VOTE_COUNTERS);
+    // refusals do not use the query up: the rep's own answer on that channel still counts
+    let key = dev_genesis_key();
+    assert!(sim.inject(1, 0, signed_vote(&key, vec![genesis], 7, false)));
+    sim.run_for(50);
+    assert_eq!(stats(&sim).responses, before.responses + 1);
+    assert_eq!(reps(&sim), 1);
+    let rep = sim.nodes[0]
+        .crawler
+        .rep_crawler()
+        .rep(&dev_genesis_account())
+        .cloned();
+    assert_eq!(rep.unwrap().channel.id(), ch.id());
+}
+
+/// The cap under the worst case: every key the peer votes with has weight (a weights table
+/// listing all of them, any weight counting). Node 1 answers each confirm_req of node 0 with a
+/// signed vote of its next key: 1024 of middle weight fill the table, 200 lighter ones must be
+/// refused, 200 heavier ones must each evict the lightest. (A vote whose query an earlier one
+/// already used, at most the first two, leaves a slot free for one light key.)
+#[test]
+fn a_peer_voting_with_weighted_keys_stops_at_the_cap_keeping_the_heaviest() {
+    const LIGHT: usize = 200;
+    const HEAVY: usize = 200;
+    let n = REPS_MAX + LIGHT + HEAVY;
+    let keys: Vec<[u8; 32]> = (0..n)
+        .map(|i| {
+            let mut k = [0x77; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k
+        })
+        .collect();
+    let public: Vec<PublicKey> = keys
+        .iter()
+        .map(|k| KeyPair::from_private(*k).public())
+        .collect();
+    let weight = |i: usize| -> u128 {
+        let i = i as u128;
+        let mid = REPS_MAX as u128;
+        if i < mid {
+            1_000 + i
+        } else if i < mid + LIGHT as u128 {
+            // descending: a light key that found a free slot is not displaced by the next
+            LIGHT as u128 + mid - i
+        } else {
+            1_000_000 + i
+        }
+    };
+    let mut weights = RepWeights::new();
+    for (i, p) in public.iter().enumerate() {
+        weights.insert(*p, weight(i));
+    }
+    // answers come back within 11 ms, before the next 20 ms round asks again
+    let cfg = NetConfig {
+        max_delay_ms: 5,
+        ..NetConfig::default()
+    };
+    let mut sim = SimNet::new(14, cfg);
+    let mut observer = NodeOpts::new(0);
+    let mut rc = RepCrawlerConfig::from_proto(&observer.config);
+    rc.min_weight = Some(1);
+    rc.warmup_ms = 20;
+    rc.normal_ms = 20;
+    rc.rep_requery_ms = 1;
+    observer.rep_crawler = Some(rc);
+    observer.weights = Some(weights);
+    sim.add_node(observer);
+    let mut sybil = NodeOpts::new(1);
+    sybil.preconfigured = vec![NodeOpts::new(0).endpoint()];
+    sybil.sybil_keys = keys;
+    sim.add_node(sybil);
+    let mut max_seen = 0;
+    let done = sim.run_until_pred(200_000, |s| {
+        max_seen = max_seen.max(s.nodes[0].crawler.rep_crawler().rep_count());
+        s.nodes[1].sybil_used == n
+    });
+    assert!(done.is_some(), "{} keys used", sim.nodes[1].sybil_used);
+    sim.run_for(100);
+    let st = sim.nodes[0].crawler.rep_stats().clone();
+    let table = sim.nodes[0].crawler.rep_crawler();
+    // never above the cap, and full at the end
+    assert!(max_seen <= REPS_MAX, "{max_seen}");
+    assert_eq!(table.rep_count(), REPS_MAX);
+    // every vote is accounted for: counted, refused at the cap, or its query already used
+    assert_eq!(sim.nodes[1].votes_sent, n as u64);
+    assert_eq!(
+        st.responses + st.reps_cap_refused + st.votes_query_used,
+        n as u64,
+        "{st:?}"
+    );
+    assert_eq!(
+        st.votes_unsolicited + st.votes_no_weight + st.votes_low_weight,
+        0
+    );
+    // (only the first two queries, at channel up and at the first round, can overlap)
+    let lost = st.votes_query_used as usize;
+    assert!(lost <= 2, "{st:?}");
+    assert!(st.reps_cap_refused as usize >= LIGHT - lost, "{st:?}");
+    assert!(st.reps_cap_evicted as usize >= HEAVY - lost, "{st:?}");
+    // the lighter ones are all gone, the heavier ones all in
+    let light = &public[REPS_MAX..REPS_MAX + LIGHT];
+    let heavy = &public[REPS_MAX + LIGHT..];
+    assert!(light.iter().all(|p| table.rep(p).is_none()));
+    let heavy_in = heavy.iter().filter(|p| table.rep(p).is_some()).count();
+    assert!(heavy_in >= HEAVY - lost, "{heavy_in}");
+    let lightest_kept = table.reps().map(|r| r.weight).min().unwrap();
+    assert!(lightest_kept > weight(REPS_MAX + LIGHT - 1));
+}
+
+/// Must show: a replayed rep vote on another channel does not move the rep. Node 1 hosts the
+/// genesis representative (it answers confirm_req(genesis)); node 2 relays votes the rep
+/// signed (as it could get them by asking the rep itself), each with its own timestamp so the
+/// duplicate filter lets them through, in answer to node 0's queries on node 2's channel.
+#[test]
+fn a_replayed_rep_vote_on_another_channel_does_not_move_the_rep() {
+    let key = dev_genesis_key();
+    let mut private = [0u8; 32];
+    hex::decode_to_slice(DEV_GENESIS_PRIVATE, &mut private).unwrap();
+    let mut sim = star(15, 3, NetConfig::default(), |o| {
+        if o.port == 44_001 {
+            o.voter = Some(private);
+        }
+    });
+    let (host, replayer) = (sim.nodes[1].node_id(), sim.nodes[2].node_id());
+    let account = dev_genesis_account();
+    let bound = |s: &SimNet| {
+        s.nodes[0]
+            .crawler
+            .rep_crawler()
+            .rep(&account)
+            .map(|r| *r.node_id())
+    };
+    let t = sim.run_until_pred(5_000, |s| bound(s) == Some(host) && s.linked(0, 2));
+    assert!(t.is_some(), "the observer found the rep on its host");
+    // node 2's channel is asked every round (500 ms) and never answers: its query is open
+    sim.run_for(600);
+    let home = sim.nodes[0].channel_to(&host).unwrap();
+    let stats = |s: &SimNet| s.nodes[0].crawler.rep_stats().clone();
+    let before = stats(&sim);
+    let genesis = genesis_hash(NET);
+    for ts in 1..=5 {
+        assert!(sim.inject(2, 0, signed_vote(&key, vec![genesis], ts, false)));
+        sim.run_for(200);
+    }
+    let after = stats(&sim);
+    // all five reached the rep crawler as answers to node 2's open query, and were refused
+    assert_eq!(after.votes_unsolicited, before.votes_unsolicited);
+    assert_eq!(after.reps_rebind_refused - before.reps_rebind_refused, 5);
+    assert_eq!(after.reps_moved, before.reps_moved);
+    assert_eq!(after.reps_rebound, before.reps_rebound);
+    assert_eq!(bound(&sim), Some(host));
+    let st = sim.nodes[0].crawler.rep_status(sim.now);
+    assert_eq!(st.representatives.len(), 1);
+    assert_eq!(st.representatives[0].endpoint, home.remote());
+    assert!(sim.nodes[0].crawler.rep_crawler().is_pr(home.id()));
+    let relay = sim.nodes[0].channel_to(&replayer).unwrap();
+    assert!(!sim.nodes[0].crawler.rep_crawler().is_pr(relay.id()));
+    // The host goes away: its channel closes and the rep is dropped with it; then the rep's
+    // vote on another channel binds it there (documented: rebinding after the bound channel
+    // closed).
+    sim.stop(1);
+    sim.run_for(100);
+    assert_eq!(bound(&sim), None);
+    assert!(sim.inject(2, 0, signed_vote(&key, vec![genesis], 6, false)));
+    sim.run_for(100);
+    assert_eq!(bound(&sim), Some(replayer));
+}
+
+/// Must show: a query is consumed by its first answer. Node 0 asks node 1 once when the
+/// channel comes up (rounds every 2 s); two representatives weigh something.
+#[test]
+fn a_rep_query_is_consumed_by_its_first_answer() {
+    let genesis_key = dev_genesis_key();
+    let second = KeyPair::from_private([0x33; 32]);
+    let mut weights = RepWeights::defaults(NET);
+    weights.insert(second.public(), u128::MAX / 4);
+    let mut sim = SimNet::new(16, NetConfig::default());
+    let mut q = NodeOpts::new(0);
+    let mut config = RepCrawlerConfig::from_proto(&q.config);
+    config.warmup_ms = 2_000;
+    config.normal_ms = 2_000;
+    config.rep_requery_ms = 2_000;
+    q.rep_crawler = Some(config);
+    q.weights = Some(weights);
+    sim.add_node(q);
+    let mut m = NodeOpts::new(1);
+    m.preconfigured = vec![NodeOpts::new(0).endpoint()];
+    sim.add_node(m);
+    let one = sim.nodes[1].node_id();
+    assert!(
+        sim.run_until_pred(1_000, |s| s.nodes[0].channel_to(&one).is_some())
+            .is_some()
+    );
+    sim.run_for(20);
+    fn rc(s: &SimNet) -> &RepCrawler {
+        s.nodes[0].crawler.rep_crawler()
+    }
+    assert_eq!(rc(&sim).outstanding_queries(), 1, "the query at channel up");
+    let g = genesis_hash(NET);
+    // the first answer counts and uses the query up
+    assert!(sim.inject(1, 0, signed_vote(&genesis_key, vec![g], 1, false)));
+    sim.run_for(50);
+    assert_eq!(rc(&sim).stats().responses, 1);
+    assert_eq!(rc(&sim).outstanding_queries(), 0);
+    let answered_at = rc(&sim)
+        .rep(&genesis_key.public())
+        .unwrap()
+        .last_response_ms;
+    // the same rep again (another timestamp: not a duplicate) and another weighted rep, on
+    // the same query: neither counts
+    sim.run_for(100);
+    assert!(sim.inject(1, 0, signed_vote(&genesis_key, vec![g], 2, false)));
+    assert!(sim.inject(1, 0, signed_vote(&second, vec![g], 1, false)));
+    sim.run_for(50);
+    let st = rc(&sim).stats().clone();
+    assert_eq!((st.responses, st.votes_query_used), (1, 2));
+    assert_eq!(st.votes_unsolicited, 0);
+    assert_eq!(rc(&sim).rep_count(), 1);
+    assert!(rc(&sim).rep(&second.public()).is_none());
+    let rep = rc(&sim).rep(&genesis_key.public()).unwrap();
+    assert_eq!(rep.last_response_ms, answered_at);
+    // the next query of that channel opens it again: now the other rep's answer counts
+    let sent = rc(&sim).stats().queries_sent;
+    let t = sim.run_until_pred(6_000, |s| {
+        s.nodes[0].crawler.rep_stats().queries_sent > sent
+    });
+    assert!(t.is_some());
+    sim.run_for(30);
+    assert!(sim.inject(1, 0, signed_vote(&second, vec![g], 2, false)));
+    sim.run_for(50);
+    assert_eq!(rc(&sim).stats().responses, 2);
+    assert_eq!(rc(&sim).rep_count(), 2);
 }
 
 // ---- determinism ----

@@ -307,7 +307,8 @@ pub struct RepCrawlerSection {
     /// Period between online-weight samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online_weight_sample_ms: Option<u64>,
-    /// File of representative weights (account → raw); unset: none.
+    /// File of representative weights (account → raw); unset: the network's defaults (live:
+    /// the built-in snapshot; beta: none; dev and test: genesis holds all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights_file: Option<PathBuf>,
 }
@@ -627,7 +628,7 @@ const KEYS: &[KeyDoc] = &[
     kx(
         "rep_crawler",
         "weights_file",
-        "File of representative weights (account and raw weight per line). Unset: none.",
+        "Representative weights (account, raw weight per line). Unset: built-in snapshot (live).",
         "\"rep_weights.txt\"",
     ),
     kx(

@@ -4,7 +4,10 @@
 //! crawler sends one `confirm_req(hash, root)` to random channels and remembers
 //! (hash, channel, sent time). A vote counts as a response only if it is live (not
 //! rebroadcasted), from a non-zero account, and contains a hash that was queried on **that
-//! same channel** and has not expired; the representative is then recorded with its channel.
+//! same channel** and has not expired, and only under the bounds of [Which votes
+//! count](#which-votes-count): weighted accounts only, one counted answer per query, a rep
+//! bound to the node that answered, at most [`REPS_MAX`] reps. The representative is then
+//! recorded with its channel.
 //!
 //! # The first query of a new channel
 //!
@@ -30,12 +33,43 @@
 //!
 //! # Which votes count
 //!
-//! The minimum weight of a counted representative is the principal-representative weight,
-//! trended online weight / 1000 (§8), unless [`RepCrawlerConfig::min_weight`] overrides it. On
-//! dev the genesis account holds the whole supply and passes easily. When no weights are
-//! known at all (live or beta without a weights file, see [`super::weights`]) responders are
-//! still tracked, with weight 0; they never make the weight sufficient. Unlike the reference,
-//! loopback channels are not ignored: tests and local networks run on loopback.
+//! A vote is an *answer* when it is live (not rebroadcasted), from a non-zero account, arrives
+//! on an alive channel and names a hash queried on **that same channel** whose query has not
+//! expired. An answer then counts (is a *response*) only if all of this holds:
+//!
+//! - **The account has weight.** Accounts that weigh 0 in [`RepWeights`] are refused
+//!   (`votes_no_weight`), and so are those below the minimum, the principal-representative
+//!   weight (trended online weight / 1000, §8) unless [`RepCrawlerConfig::min_weight`]
+//!   overrides it (`votes_low_weight`). The table of known reps is therefore a subset of the
+//!   weights table: fresh keys never enter it. On beta without a weights file nothing weighs
+//!   anything and nothing counts (see [`super::weights`]).
+//! - **The query is still open.** A query is consumed by its first counted answer: a second
+//!   vote for the same (channel, hash) query, from any account, does not count
+//!   (`votes_query_used`) until the hash is asked on that channel again. A refused answer does
+//!   not consume the query. So a node that votes with several representatives has one of them
+//!   counted per query (the reference counts them all; it also lets one query bind any number
+//!   of replayed reps, which is what this rule stops).
+//! - **The rep is not bound to another node.** A rep is bound to the node id of the channel
+//!   it first answered on. An answer from a channel with another node id (a replay of the
+//!   rep's vote by a third party) is refused (`reps_rebind_refused`) while the bound channel is
+//!   alive and the bound node keeps answering. The rep moves (`reps_moved`) to a new channel
+//!   of the **same** node id (the rep's node reconnected), or to any channel once the bound
+//!   channel is closed (closed channels' reps are dropped at once, on `ChannelDown`, and at
+//!   every round). It is rebound to **another** node id (`reps_rebound`) only when the
+//!   binding is stale: its last counted answer is older than
+//!   [`RepCrawlerConfig::rebind_after_ms`] (30 re-query intervals: 30 min on live) *and* a
+//!   query sent on the bound channel since then expired unanswered. That is the operator who
+//!   moved the rep key to another host; a host that keeps answering is never displaced.
+//! - **There is room.** The table holds at most [`REPS_MAX`] reps. A new rep arriving when it
+//!   is full evicts the one [`cap_victim`] names: a rep whose channel is closed, else the
+//!   lightest (ties: least recently answered, then the smallest account), and only if that one
+//!   is strictly lighter than the newcomer (`reps_cap_evicted`); otherwise the newcomer is
+//!   refused (`reps_cap_refused`). The heaviest reps are kept, and the table never grows past
+//!   the cap whatever peers send.
+//!
+//! A counted response marks the rep online (for the online weight) and records or refreshes
+//! it with its channel. Unlike the reference, loopback channels are not ignored: tests and
+//! local networks run on loopback.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddrV6;
@@ -60,6 +94,16 @@ pub const SEEN_HASHES_MAX: usize = 64;
 pub const ROOTS_MAX: usize = 4096;
 /// Outstanding queries kept at most (oldest dropped first).
 pub const QUERIES_MAX: usize = 16_384;
+/// Most representatives the rep crawler keeps. The principal-representative weight is 0.1 %
+/// of the trended online weight, so about 1000 reps that are online can hold it at once (on
+/// live in 2024 fewer than 100 do; the built-in snapshot lists 133 reps in all); the cap is
+/// that bound with some headroom. At the cap the lightest rep makes room for a heavier
+/// newcomer and a lighter one is refused ([`cap_victim`]). The table is copied into the
+/// status the node publishes every 100 ms, so its size is what that copy costs.
+pub const REPS_MAX: usize = 1024;
+/// A rep is rebound to another node only after this many re-query intervals without an
+/// answer from its bound node ([`RepCrawlerConfig::rebind_after_ms`]).
+pub const REBIND_AFTER_REQUERIES: u64 = 30;
 
 /// The genesis pair of `network`: the genesis block's hash with the genesis account as root.
 pub fn genesis_query(network: Network) -> HashRoot {
@@ -130,23 +174,30 @@ pub struct RepCrawlerConfig {
     pub preconfigured_interval_ms: u64,
     /// Online-weight sample period.
     pub sample_ms: u64,
+    /// A rep bound to an alive channel moves to a channel of another node id only when its
+    /// last counted answer is at least this old and a later query on the bound channel went
+    /// unanswered (see the [module docs](self)).
+    pub rebind_after_ms: u64,
 }
 
 impl RepCrawlerConfig {
     /// Settings from the protocol config: targets 160 while insufficient, 40 once sufficient;
     /// outstanding limits 4 / 8; a rep channel is re-queried after 60 s (dev: the normal
-    /// interval); preconfigured peers are resolved at most once per keepalive period.
+    /// interval); preconfigured peers are resolved at most once per keepalive period; a rep
+    /// is rebound to another node after [`REBIND_AFTER_REQUERIES`] re-query intervals of
+    /// silence (live 30 min, dev 15 s).
     pub fn from_proto(c: &ProtoConfig) -> RepCrawlerConfig {
+        let rep_requery_ms = if c.network == Network::Dev {
+            c.rep_crawler_normal_ms
+        } else {
+            60_000
+        };
         RepCrawlerConfig {
             network: c.network,
             normal_ms: c.rep_crawler_normal_ms,
             warmup_ms: c.rep_crawler_warmup_ms,
             query_timeout_ms: c.rep_query_timeout_ms,
-            rep_requery_ms: if c.network == Network::Dev {
-                c.rep_crawler_normal_ms
-            } else {
-                60_000
-            },
+            rep_requery_ms,
             max_targets: c.rep_crawler_max_targets,
             max_targets_sufficient: (c.rep_crawler_max_targets / 4).max(1),
             max_outstanding: 4,
@@ -154,6 +205,7 @@ impl RepCrawlerConfig {
             min_weight: None,
             preconfigured_interval_ms: c.keepalive_period_ms,
             sample_ms: c.online_weight_sample_ms,
+            rebind_after_ms: REBIND_AFTER_REQUERIES * rep_requery_ms,
         }
     }
 }
@@ -163,12 +215,39 @@ impl RepCrawlerConfig {
 pub struct RepEntry {
     /// The representative account.
     pub account: PublicKey,
-    /// The channel it answered on (latest).
+    /// The channel it is bound to: the one its last counted answer came on.
     pub channel: Arc<Channel>,
-    /// Its weight (raw; 0 when unknown).
+    /// Its weight (raw, never 0).
     pub weight: u128,
     /// Last counted response.
     pub last_response_ms: u64,
+}
+
+impl RepEntry {
+    /// The node id the rep is bound to (that of its channel).
+    pub fn node_id(&self) -> &PublicKey {
+        self.channel.node_id()
+    }
+}
+
+/// The rep to evict so that a new rep of weight `newcomer` fits into a full table, or `None`
+/// when the newcomer must be refused. The candidate is a rep whose channel is closed if there
+/// is one, else the lightest rep (ties: the least recently answered, then the smallest
+/// account); it is evicted if its channel is closed or it is strictly lighter than the
+/// newcomer. An equal weight keeps the incumbent, so equals cannot churn the table.
+pub fn cap_victim<'a>(
+    reps: impl IntoIterator<Item = &'a RepEntry>,
+    newcomer: u128,
+) -> Option<PublicKey> {
+    let v = reps.into_iter().min_by_key(|r| {
+        (
+            r.channel.is_alive(),
+            r.weight,
+            r.last_response_ms,
+            r.account,
+        )
+    })?;
+    (!v.channel.is_alive() || v.weight < newcomer).then_some(v.account)
 }
 
 /// One representative as the RPC shows it.
@@ -216,24 +295,41 @@ pub struct RepCrawlerStats {
     pub votes_rebroadcasted: u64,
     /// Votes ignored: zero account.
     pub votes_zero_account: u64,
-    /// Votes ignored: no hash queried on that channel (or expired).
+    /// Votes ignored: no hash queried on that channel (or expired), or the channel is closed.
     pub votes_unsolicited: u64,
-    /// Votes ignored: weight below the minimum.
+    /// Answers refused: the query they answer was already consumed by a counted answer.
+    pub votes_query_used: u64,
+    /// Answers refused: the account has no weight (not in the weights table).
+    pub votes_no_weight: u64,
+    /// Answers refused: weight below the minimum (but not 0).
     pub votes_low_weight: u64,
     /// Responses counted.
     pub responses: u64,
-    /// Responses from accounts with no known weight (no weights loaded).
-    pub responses_unknown_weight: u64,
     /// New reps.
     pub reps_added: u64,
-    /// Reps that moved to another channel.
+    /// Reps that moved to a new channel of the same node id, or away from a closed channel.
     pub reps_moved: u64,
-    /// Reps evicted (dead channel).
+    /// Reps rebound to another node id after their bound node stopped answering.
+    pub reps_rebound: u64,
+    /// Answers refused: the rep is bound to another node that still answers (a replay).
+    pub reps_rebind_refused: u64,
+    /// Reps dropped because their channel closed.
     pub reps_evicted: u64,
+    /// Reps evicted at the cap ([`REPS_MAX`]) to make room for a heavier one.
+    pub reps_cap_evicted: u64,
+    /// New reps refused at the cap: not heavier than the lightest rep kept.
+    pub reps_cap_refused: u64,
     /// ResolvePreconfigured emitted.
     pub preconfigured_resolves: u64,
     /// Online-weight samples taken.
     pub samples: u64,
+}
+
+/// One query sent: when, and whether a counted answer consumed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Query {
+    sent_ms: u64,
+    answered: bool,
 }
 
 /// The rep crawler.
@@ -243,13 +339,16 @@ pub struct RepCrawler {
     weights: RepWeights,
     online: OnlineReps,
     reps: BTreeMap<PublicKey, RepEntry>,
-    /// (channel, hash) → sent time.
-    queries: HashMap<(ChannelId, BlockHash), u64>,
+    /// (channel, hash) → the latest query of that pair, until it expires.
+    queries: HashMap<(ChannelId, BlockHash), Query>,
     /// Send order, for expiry.
     query_order: VecDeque<(u64, ChannelId, BlockHash)>,
+    /// Channel → unanswered, unexpired queries on it.
     outstanding: HashMap<ChannelId, usize>,
     /// Channel → last time it was queried.
     last_request: HashMap<ChannelId, u64>,
+    /// Channel → send time of the latest query on it that expired without a counted answer.
+    unanswered: HashMap<ChannelId, u64>,
     seen: VecDeque<BlockHash>,
     roots: HashMap<BlockHash, BlockHash>,
     root_order: VecDeque<BlockHash>,
@@ -277,6 +376,7 @@ impl RepCrawler {
             query_order: VecDeque::new(),
             outstanding: HashMap::new(),
             last_request: HashMap::new(),
+            unanswered: HashMap::new(),
             seen: VecDeque::new(),
             roots: HashMap::new(),
             root_order: VecDeque::new(),
@@ -314,14 +414,24 @@ impl RepCrawler {
         &self.config
     }
 
-    /// Outstanding (unexpired, not yet purged) queries.
+    /// Outstanding queries: not yet answered, not yet purged after expiry.
     pub fn outstanding_queries(&self) -> usize {
-        self.queries.len()
+        self.outstanding.values().sum()
     }
 
     /// The known reps (any channel state), by account.
     pub fn reps(&self) -> impl Iterator<Item = &RepEntry> {
         self.reps.values()
+    }
+
+    /// The known rep `account`, if any.
+    pub fn rep(&self, account: &PublicKey) -> Option<&RepEntry> {
+        self.reps.get(account)
+    }
+
+    /// Number of known reps (at most [`REPS_MAX`]).
+    pub fn rep_count(&self) -> usize {
+        self.reps.len()
     }
 
     /// The minimum weight of a counted rep now.
@@ -431,7 +541,16 @@ impl RepCrawler {
     /// are dropped. The crawler's own queries go through here, and so does the first query
     /// of a channel the shard sent with keepalive_self.
     pub fn record_query(&mut self, channel: ChannelId, q: HashRoot, now_ms: u64) {
-        if self.queries.insert((channel, q.hash), now_ms).is_none() {
+        let fresh = Query {
+            sent_ms: now_ms,
+            answered: false,
+        };
+        // a new pair, or one whose earlier query was consumed, is outstanding again
+        if self
+            .queries
+            .insert((channel, q.hash), fresh)
+            .is_none_or(|old| old.answered)
+        {
             *self.outstanding.entry(channel).or_default() += 1;
         }
         self.query_order.push_back((now_ms, channel, q.hash));
@@ -472,13 +591,21 @@ impl RepCrawler {
 
     fn drop_query(&mut self, sent_ms: u64, ch: ChannelId, hash: BlockHash) {
         // Only the entry recorded at this time: a re-query of the same pair refreshed it.
-        if self.queries.get(&(ch, hash)) == Some(&sent_ms) {
+        if let Some(q) = self.queries.get(&(ch, hash)).copied()
+            && q.sent_ms == sent_ms
+        {
             self.queries.remove(&(ch, hash));
-            if let Some(n) = self.outstanding.get_mut(&ch) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.outstanding.remove(&ch);
-                }
+            if !q.answered {
+                self.unmark_outstanding(ch);
+            }
+        }
+    }
+
+    fn unmark_outstanding(&mut self, ch: ChannelId) {
+        if let Some(n) = self.outstanding.get_mut(&ch) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.outstanding.remove(&ch);
             }
         }
     }
@@ -489,8 +616,15 @@ impl RepCrawler {
                 break;
             }
             self.query_order.pop_front();
-            if self.queries.get(&(ch, h)) == Some(&t) {
+            if self.queries.get(&(ch, h))
+                == Some(&Query {
+                    sent_ms: t,
+                    answered: false,
+                })
+            {
                 self.stats.queries_expired += 1;
+                let last = self.unanswered.entry(ch).or_insert(t);
+                *last = (*last).max(t);
             }
             self.drop_query(t, ch, h);
         }
@@ -510,6 +644,7 @@ impl RepCrawler {
     /// Forgets per-channel bookkeeping of a closed channel and evicts reps on it.
     pub fn channel_down(&mut self, channel: ChannelId) {
         self.last_request.remove(&channel);
+        self.unanswered.remove(&channel);
         let before = self.reps.len();
         self.reps.retain(|_, r| r.channel.id() != channel);
         self.stats.reps_evicted += (before - self.reps.len()) as u64;
@@ -547,50 +682,121 @@ impl RepCrawler {
             self.stats.votes_zero_account += 1;
             return false;
         }
+        // The hashes of this vote that were asked on this channel and have not expired; the
+        // open ones (not yet consumed) are what a counted answer uses up.
         let timeout = self.config.query_timeout_ms;
-        let solicited = hashes.iter().any(|h| {
-            self.queries
-                .get(&(channel_id, *h))
-                .is_some_and(|&t| now_ms.saturating_sub(t) < timeout)
-        });
-        let Some(channel) = channel.filter(|c| solicited && c.is_alive()) else {
-            self.stats.votes_unsolicited += 1;
+        let mut open: Vec<BlockHash> = Vec::new();
+        let mut used = false;
+        for h in hashes {
+            match self.queries.get(&(channel_id, *h)) {
+                Some(q) if now_ms.saturating_sub(q.sent_ms) < timeout => {
+                    if q.answered {
+                        used = true;
+                    } else if !open.contains(h) {
+                        open.push(*h);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(channel) = channel.filter(|c| !open.is_empty() && c.is_alive()) else {
+            if used && open.is_empty() {
+                self.stats.votes_query_used += 1;
+            } else {
+                self.stats.votes_unsolicited += 1;
+            }
             return false;
         };
         let weight = self.weights.get(&account);
-        if self.weights.is_empty() {
-            self.stats.responses_unknown_weight += 1;
-        } else if weight < self.min_weight() || weight == 0 {
+        if weight == 0 {
+            self.stats.votes_no_weight += 1;
+            return false;
+        }
+        if weight < self.min_weight() {
             self.stats.votes_low_weight += 1;
             return false;
         }
+        if !self.bind(account, channel, weight, now_ms) {
+            return false;
+        }
+        for h in open {
+            if let Some(q) = self.queries.get_mut(&(channel_id, h)) {
+                q.answered = true;
+                self.unmark_outstanding(channel_id);
+            }
+        }
         self.stats.responses += 1;
-        if weight > 0 {
-            self.online.observe(account, now_ms);
-        }
-        match self.reps.get_mut(&account) {
-            Some(e) => {
-                if e.channel.id() != channel.id() {
-                    e.channel = channel.clone();
-                    self.stats.reps_moved += 1;
-                }
-                e.weight = weight;
-                e.last_response_ms = now_ms;
-            }
-            None => {
-                self.reps.insert(
-                    account,
-                    RepEntry {
-                        account,
-                        channel: channel.clone(),
-                        weight,
-                        last_response_ms: now_ms,
-                    },
-                );
-                self.stats.reps_added += 1;
-            }
-        }
+        self.online.observe(account, now_ms);
         true
+    }
+
+    /// Records a counted answer of `account` on `channel` in the rep table, under the binding
+    /// and cap rules of the [module docs](self). False (and counted) when it is refused.
+    fn bind(
+        &mut self,
+        account: PublicKey,
+        channel: &Arc<Channel>,
+        weight: u128,
+        now_ms: u64,
+    ) -> bool {
+        if let Some(e) = self.reps.get(&account) {
+            if e.channel.id() != channel.id() {
+                if !e.channel.is_alive() || e.node_id() == channel.node_id() {
+                    self.stats.reps_moved += 1;
+                } else if self.binding_stale(e, now_ms) {
+                    self.stats.reps_rebound += 1;
+                    tracing::debug!(rep = %account.to_account(), from = %e.channel.remote(),
+                        to = %channel.remote(), "rep rebound: its node stopped answering");
+                } else {
+                    self.stats.reps_rebind_refused += 1;
+                    tracing::debug!(rep = %account.to_account(), bound = %e.channel.remote(),
+                        from = %channel.remote(), "rep answer refused: bound to another node");
+                    return false;
+                }
+            }
+            let e = self.reps.get_mut(&account).expect("present");
+            e.channel = channel.clone();
+            e.weight = weight;
+            e.last_response_ms = now_ms;
+            return true;
+        }
+        if self.reps.len() >= REPS_MAX {
+            match cap_victim(self.reps.values(), weight) {
+                Some(victim) => {
+                    self.reps.remove(&victim);
+                    self.stats.reps_cap_evicted += 1;
+                    tracing::debug!(evicted = %victim.to_account(), rep = %account.to_account(),
+                        "rep table full: lightest rep evicted");
+                }
+                None => {
+                    self.stats.reps_cap_refused += 1;
+                    tracing::debug!(rep = %account.to_account(), "rep table full: rep refused");
+                    return false;
+                }
+            }
+        }
+        self.reps.insert(
+            account,
+            RepEntry {
+                account,
+                channel: channel.clone(),
+                weight,
+                last_response_ms: now_ms,
+            },
+        );
+        self.stats.reps_added += 1;
+        true
+    }
+
+    /// True when `e`'s bound node stopped answering for it: its last counted answer is at
+    /// least [`RepCrawlerConfig::rebind_after_ms`] old, and a query sent on the bound channel
+    /// at or after that answer expired unanswered.
+    fn binding_stale(&self, e: &RepEntry, now_ms: u64) -> bool {
+        now_ms.saturating_sub(e.last_response_ms) >= self.config.rebind_after_ms
+            && self
+                .unanswered
+                .get(&e.channel.id())
+                .is_some_and(|&t| t >= e.last_response_ms)
     }
 
     /// When [`tick`](Self::tick) has work next.
@@ -660,5 +866,305 @@ impl RepCrawler {
                 self.config.warmup_ms
             }
             .max(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::Direction;
+    use rand::SeedableRng;
+    use std::net::Ipv6Addr;
+
+    fn key(i: u32) -> PublicKey {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        k[31] = 0xa5;
+        PublicKey(k)
+    }
+
+    fn hash(i: u32) -> BlockHash {
+        BlockHash(key(i).0)
+    }
+
+    /// A channel with id `id` to the node `node`.
+    fn chan(id: u64, node: u32) -> Arc<Channel> {
+        let remote = SocketAddrV6::new(
+            Ipv6Addr::new(0x2a00, id as u16, 0, 0, 0, 0, 0, 1),
+            7075,
+            0,
+            0,
+        );
+        Arc::new(Channel::new(
+            ChannelId(id),
+            key(1_000_000 + node),
+            0x15,
+            remote,
+            0,
+            Direction::Inbound,
+            0,
+        ))
+    }
+
+    fn entry(account: u32, weight: u128, last: u64, alive: bool) -> RepEntry {
+        let channel = chan(u64::from(account), account);
+        if !alive {
+            channel.close();
+        }
+        RepEntry {
+            account: key(account),
+            channel,
+            weight,
+            last_response_ms: last,
+        }
+    }
+
+    /// A dev crawler where accounts `0..n` weigh `weight(i)` and any weight counts.
+    fn crawler(n: u32, weight: impl Fn(u32) -> u128) -> RepCrawler {
+        let mut w = RepWeights::new();
+        for i in 0..n {
+            w.insert(key(i), weight(i));
+        }
+        let mut c = RepCrawlerConfig::from_proto(&ProtoConfig::for_network(Network::Dev));
+        c.min_weight = Some(1);
+        RepCrawler::new(c, w, OnlineReps::new(1, 8))
+    }
+
+    /// Asks `h` on `ch` at `now` and answers it with a vote of `account`.
+    fn ask_and_answer(
+        rc: &mut RepCrawler,
+        ch: &Arc<Channel>,
+        account: PublicKey,
+        h: BlockHash,
+        now: u64,
+    ) -> bool {
+        let q = HashRoot { hash: h, root: h };
+        rc.record_query(ch.id(), q, now);
+        rc.on_vote(Some(ch), ch.id(), account, &[h], false, now)
+    }
+
+    #[test]
+    fn cap_victim_prefers_a_closed_channel_then_the_lightest_and_keeps_equals() {
+        let reps = [
+            entry(1, 50, 10, true),
+            entry(2, 30, 20, true),
+            entry(3, 30, 5, true),
+            entry(4, 90, 1, true),
+        ];
+        // the lightest, least recently answered of the two 30s; only a heavier one evicts it
+        assert_eq!(cap_victim(&reps, 31), Some(key(3)));
+        assert_eq!(cap_victim(&reps, 30), None);
+        assert_eq!(cap_victim(&reps, 1), None);
+        // equal weight and time: the smallest account
+        let tie = [entry(7, 30, 5, true), entry(6, 30, 5, true)];
+        assert_eq!(cap_victim(&tie, 31), Some(key(6)));
+        // a closed channel goes first, whatever its weight and the newcomer's
+        let with_dead = [entry(1, 50, 10, true), entry(2, 1_000, 20, false)];
+        assert_eq!(cap_victim(&with_dead, 1), Some(key(2)));
+        assert_eq!(cap_victim(std::iter::empty(), 1), None);
+    }
+
+    #[test]
+    fn the_table_stops_at_the_cap_keeping_the_heaviest() {
+        let extra = 40;
+        let n = REPS_MAX as u32 + extra;
+        // account i weighs 1000 + i, except the last `extra` that weigh 1..=extra
+        let cap = REPS_MAX as u32;
+        let mut rc = crawler(n, |i| {
+            if i < cap {
+                1_000 + u128::from(i)
+            } else {
+                u128::from(i - cap + 1)
+            }
+        });
+        let ch = chan(1, 1);
+        for i in 0..cap {
+            assert!(ask_and_answer(&mut rc, &ch, key(i), hash(i), 10));
+        }
+        assert_eq!(rc.rep_count(), REPS_MAX);
+        // lighter newcomers are refused, the table does not move
+        for i in cap..n {
+            assert!(!ask_and_answer(&mut rc, &ch, key(i), hash(i), 20));
+        }
+        assert_eq!(rc.rep_count(), REPS_MAX);
+        assert_eq!(rc.stats().reps_cap_refused, u64::from(extra));
+        assert_eq!(rc.stats().reps_cap_evicted, 0);
+        assert!(rc.rep(&key(cap)).is_none());
+        // a heavier newcomer evicts the lightest (account 0, weight 1000)
+        let heavy = key(n + 1);
+        rc.weights.insert(heavy, 5_000);
+        assert!(ask_and_answer(&mut rc, &ch, heavy, hash(n + 1), 30));
+        assert_eq!(rc.rep_count(), REPS_MAX);
+        assert_eq!(rc.stats().reps_cap_evicted, 1);
+        assert!(rc.rep(&key(0)).is_none());
+        assert!(rc.rep(&key(1)).is_some() && rc.rep(&heavy).is_some());
+        // a known rep's answer never needs room
+        assert!(ask_and_answer(&mut rc, &ch, key(5), hash(5), 40));
+        assert_eq!(rc.stats().reps_cap_evicted, 1);
+        assert_eq!(rc.stats().reps_added, u64::from(cap) + 1);
+        // a heavy rep on another channel evicts the next lightest (account 1)...
+        let heavier = key(n + 2);
+        rc.weights.insert(heavier, 6_000);
+        let ch2 = chan(2, 2);
+        assert!(ask_and_answer(&mut rc, &ch2, heavier, hash(n + 2), 50));
+        assert!(rc.rep(&key(1)).is_none());
+        // ...and once its channel is closed it makes room first, even for the lightest
+        ch2.close();
+        assert!(ask_and_answer(&mut rc, &ch, key(cap), hash(cap), 60));
+        assert!(rc.rep(&heavier).is_none() && rc.rep(&key(cap)).is_some());
+        assert_eq!(rc.stats().reps_cap_evicted, 3);
+        assert_eq!(rc.rep_count(), REPS_MAX);
+    }
+
+    #[test]
+    fn only_accounts_with_weight_are_kept() {
+        // account 0 weighs 10; the minimum is 5
+        let mut rc = crawler(2, |i| if i == 0 { 10 } else { 4 });
+        rc.config.min_weight = Some(5);
+        let ch = chan(1, 1);
+        let g = hash(0);
+        rc.record_query(ch.id(), HashRoot { hash: g, root: g }, 0);
+        for i in 100..1_100 {
+            assert!(!rc.on_vote(Some(&ch), ch.id(), key(i), &[g], false, 1));
+        }
+        assert!(!rc.on_vote(Some(&ch), ch.id(), key(1), &[g], false, 1));
+        assert_eq!(rc.stats().votes_no_weight, 1_000);
+        assert_eq!(rc.stats().votes_low_weight, 1);
+        assert_eq!(rc.rep_count(), 0);
+        // refusals did not consume the query: the weighted rep's answer still counts
+        assert_eq!(rc.outstanding_queries(), 1);
+        assert!(rc.on_vote(Some(&ch), ch.id(), key(0), &[g], false, 2));
+        assert_eq!(rc.rep_count(), 1);
+        // beta without a weights file: nothing weighs anything, nothing is kept
+        let c = RepCrawlerConfig::from_proto(&ProtoConfig::for_network(Network::Beta));
+        let mut beta = RepCrawler::new(
+            c,
+            RepWeights::defaults(Network::Beta),
+            OnlineReps::new(1, 8),
+        );
+        beta.record_query(ch.id(), HashRoot { hash: g, root: g }, 0);
+        assert!(!beta.on_vote(Some(&ch), ch.id(), key(0), &[g], false, 1));
+        assert_eq!((beta.rep_count(), beta.stats().votes_no_weight), (0, 1));
+    }
+
+    #[test]
+    fn a_query_is_consumed_by_its_first_counted_answer() {
+        let mut rc = crawler(3, |_| 100);
+        let ch = chan(1, 1);
+        let (g, x) = (hash(50), hash(51));
+        rc.record_query(ch.id(), HashRoot { hash: g, root: g }, 0);
+        rc.record_query(ch.id(), HashRoot { hash: x, root: x }, 0);
+        assert_eq!(rc.outstanding_queries(), 2);
+        // the first answer for g counts and uses up g only
+        assert!(rc.on_vote(Some(&ch), ch.id(), key(0), &[g], false, 5));
+        assert_eq!(rc.outstanding_queries(), 1);
+        // a second vote for g, same account or another, does not count again
+        assert!(!rc.on_vote(Some(&ch), ch.id(), key(0), &[g], false, 6));
+        assert!(!rc.on_vote(Some(&ch), ch.id(), key(1), &[g], false, 6));
+        assert_eq!(rc.stats().votes_query_used, 2);
+        assert_eq!((rc.stats().responses, rc.rep_count()), (1, 1));
+        // a vote naming both: only x is open, it counts and uses x up
+        assert!(rc.on_vote(Some(&ch), ch.id(), key(1), &[g, x], false, 7));
+        assert_eq!(rc.outstanding_queries(), 0);
+        assert!(!rc.on_vote(Some(&ch), ch.id(), key(2), &[g, x], false, 8));
+        assert_eq!(rc.stats().votes_query_used, 3);
+        // asking again opens the query again
+        rc.record_query(ch.id(), HashRoot { hash: g, root: g }, 9);
+        assert_eq!(rc.outstanding_queries(), 1);
+        assert!(rc.on_vote(Some(&ch), ch.id(), key(2), &[g], false, 10));
+        assert_eq!((rc.stats().responses, rc.rep_count()), (3, 3));
+        // answered queries do not expire as unanswered
+        let mut out = Vec::new();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        rc.tick(std::slice::from_ref(&ch), 5_000, &mut rng, &mut out);
+        assert_eq!(rc.stats().queries_expired, 0);
+        assert!(rc.unanswered.is_empty());
+    }
+
+    #[test]
+    fn a_rep_is_bound_to_the_node_that_answered() {
+        let mut rc = crawler(1, |_| 100);
+        let a = key(0);
+        let home = chan(1, 7);
+        let replay = chan(2, 8);
+        assert!(ask_and_answer(&mut rc, &home, a, hash(1), 10));
+        // the same vote replayed by another node: refused, the rep stays
+        assert!(!ask_and_answer(&mut rc, &replay, a, hash(2), 20));
+        assert_eq!(rc.stats().reps_rebind_refused, 1);
+        assert_eq!(rc.rep(&a).unwrap().channel.id(), home.id());
+        assert_eq!(*rc.rep(&a).unwrap().node_id(), *home.node_id());
+        // the refused answer left the replayer's query open, not consumed
+        assert_eq!(rc.outstanding_queries(), 1);
+        // the rep's node reconnects: a new channel of the same node id takes it
+        let back = chan(3, 7);
+        assert!(ask_and_answer(&mut rc, &back, a, hash(3), 30));
+        assert_eq!(rc.rep(&a).unwrap().channel.id(), back.id());
+        assert_eq!(rc.stats().reps_moved, 1);
+        // once the bound channel is closed, another node may take it
+        back.close();
+        assert!(ask_and_answer(&mut rc, &replay, a, hash(4), 40));
+        assert_eq!(rc.rep(&a).unwrap().channel.id(), replay.id());
+        assert_eq!(rc.stats().reps_moved, 2);
+        assert_eq!(rc.stats().reps_rebound, 0);
+    }
+
+    #[test]
+    fn a_rep_whose_node_stops_answering_is_rebound_after_the_grace_period() {
+        let mut rc = crawler(1, |_| 100);
+        let after = rc.config.rebind_after_ms;
+        let timeout = rc.config.query_timeout_ms;
+        let a = key(0);
+        let (home, other) = (chan(1, 7), chan(2, 8));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut out = Vec::new();
+        assert!(ask_and_answer(&mut rc, &home, a, hash(1), 0));
+        // old enough, but the bound node was never asked since: still bound
+        assert!(!ask_and_answer(&mut rc, &other, a, hash(2), after + 1));
+        // the bound node is asked and lets the query expire
+        rc.record_query(
+            home.id(),
+            HashRoot {
+                hash: hash(3),
+                root: hash(3),
+            },
+            after + 2,
+        );
+        rc.tick(&[], after + 2 + timeout, &mut rng, &mut out);
+        assert_eq!(rc.stats().queries_expired, 2);
+        assert_eq!(rc.stats().reps_rebind_refused, 1);
+        // now an answer elsewhere rebinds it
+        assert!(ask_and_answer(
+            &mut rc,
+            &other,
+            a,
+            hash(4),
+            after + 3 + timeout
+        ));
+        assert_eq!(rc.rep(&a).unwrap().channel.id(), other.id());
+        assert_eq!(rc.stats().reps_rebound, 1);
+        // and the old node cannot take it back while the new one answers
+        assert!(!ask_and_answer(
+            &mut rc,
+            &home,
+            a,
+            hash(5),
+            after + 4 + timeout
+        ));
+        assert_eq!(rc.stats().reps_rebind_refused, 2);
+
+        // an unanswered query alone does not rebind a rep that answered recently
+        let mut rc = crawler(1, |_| 100);
+        assert!(ask_and_answer(&mut rc, &home, a, hash(1), 0));
+        rc.record_query(
+            home.id(),
+            HashRoot {
+                hash: hash(3),
+                root: hash(3),
+            },
+            1,
+        );
+        rc.tick(&[], 1 + timeout, &mut rng, &mut out);
+        assert!(!ask_and_answer(&mut rc, &other, a, hash(2), after - 1));
+        assert_eq!(rc.rep(&a).unwrap().channel.id(), home.id());
     }
 }

@@ -5,9 +5,14 @@
 //! lines ignored). Without a file:
 //! - **dev and test**: the genesis account holds the whole supply ([`GENESIS_AMOUNT`]), which is
 //!   exactly the ledger of a fresh dev network;
-//! - **live and beta**: no weight is known. The rep crawler still tracks the accounts that answer
-//!   its queries (with weight 0), but known weight stays 0, so it never reaches sufficiency and
-//!   keeps resolving the preconfigured peers.
+//! - **live**: the built-in snapshot [`LIVE_WEIGHTS`] (133 representatives, ~126.6 M nano, from
+//!   the reference node's `rep_weights_live.bin`, August 2024);
+//! - **beta**: nothing is known. The reference ships no beta snapshot since the beta ledger was
+//!   reset (February 2024), so every account weighs 0: the rep crawler counts no answer and
+//!   keeps no representative until a weights file is given.
+//!
+//! Only accounts with weight count: the rep crawler refuses answers from accounts that weigh 0
+//! here, which is what keeps its table bounded by this one (see [`super::repcrawler`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -62,6 +67,11 @@ pub enum WeightsError {
     },
 }
 
+/// The live network's representative weights built into the binary, in the weights file
+/// format: the reference node's `rep_weights_live.bin` (nano-node commit 353b1a8b7, ledger at
+/// 201 514 829 blocks) converted line by line; provenance in the file's header comments.
+pub const LIVE_WEIGHTS: &str = include_str!("../../data/rep_weights_live.txt");
+
 /// Representative weights in raw. Unknown accounts weigh 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepWeights {
@@ -76,13 +86,20 @@ impl RepWeights {
     }
 
     /// The defaults of a network with no file: on dev and test the genesis account holds all
-    /// supply; on live and beta nothing is known.
+    /// supply; on live the built-in snapshot [`LIVE_WEIGHTS`]; on beta nothing is known.
     pub fn defaults(network: Network) -> RepWeights {
-        let mut w = RepWeights::new();
-        if matches!(network, Network::Dev | Network::Test) {
-            w.insert(genesis_account(network), GENESIS_AMOUNT.0);
+        match network {
+            Network::Dev | Network::Test => {
+                let mut w = RepWeights::new();
+                w.insert(genesis_account(network), GENESIS_AMOUNT.0);
+                w
+            }
+            // A constant of this crate, parsed by a unit test: it cannot fail at run time.
+            Network::Live => {
+                RepWeights::parse(LIVE_WEIGHTS).expect("the built-in live weights parse")
+            }
+            Network::Beta => RepWeights::new(),
         }
-        w
     }
 
     /// The weights for `network`: parsed from `text` when given (the file replaces the
@@ -187,8 +204,36 @@ mod tests {
             assert_eq!(w.get(&genesis_account(n)), u128::MAX);
             assert_eq!(w.len(), 1);
         }
-        assert!(RepWeights::defaults(Network::Live).is_empty());
         assert!(RepWeights::defaults(Network::Beta).is_empty());
+    }
+
+    #[test]
+    fn the_live_snapshot_parses_and_its_total_is_plausible() {
+        let w = RepWeights::defaults(Network::Live);
+        assert_eq!(w, RepWeights::parse(LIVE_WEIGHTS).unwrap());
+        // 133 records in the reference file (6400 bytes = 16 + 133 × 48)
+        assert_eq!(w.len(), 133);
+        let nano = 10u128.pow(30);
+        // Above the online-weight floor (60 M nano), or quorum could never be reached; below
+        // the circulating supply (~133.25 M nano of the 2^128 − 1 raw minted).
+        assert!(w.total() > 60_000_000 * nano, "{}", w.total() / nano);
+        assert!(w.total() < 133_248_298 * nano, "{}", w.total() / nano);
+        assert_eq!(w.total() / nano, 126_574_531);
+        // every listed account weighs something, none holds a third of the total
+        let lines: Vec<&str> = LIVE_WEIGHTS
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .collect();
+        assert_eq!(lines.len(), 133);
+        for l in &lines {
+            let key = decode_account(l.split_whitespace().next().unwrap()).unwrap();
+            let weight = w.get(&key);
+            assert!(weight > 0 && weight < w.total() / 3, "{l}");
+        }
+        // the heaviest first, as in the reference file; the genesis account is not a rep
+        let first = decode_account(lines[0].split_whitespace().next().unwrap()).unwrap();
+        assert_eq!(w.get(&first) / nano, 14_404_144);
+        assert_eq!(w.get(&genesis_account(Network::Live)), 0);
     }
 
     #[test]

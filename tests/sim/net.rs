@@ -128,6 +128,11 @@ pub struct NodeOpts {
     pub rep_crawler: Option<RepCrawlerConfig>,
     /// Answer confirm_req(genesis) with a final vote signed by this key.
     pub voter: Option<[u8; 32]>,
+    /// Answer the n-th confirm_req (any hash) with a vote for its hashes signed by the n-th of
+    /// these keys, while they last: a peer voting with ever-new keys.
+    pub sybil_keys: Vec<[u8; 32]>,
+    /// Representative weights of the node; `None` = the network's defaults.
+    pub weights: Option<RepWeights>,
 }
 
 impl NodeOpts {
@@ -147,6 +152,8 @@ impl NodeOpts {
             telemetry: false,
             rep_crawler: None,
             voter: None,
+            sybil_keys: Vec::new(),
+            weights: None,
         }
     }
 
@@ -185,8 +192,10 @@ pub struct Node {
     pub publish_sends: u64,
     /// Messages this node queued for sending.
     pub sends: u64,
-    /// confirm_acks injected by the voting responder.
+    /// confirm_acks injected by the voting responder (genesis voter or sybil keys).
     pub votes_sent: u64,
+    /// Sybil keys used so far.
+    pub sybil_used: usize,
     next_shard_tick: u64,
     last_crawler_tick: Option<u64>,
 }
@@ -421,7 +430,9 @@ impl SimNet {
             opts.config.clone(),
             shared.channels.clone(),
             shared.exclusion.clone(),
-            RepWeights::defaults(NET),
+            opts.weights
+                .clone()
+                .unwrap_or_else(|| RepWeights::defaults(NET)),
             1,
         );
         setup.stored_peers = opts.stored_peers.clone();
@@ -447,6 +458,7 @@ impl SimNet {
             publish_sends: 0,
             sends: 0,
             votes_sent: 0,
+            sybil_used: 0,
             next_shard_tick: self.now,
             last_crawler_tick: None,
         }
@@ -1002,12 +1014,22 @@ impl SimNet {
     // ---- harness-level peers and helpers ----
 
     /// The voting representative: a confirm_req(genesis) delivered to a voter node is answered
-    /// on the same connection with a final vote for the genesis hash.
+    /// on the same connection with a final vote for the genesis hash. A node with sybil keys
+    /// answers any confirm_req with a vote for its hashes by its next unused key.
     fn voter_reply(&mut self, node: usize, conn: u64, bytes: &[u8]) {
-        let Some(key) = self.nodes[node].opts.voter else {
+        let Ok((_, Message::ConfirmReq(req))) = decode_message(bytes, NET) else {
             return;
         };
-        let Ok((_, Message::ConfirmReq(req))) = decode_message(bytes, NET) else {
+        let n = &mut self.nodes[node];
+        if let Some(&key) = n.opts.sybil_keys.get(n.sybil_used) {
+            n.sybil_used += 1;
+            n.votes_sent += 1;
+            let hashes = req.pairs.iter().map(|p| p.hash).collect();
+            let bytes = signed_vote(&KeyPair::from_private(key), hashes, 1, false);
+            self.transmit(node, conn, bytes);
+            return;
+        }
+        let Some(key) = self.nodes[node].opts.voter else {
             return;
         };
         let genesis = genesis_hash(NET);
@@ -1100,6 +1122,17 @@ impl SimNet {
             &mut self.rng,
             &mut out,
         );
+        self.run_work(i, Work::Crawler(out));
+    }
+
+    /// Hands `event` to node `i`'s crawler core now, as its shard would, and runs what it
+    /// outputs (for floods too large to sign and send one by one).
+    pub fn crawler_event(&mut self, i: usize, event: CrawlerEvent) {
+        let mut out = Vec::new();
+        let now = self.now;
+        self.nodes[i]
+            .crawler
+            .on_event(event, now, &mut self.rng, &mut out);
         self.run_work(i, Work::Crawler(out));
     }
 
