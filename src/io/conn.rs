@@ -167,3 +167,15 @@ mod tests {
         assert_eq!(id.generation(), 0xdead_beef);
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// The slot of one connection is small and fixed (the slab is allocated once, at the
+    /// caps): docs/security.md quotes this figure.
+    #[test]
+    fn a_slot_is_bounded() {
+        let slot = std::mem::size_of::<super::Conn>();
+        eprintln!("io slot {slot} B");
+        assert!(slot <= 384, "an io slot grew to {slot} bytes");
+    }
+}
