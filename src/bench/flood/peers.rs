@@ -211,6 +211,8 @@ impl FloodHandler {
     fn top_up(&mut self, io: &mut Io) {
         let now = io.now();
         if !self.running(now) {
+            // the run is over: nothing is reopened (and nothing wakes the ring for it)
+            self.reopen.clear();
             return;
         }
         while let Some(&(at, idx)) = self.reopen.front() {
@@ -511,7 +513,7 @@ impl Handler for FloodHandler {
 
     fn on_timer(&mut self, io: &mut Io, now: Instant) {
         if self.tick.is_some_and(|t| now >= t) {
-            self.tick = Some(now + self.tick_every);
+            self.tick = self.running(now).then(|| now + self.tick_every);
             self.top_up(io);
             self.stream_all(io);
         }
