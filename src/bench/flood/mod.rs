@@ -15,7 +15,8 @@
 //!
 //! [`run_flood`] runs the honest load (handshakes, and for vote-flood the honest votes) for
 //! `clean_duration` with no attack, then starts the attack, waits for it to ramp up (every
-//! attack connection opened, or `ramp_timeout`) and measures the same honest load for
+//! attack connection opened and the node's connection count steady for 300 ms; vote-flood:
+//! every attacker had a channel; or `ramp_timeout`) and measures the same honest load for
 //! `duration` under attack. Honest votes/s is the node's `votes_valid` delta over a phase:
 //! attackers' votes are all invalid, so every valid vote is an honest one.
 //!
@@ -56,6 +57,9 @@ pub enum FloodSource {
 
 /// The /24 subnets the attackers use (127.255.0–255 and 127.0.1–255).
 pub const ATTACK_SUBNETS: u32 = 511;
+
+/// slot-flood ramp: the node's connection count has not moved for this long.
+const RAMP_STABLE: Duration = Duration::from_millis(300);
 
 /// First [`source_ip`] index of the honest voters (127.x.y.47: /24s of the honest range).
 pub const HONEST_VOTER_OFFSET: u32 = 3_000_000;
@@ -295,11 +299,23 @@ pub fn run_flood(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackReport
     )?;
     let t_ramp = Instant::now();
     let mut next = t_ramp + interval;
+    // slot-flood: the node's connection count must also have stopped moving (it has taken
+    // what it will take of the flood), so the measurement sees the held state, not the rush
+    let mut live = (u64::MAX, t_ramp);
     loop {
+        let now = Instant::now();
         let c = attack.counts();
         let ready = match cfg.kind {
             AttackKind::VoteFlood => c.handshakes >= c.peers,
-            _ => c.opened >= c.peers,
+            _ => {
+                if let Some(n) = node {
+                    let l = n.stats().io.live_connections;
+                    if l != live.0 {
+                        live = (l, now);
+                    }
+                }
+                c.opened >= c.peers && (node.is_none() || now.duration_since(live.1) >= RAMP_STABLE)
+            }
         };
         if ready || t_ramp.elapsed() >= cfg.ramp_timeout {
             break;

@@ -56,7 +56,8 @@ pub struct FloodReport {
     /// The honest load under attack (measured after the ramp).
     pub attack: PhaseReport,
     /// From starting the attack to measuring: until every attack connection had opened once
-    /// (slot-flood) or every attacker had a channel once (vote-flood), or the ramp timeout.
+    /// and the node's connection count stood still for 300 ms (slot-flood), or every attacker
+    /// had a channel once (vote-flood), or the ramp timeout.
     pub ramp: Duration,
     /// The attackers' counters over the whole attack (ramp included).
     pub attackers: FloodCounts,
