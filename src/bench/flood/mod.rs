@@ -336,8 +336,11 @@ pub fn run_flood(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackReport
         interval,
         voters.as_ref(),
     )?;
-    let held_end = attack.counts().held;
-    let attackers = attack.stop();
+    // the gauges (held, channels) as the measured phase ended, the rest after the stop
+    let at_end = attack.counts();
+    let mut attackers = attack.stop();
+    (attackers.held, attackers.channels) = (at_end.held, at_end.channels);
+    let held_end = at_end.held;
     let voter_counts = voters.as_ref().map(FloodRunner::stop);
     samples.push(sample(start, node));
     if node.is_some() {

@@ -59,7 +59,8 @@ pub struct FloodReport {
     /// and the node's connection count stood still for 300 ms (slot-flood), or every attacker
     /// had a channel once (vote-flood), or the ramp timeout.
     pub ramp: Duration,
-    /// The attackers' counters over the whole attack (ramp included).
+    /// The attackers' counters over the whole attack (ramp included); the gauges `held` and
+    /// `channels` as the measured phase ended.
     pub attackers: FloodCounts,
     /// The honest voters' counters over both phases (vote-flood).
     pub voters: Option<FloodCounts>,
@@ -229,7 +230,7 @@ impl FloodReport {
             serde_json::json!({
                 "peers": c.peers, "dials": c.dials, "opened": c.opened,
                 "connect_failed": c.connect_failed, "held_peak": c.held_peak,
-                "held_end": c.held, "refused": c.refused, "cut": c.cut,
+                "held_end": c.held, "channels_end": c.channels, "refused": c.refused, "cut": c.cut,
                 "handshakes": c.handshakes, "channels_cut": c.channels_cut,
                 "reconnects": c.reconnects, "reconnects_refused": c.reconnects_refused,
                 "reconnect_handshakes": c.reconnect_handshakes, "votes_sent": c.votes_sent,
