@@ -1,0 +1,776 @@
+//! The io threads of a flood: silent connections, attackers streaming invalid votes, honest
+//! voters streaming valid ones ([`FloodRunner`]).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::votes::{VotePool, VoteTemplate, now_unix_ms};
+use super::{FloodSource, REFUSED_WITHIN, honest_voter_ip};
+use crate::bench::attack::AttackError;
+use crate::crypto::{KeyPair, genesis_hash};
+use crate::io::{self, CloseReason, ConnId, Handler, Io, IoError, ShardConfig, ShardHandle};
+use crate::proto::identity::NodeIdentity;
+use crate::types::{Cookie, Network, Signature};
+use crate::wire::vote::FINAL_TIMESTAMP;
+use crate::wire::{Deframer, Keepalive, Message, MessageType, NodeIdHandshake};
+
+/// Attack peers per io thread (a thread of the attacker holds at most this many).
+const PEERS_PER_THREAD: usize = 1024;
+
+/// Unsent bytes an attacker keeps queued per channel (it sends as fast as the node reads).
+const ATTACK_SENDQ: usize = 64 * 1024;
+
+/// Unsent bytes an honest voter keeps queued at most (beyond, the node is not taking them).
+const HONEST_SENDQ: usize = 32 * 1024;
+
+/// What one flood peer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Connect and never speak.
+    Silent,
+    /// Handshake, then stream invalid votes.
+    BadVoter,
+    /// Handshake, then stream valid votes of this pool voter.
+    GoodVoter(usize),
+}
+
+/// Counters of a flood's peers (all threads), as [`FloodRunner::counts`] returns them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FloodCounts {
+    /// Peers (connections kept open or in flight at once).
+    pub peers: u64,
+    /// Dials started.
+    pub dials: u64,
+    /// Connections established.
+    pub opened: u64,
+    /// Dials that failed (refused, timed out, bind failed).
+    pub connect_failed: u64,
+    /// Connections open now.
+    pub held: u64,
+    /// Most connections open at once.
+    pub held_peak: u64,
+    /// Closed by the node within [`REFUSED_WITHIN`] of connecting, before any channel.
+    pub refused: u64,
+    /// Closed by the node later, before any channel (handshake timeout, eviction).
+    pub cut: u64,
+    /// Channels the peers got (handshakes completed; the node's first message seen).
+    pub handshakes: u64,
+    /// Channels open now.
+    pub channels: u64,
+    /// Channels the node closed.
+    pub channels_cut: u64,
+    /// Dials of a peer that had a channel before (reconnects after a cut).
+    pub reconnects: u64,
+    /// Reconnects that ended without a channel (connect failed or closed by the node).
+    pub reconnects_refused: u64,
+    /// Reconnects that got a channel again.
+    pub reconnect_handshakes: u64,
+    /// Votes queued for sending.
+    pub votes_sent: u64,
+    /// Bytes queued for sending.
+    pub bytes_sent: u64,
+    /// Honest voters whose pool ran out.
+    pub pools_exhausted: u64,
+    /// When the first pool ran out, ms after the runner started (0: none did).
+    pub exhausted_at_ms: u64,
+}
+
+impl FloodCounts {
+    /// Every connection the node closed (refused, cut, channels cut).
+    pub fn closed_by_node(&self) -> u64 {
+        self.refused + self.cut + self.channels_cut
+    }
+}
+
+#[derive(Debug, Default)]
+struct FloodShared {
+    dials: AtomicU64,
+    opened: AtomicU64,
+    connect_failed: AtomicU64,
+    held: AtomicU64,
+    held_peak: AtomicU64,
+    refused: AtomicU64,
+    cut: AtomicU64,
+    handshakes: AtomicU64,
+    channels: AtomicU64,
+    channels_cut: AtomicU64,
+    reconnects: AtomicU64,
+    reconnects_refused: AtomicU64,
+    reconnect_handshakes: AtomicU64,
+    votes_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    pools_exhausted: AtomicU64,
+    exhausted_at_ms: AtomicU64,
+}
+
+fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Connecting,
+    /// Silent: connected, saying nothing.
+    Open,
+    /// Voter: query sent, waiting for the node's query + response.
+    AwaitReply,
+    /// Voter: response sent, waiting for the node's first channel message.
+    AwaitChannel,
+    /// Voter: channel up, streaming votes.
+    Streaming,
+}
+
+struct Peer {
+    ip: Ipv4Addr,
+    role: Role,
+    identity: Option<NodeIdentity>,
+    template: Option<VoteTemplate>,
+    deframer: Option<Deframer>,
+    conn: Option<ConnId>,
+    phase: Phase,
+    connected_at: Instant,
+    /// Had a channel before (the next dial is a reconnect).
+    had_channel: bool,
+    /// The current dial is a reconnect.
+    reconnect: bool,
+    /// Bad voter: a well-formed signature of its voting key over another message.
+    bad_sig: Signature,
+    /// Good voter: next pool index, tokens of its pacing bucket, last refill.
+    next: usize,
+    tokens: f64,
+    refilled: Instant,
+}
+
+enum Command {
+    Start { start: Instant, end: Instant },
+}
+
+struct FloodHandler {
+    shared: Arc<FloodShared>,
+    target: SocketAddr,
+    network: Network,
+    started: Instant,
+    peers: Vec<Peer>,
+    /// Peer of each io connection slot (by `ConnId::index`).
+    by_conn: Vec<Option<(ConnId, usize)>>,
+    /// Peers waiting to (re)dial, in time order.
+    reopen: VecDeque<(Instant, usize)>,
+    streaming: Vec<usize>,
+    end: Option<Instant>,
+    reopen_delay: Duration,
+    connect_timeout: Duration,
+    tick: Option<Instant>,
+    tick_every: Duration,
+    rng: ChaCha8Rng,
+    pool: Option<Arc<VotePool>>,
+    /// Honest pacing, votes/s per voter (0: as fast as the node reads).
+    rate: f64,
+}
+
+impl FloodHandler {
+    fn running(&self, now: Instant) -> bool {
+        self.end.is_some_and(|e| now < e)
+    }
+
+    fn peer_of(&self, conn: ConnId) -> Option<usize> {
+        match self.by_conn.get(conn.index()) {
+            Some(Some((c, i))) if *c == conn => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn dial(&mut self, io: &mut Io, idx: usize) -> Result<(), IoError> {
+        let local = SocketAddr::new(IpAddr::V4(self.peers[idx].ip), 0);
+        let conn = io.dial_from(local, self.target, idx as u64, self.connect_timeout)?;
+        inc(&self.shared.dials);
+        if conn.index() >= self.by_conn.len() {
+            self.by_conn.resize(conn.index() + 1, None);
+        }
+        self.by_conn[conn.index()] = Some((conn, idx));
+        let network = self.network;
+        let p = &mut self.peers[idx];
+        p.conn = Some(conn);
+        p.phase = Phase::Connecting;
+        p.reconnect = p.had_channel;
+        if p.reconnect {
+            inc(&self.shared.reconnects);
+        }
+        if let Some(d) = p.deframer.as_mut() {
+            *d = Deframer::new(network);
+        }
+        Ok(())
+    }
+
+    fn top_up(&mut self, io: &mut Io) {
+        let now = io.now();
+        if !self.running(now) {
+            // the run is over: nothing is reopened (and nothing wakes the ring for it)
+            self.reopen.clear();
+            return;
+        }
+        while let Some(&(at, idx)) = self.reopen.front() {
+            if at > now {
+                break;
+            }
+            match self.dial(io, idx) {
+                Ok(()) => {
+                    self.reopen.pop_front();
+                }
+                Err(IoError::ConnectionCap | IoError::Stopping) => break,
+                Err(_) => {
+                    // socket or bind failed: count it and try this peer again later
+                    inc(&self.shared.connect_failed);
+                    self.reopen.pop_front();
+                    self.reopen.push_back((now + self.reopen_delay, idx));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The peer's connection ended (`by_node`: the node closed it or refused the connect).
+    fn ended(&mut self, io: &mut Io, idx: usize, by_node: bool) {
+        let now = io.now();
+        let running = self.running(now);
+        let p = &mut self.peers[idx];
+        let was = p.phase;
+        if let Some(c) = p.conn.take()
+            && let Some(slot) = self.by_conn.get_mut(c.index())
+        {
+            *slot = None;
+        }
+        p.phase = Phase::Idle;
+        let reconnect = std::mem::take(&mut p.reconnect);
+        let fresh = now.saturating_duration_since(p.connected_at) < REFUSED_WITHIN;
+        let s = &self.shared;
+        if !matches!(was, Phase::Idle | Phase::Connecting) {
+            s.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        if was == Phase::Streaming {
+            s.channels.fetch_sub(1, Ordering::Relaxed);
+            self.streaming.retain(|&i| i != idx);
+        }
+        if running && by_node {
+            match was {
+                Phase::Streaming => inc(&s.channels_cut),
+                Phase::Connecting => {}
+                _ if fresh => inc(&s.refused),
+                _ => inc(&s.cut),
+            }
+            if reconnect && was != Phase::Streaming {
+                inc(&s.reconnects_refused);
+            }
+        }
+        if running {
+            self.reopen.push_back((now + self.reopen_delay, idx));
+        }
+    }
+
+    /// Answers the node's query with our response (and a keepalive, as a real peer does).
+    fn answer(&mut self, io: &mut Io, idx: usize, data: &[u8]) {
+        let network = self.network;
+        let p = &mut self.peers[idx];
+        let Some(deframer) = p.deframer.as_mut() else {
+            return;
+        };
+        let mut query = None;
+        let mut channel_msg = false;
+        let fed = deframer.feed(data, |header, payload| {
+            if header.message_type == MessageType::NodeIdHandshake {
+                if let Ok(Message::NodeIdHandshake(h)) = Message::decode(&header, payload)
+                    && query.is_none()
+                {
+                    query = h.query;
+                }
+            } else {
+                channel_msg = true;
+            }
+        });
+        let Some(conn) = p.conn else {
+            return;
+        };
+        if fed.is_err() {
+            io.close(conn);
+            return;
+        }
+        if p.phase == Phase::AwaitReply
+            && let Some(q) = query
+        {
+            let Some(identity) = p.identity.as_ref() else {
+                return;
+            };
+            let mut salt = Cookie([0; 32]);
+            self.rng.fill_bytes(&mut salt.0);
+            let ours = identity.handshake_response(&q.cookie, Some((salt, genesis_hash(network))));
+            let mut buf = io.buffer();
+            Message::NodeIdHandshake(NodeIdHandshake::response(ours))
+                .encode_into(network, &mut buf);
+            Message::Keepalive(Keepalive::default()).encode_into(network, &mut buf);
+            p.phase = Phase::AwaitChannel;
+            if io.send_owned(conn, buf).is_err() {
+                io.close(conn);
+                return;
+            }
+        }
+        let p = &mut self.peers[idx];
+        if p.phase == Phase::AwaitChannel && channel_msg {
+            p.phase = Phase::Streaming;
+            p.had_channel = true;
+            p.refilled = io.now();
+            p.tokens = 0.0;
+            let reconnect = std::mem::take(&mut p.reconnect);
+            let s = &self.shared;
+            inc(&s.handshakes);
+            inc(&s.channels);
+            if reconnect {
+                inc(&s.reconnect_handshakes);
+            }
+            self.streaming.push(idx);
+            self.stream(io, idx);
+        }
+    }
+
+    /// Queues votes on a streaming peer: an attacker fills its send queue to
+    /// [`ATTACK_SENDQ`]; an honest voter sends what its pacing allows, up to [`HONEST_SENDQ`]
+    /// unsent.
+    fn stream(&mut self, io: &mut Io, idx: usize) {
+        let now = io.now();
+        let p = &mut self.peers[idx];
+        let (Some(conn), Some(t)) = (p.conn, p.template.as_mut()) else {
+            return;
+        };
+        let Some((_, queued)) = io.send_queue(conn) else {
+            return;
+        };
+        let vote_len = t.bytes.len();
+        let (limit, good) = match p.role {
+            Role::BadVoter => (ATTACK_SENDQ, None),
+            Role::GoodVoter(v) => (HONEST_SENDQ, Some(v)),
+            Role::Silent => return,
+        };
+        let room = limit.saturating_sub(queued) / vote_len;
+        let mut n = room;
+        if let Some(v) = good {
+            let Some(pool) = self.pool.as_ref() else {
+                return;
+            };
+            let vp = &pool.voters[v];
+            if self.rate > 0.0 {
+                let dt = now.saturating_duration_since(p.refilled).as_secs_f64();
+                p.refilled = now;
+                let burst = (self.rate * 0.02).max(8.0);
+                p.tokens = (p.tokens + dt * self.rate).min(burst);
+                n = n.min(p.tokens as usize);
+            }
+            let left = vp.len().saturating_sub(p.next);
+            if left == 0 {
+                return;
+            }
+            n = n.min(left);
+            if n == 0 {
+                return;
+            }
+            let mut buf = io.buffer();
+            for _ in 0..n {
+                vp.fill(t, p.next);
+                p.next += 1;
+                buf.extend_from_slice(&t.bytes);
+            }
+            p.tokens -= n as f64;
+            if p.next >= vp.len() {
+                inc(&self.shared.pools_exhausted);
+                let ms = now.saturating_duration_since(self.started).as_millis() as u64;
+                let _ = self.shared.exhausted_at_ms.compare_exchange(
+                    0,
+                    ms.max(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            self.send_votes(io, conn, buf, n);
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+        // attacker: fresh hashes and timestamps, a signature that does not match them
+        let sig = p.bad_sig;
+        let ts_base = now_unix_ms();
+        let mut buf = io.buffer();
+        for k in 0..n {
+            self.rng.fill_bytes(t.hashes_mut());
+            let ts = if k % 4 == 3 {
+                FINAL_TIMESTAMP
+            } else {
+                (ts_base << 4) | 9
+            };
+            t.set(&sig, ts);
+            buf.extend_from_slice(&t.bytes);
+        }
+        self.send_votes(io, conn, buf, n);
+    }
+
+    fn send_votes(&mut self, io: &mut Io, conn: ConnId, buf: Vec<u8>, n: usize) {
+        let len = buf.len() as u64;
+        if io.send_owned(conn, buf).is_ok() {
+            self.shared
+                .votes_sent
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.shared.bytes_sent.fetch_add(len, Ordering::Relaxed);
+        }
+    }
+
+    fn stream_all(&mut self, io: &mut Io) {
+        if !self.running(io.now()) {
+            return;
+        }
+        for k in 0..self.streaming.len() {
+            if let Some(&idx) = self.streaming.get(k) {
+                self.stream(io, idx);
+            }
+        }
+    }
+}
+
+impl Handler for FloodHandler {
+    type Command = Command;
+
+    fn on_command(&mut self, io: &mut Io, cmd: Command) {
+        let Command::Start { start, end } = cmd;
+        self.end = Some(end);
+        self.started = start;
+        self.tick = Some(io.now() + self.tick_every);
+        let now = io.now();
+        for i in 0..self.peers.len() {
+            self.reopen.push_back((now, i));
+        }
+        self.top_up(io);
+    }
+
+    fn on_connected(&mut self, io: &mut Io, conn: ConnId, _peer: SocketAddr, _token: u64) {
+        let Some(idx) = self.peer_of(conn) else {
+            io.close(conn);
+            return;
+        };
+        let network = self.network;
+        let s = &self.shared;
+        inc(&s.opened);
+        let held = s.held.fetch_add(1, Ordering::Relaxed) + 1;
+        s.held_peak.fetch_max(held, Ordering::Relaxed);
+        let p = &mut self.peers[idx];
+        p.connected_at = io.now();
+        if p.role == Role::Silent {
+            p.phase = Phase::Open;
+            return;
+        }
+        p.phase = Phase::AwaitReply;
+        let mut cookie = Cookie([0; 32]);
+        self.rng.fill_bytes(&mut cookie.0);
+        let mut buf = io.buffer();
+        Message::NodeIdHandshake(NodeIdHandshake::query(cookie)).encode_into(network, &mut buf);
+        if io.send_owned(conn, buf).is_err() {
+            io.close(conn);
+        }
+    }
+
+    fn on_connect_failed(&mut self, io: &mut Io, conn: ConnId, _token: u64, err: std::io::Error) {
+        let Some(idx) = self.peer_of(conn) else {
+            return;
+        };
+        let cancelled = err.raw_os_error() == Some(libc::ECANCELED);
+        if self.running(io.now()) && !cancelled {
+            inc(&self.shared.connect_failed);
+        }
+        self.ended(io, idx, !cancelled);
+    }
+
+    fn on_data(&mut self, io: &mut Io, conn: ConnId, data: &[u8]) {
+        let Some(idx) = self.peer_of(conn) else {
+            return;
+        };
+        if matches!(
+            self.peers[idx].phase,
+            Phase::AwaitReply | Phase::AwaitChannel
+        ) {
+            self.answer(io, idx, data);
+        }
+    }
+
+    fn on_closed(&mut self, io: &mut Io, conn: ConnId, reason: CloseReason) {
+        let Some(idx) = self.peer_of(conn) else {
+            return;
+        };
+        let by_node = !matches!(reason, CloseReason::Shutdown | CloseReason::Local);
+        self.ended(io, idx, by_node);
+    }
+
+    fn on_timer(&mut self, io: &mut Io, now: Instant) {
+        if self.tick.is_some_and(|t| now >= t) {
+            self.tick = self.running(now).then(|| now + self.tick_every);
+            self.top_up(io);
+            self.stream_all(io);
+        }
+    }
+
+    fn before_sleep(&mut self, io: &mut Io) {
+        self.top_up(io);
+        self.stream_all(io);
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let t = self.tick?;
+        Some(match self.reopen.front() {
+            Some(&(at, _)) => t.min(at),
+            None => t,
+        })
+    }
+}
+
+/// Who a [`FloodRunner`] runs.
+#[derive(Debug, Clone)]
+pub enum FloodPeers {
+    /// `connections` silent connections from `source`.
+    Slots {
+        /// Where they come from.
+        source: FloodSource,
+        /// How many are kept open or in flight.
+        connections: usize,
+    },
+    /// `peers` attackers streaming invalid votes of `hashes` hashes each, from
+    /// [`FloodSource::Many`] addresses.
+    BadVoters {
+        /// How many.
+        peers: usize,
+        /// Hashes per vote.
+        hashes: usize,
+    },
+    /// One honest voter per pool voter (from [`honest_voter_ip`]), each paced at `rate`
+    /// votes/s (0: as fast as the node reads).
+    GoodVoters {
+        /// The pre-signed votes.
+        pool: Arc<VotePool>,
+        /// Votes/s per voter.
+        rate: f64,
+    },
+}
+
+/// Running flood peers on their own io threads; stop them with [`FloodRunner::stop`].
+pub struct FloodRunner {
+    handles: Vec<ShardHandle<Command>>,
+    shared: Arc<FloodShared>,
+    peers: usize,
+    started: Instant,
+}
+
+impl std::fmt::Debug for FloodRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloodRunner")
+            .field("threads", &self.handles.len())
+            .field("peers", &self.peers)
+            .finish()
+    }
+}
+
+impl FloodRunner {
+    /// Starts `who` against `target` for `duration` (peers reopen what the node closes,
+    /// `reopen_delay` after). Returns once the threads run and have their start command.
+    pub fn start(
+        target: SocketAddr,
+        network: Network,
+        who: FloodPeers,
+        reopen_delay: Duration,
+        duration: Duration,
+    ) -> Result<FloodRunner, AttackError> {
+        if !matches!(target.ip(), IpAddr::V4(ip) if ip.is_loopback()) {
+            return Err(AttackError::Config(
+                "floods need an IPv4 loopback target (sources are bound in 127.0.0.0/8)",
+            ));
+        }
+        let specs: Vec<(Ipv4Addr, Role)> = match &who {
+            FloodPeers::Slots {
+                source,
+                connections,
+            } => (0..*connections)
+                .map(|i| (source.address(i as u32), Role::Silent))
+                .collect(),
+            FloodPeers::BadVoters { peers, .. } => (0..*peers)
+                .map(|i| (FloodSource::Many.address(i as u32), Role::BadVoter))
+                .collect(),
+            FloodPeers::GoodVoters { pool, .. } => (0..pool.voters.len())
+                .map(|j| (honest_voter_ip(j as u32), Role::GoodVoter(j)))
+                .collect(),
+        };
+        if specs.is_empty() {
+            return Err(AttackError::Config("a flood needs at least one peer"));
+        }
+        let (hashes, pool, rate) = match &who {
+            FloodPeers::Slots { .. } => (0, None, 0.0),
+            FloodPeers::BadVoters { hashes, .. } => (*hashes, None, 0.0),
+            FloodPeers::GoodVoters { pool, rate } => {
+                (pool.hashes, Some(Arc::clone(pool)), rate.max(0.0))
+            }
+        };
+        if hashes > crate::wire::vote::MAX_HASHES {
+            return Err(AttackError::Config("at most 255 hashes per vote"));
+        }
+        let tick_every = if matches!(who, FloodPeers::Slots { .. }) {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(1)
+        };
+        let peers = specs.len();
+        let mut runner = FloodRunner {
+            handles: Vec::new(),
+            shared: Arc::new(FloodShared::default()),
+            peers,
+            started: Instant::now(),
+        };
+        for (t, chunk) in specs.chunks(PEERS_PER_THREAD).enumerate() {
+            let chunk = chunk.to_vec();
+            let max_connections = 2 * chunk.len() + 16;
+            let cfg = ShardConfig {
+                listen: None,
+                max_connections,
+                ring_entries: 1024,
+                recv_buffers: 256,
+                send_pool_buffers: 64,
+                connect_timeout: Duration::from_secs(5),
+                ..ShardConfig::default()
+            };
+            let sh = Arc::clone(&runner.shared);
+            let pool = pool.clone();
+            let spawned = io::spawn(&cfg, t, move |_info: &io::ShardInfo| {
+                let mut rng = ChaCha8Rng::from_rng(&mut rand::rng());
+                let peers: Vec<Peer> = chunk
+                    .iter()
+                    .map(|&(ip, role)| {
+                        let voter = role != Role::Silent;
+                        let identity = voter.then(|| NodeIdentity::from_private(rng.random()));
+                        let mut bad_sig = Signature([0; 64]);
+                        let template = match role {
+                            Role::Silent => None,
+                            Role::BadVoter => {
+                                // the voting key signs something else: a well-formed signature
+                                let key = KeyPair::from_private(rng.random());
+                                bad_sig = key.sign(b"not this vote");
+                                Some(VoteTemplate::new(network, key.public(), hashes))
+                            }
+                            Role::GoodVoter(v) => pool
+                                .as_ref()
+                                .map(|p| VoteTemplate::new(network, p.voters[v].account, p.hashes)),
+                        };
+                        Peer {
+                            ip,
+                            role,
+                            identity,
+                            template,
+                            deframer: voter.then(|| Deframer::new(network)),
+                            conn: None,
+                            phase: Phase::Idle,
+                            connected_at: Instant::now(),
+                            had_channel: false,
+                            reconnect: false,
+                            bad_sig,
+                            next: 0,
+                            tokens: 0.0,
+                            refilled: Instant::now(),
+                        }
+                    })
+                    .collect();
+                FloodHandler {
+                    shared: sh,
+                    target,
+                    network,
+                    started: Instant::now(),
+                    peers,
+                    by_conn: vec![None; max_connections],
+                    reopen: VecDeque::new(),
+                    streaming: Vec::new(),
+                    end: None,
+                    reopen_delay,
+                    connect_timeout: Duration::from_secs(5),
+                    tick: None,
+                    tick_every,
+                    rng,
+                    pool,
+                    rate,
+                }
+            });
+            match spawned {
+                Ok(h) => runner.handles.push(h),
+                Err(e) => {
+                    runner.stop();
+                    return Err(AttackError::Start(e));
+                }
+            }
+        }
+        let start = Instant::now();
+        runner.started = start;
+        let end = start + duration;
+        for h in &runner.handles {
+            let _ = h.send_command(Command::Start { start, end });
+        }
+        Ok(runner)
+    }
+
+    /// The counters so far, summed over the threads.
+    pub fn counts(&self) -> FloodCounts {
+        let s = &self.shared;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        FloodCounts {
+            peers: self.peers as u64,
+            dials: g(&s.dials),
+            opened: g(&s.opened),
+            connect_failed: g(&s.connect_failed),
+            held: g(&s.held),
+            held_peak: g(&s.held_peak),
+            refused: g(&s.refused),
+            cut: g(&s.cut),
+            handshakes: g(&s.handshakes),
+            channels: g(&s.channels),
+            channels_cut: g(&s.channels_cut),
+            reconnects: g(&s.reconnects),
+            reconnects_refused: g(&s.reconnects_refused),
+            reconnect_handshakes: g(&s.reconnect_handshakes),
+            votes_sent: g(&s.votes_sent),
+            bytes_sent: g(&s.bytes_sent),
+            pools_exhausted: g(&s.pools_exhausted),
+            exhausted_at_ms: g(&s.exhausted_at_ms),
+        }
+    }
+
+    /// When the first honest voter's pool ran out, if one did.
+    pub fn exhausted_at(&self) -> Option<Instant> {
+        let ms = self.shared.exhausted_at_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| self.started + Duration::from_millis(ms))
+    }
+
+    /// Stops the threads (closing every connection) and returns the final counters.
+    pub fn stop(&self) -> FloodCounts {
+        for h in &self.handles {
+            h.stop();
+        }
+        for h in &self.handles {
+            let _ = h.join();
+        }
+        self.counts()
+    }
+}
+
+impl Drop for FloodRunner {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.stop();
+        }
+        for h in &self.handles {
+            let _ = h.join();
+        }
+    }
+}
