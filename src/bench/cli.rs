@@ -390,6 +390,7 @@ pub fn apply_limits(o: &mut NodeOptions, mode: LimitsMode) {
     o.proto.max_cookies_per_ip = from.max_cookies_per_ip;
     o.proto.max_cookies = from.max_cookies;
     o.proto.max_channels = from.max_channels;
+    o.proto.max_outbound_channels = from.max_outbound_channels;
 }
 
 /// The admission limits of node options, as (name, value) pairs for the output.
@@ -403,7 +404,17 @@ pub fn limits_of(o: &NodeOptions) -> Vec<(&'static str, u64)> {
         ("max_cookies_per_ip", u64::from(o.proto.max_cookies_per_ip)),
         ("max_cookies", o.proto.max_cookies as u64),
         ("max_channels", o.proto.max_channels as u64),
+        (
+            "max_outbound_channels",
+            o.proto.max_outbound_channels as u64,
+        ),
+        (
+            "max_invalid_signatures",
+            u64::from(o.proto.max_invalid_signatures),
+        ),
+        ("verify_per_sec", u64::from(o.proto.verify_per_sec)),
         ("max_connections_per_shard", o.io.max_connections as u64),
+        ("max_outbound_per_shard", o.io.max_outbound as u64),
         ("backlog", o.io.backlog.max(0) as u64),
     ]
 }

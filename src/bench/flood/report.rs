@@ -274,6 +274,17 @@ pub fn node_counters(s: &NodeStats) -> Vec<(&'static str, u64)> {
         ("accepted", io.accepted),
         ("rejected_cap", io.rejected_cap),
         ("refused", io.refused),
+        ("evicted", io.evicted),
+        ("rejected_max_per_ip", p.admission.max_per_ip),
+        ("rejected_max_per_subnet", p.admission.max_per_subnetwork),
+        ("rejected_excluded", p.admission.excluded),
+        ("rejected_full", p.admission.full),
+        ("evicted_unverified", p.admission.evicted_unverified),
+        ("evicted_channels", p.admission.evicted_channels),
+        (
+            "oversize_before_handshake",
+            p.admission.oversize_before_handshake,
+        ),
         ("closed_deadline", io.closed_deadline),
         ("closed_peer", io.closed_peer),
         ("connects_ok", io.connects_ok),
@@ -294,6 +305,9 @@ pub fn node_counters(s: &NodeStats) -> Vec<(&'static str, u64)> {
         ("verify_overflow", p.verify_overflow),
         ("held_dropped", p.held_dropped),
         ("batch_cap_shrinks", s.batch.cap_shrinks),
+        ("verify_alone", s.batch.alone),
+        ("cut_invalid_signatures", p.misbehaviour.invalid_signatures),
+        ("cut_verify_work", p.misbehaviour.verify_work),
         ("events_dropped", s.events_dropped),
     ]
 }
