@@ -448,6 +448,24 @@ fn seeds() -> Vec<(&'static str, Script, Expect)> {
             |s| s.genesis_mismatches == 2 && s.channels_up == 3,
         ),
         (
+            // The inbound table fills (5 in the driver): one channel and four silent
+            // connections, three of them from one address; newcomers evict the silent ones
+            // of the crowded address first, and the channel only when none is left.
+            "full-table-evicts",
+            s(0, {
+                let mut ops = vec![establish(0, APUB6, P50K, false, 21)];
+                for (slot, addr) in [(1, A1234), (2, A1234), (3, A1234), (4, A8888)] {
+                    ops.push(connect(slot, addr, P50K, false));
+                }
+                for (slot, addr) in [(5, A1235), (6, ALOOP), (7, APRIV), (1, AMAPPED1234)] {
+                    ops.push(connect(slot, addr, P7075, false));
+                }
+                ops.push(ALL_OK);
+                ops
+            }),
+            |s| s.evictions >= 4 && s.channels_up == 1,
+        ),
+        (
             // 3 inbound and 3 outbound channels at most (caps of their own).
             "tight-limits",
             s(0b110, {

@@ -67,7 +67,7 @@ use super::exclusion::PeerExclusion;
 use super::filter::DuplicateFilter;
 use super::identity::NodeIdentity;
 use super::repcrawler::QueryBoard;
-use super::shard::{MAX_INFLIGHT_PER_CONN, ShardCore, ShardOutput, ShardShared};
+use super::shard::{MAX_INFLIGHT_PER_CONN, Screening, ShardCore, ShardOutput, ShardShared};
 use crate::channels::{Channel, ChannelId, ChannelLimits, ChannelMap, Direction};
 use crate::crypto::{WorkThresholds, epoch_link, epoch_signer, genesis_hash};
 use crate::types::{Amount, BlockHash, Cookie, Network, PublicKey, Signature};
@@ -81,6 +81,9 @@ use crate::wire::{
 pub const MAX_OPS: usize = 512;
 /// Connection slots.
 pub const SLOTS: usize = 8;
+/// Inbound connections open at once before the driver's table counts as full (so inputs
+/// reach eviction with a few slots).
+pub const INBOUND_CAP: usize = 5;
 /// The network every frame is built for.
 pub const NETWORK: Network = Network::Dev;
 /// The shard id of the driven core.
@@ -607,6 +610,10 @@ pub struct Summary {
     pub commanded_sends: u64,
     /// Dials asked of the loop.
     pub dials: u64,
+    /// Accepted connections the core refused at its screen (limits, exclusion, full).
+    pub screened_out: u64,
+    /// Connections evicted to make room for a newcomer.
+    pub evictions: u64,
 }
 
 /// Runs `data` as a [`Script`] with default [`Options`]; panics on a violated invariant.
@@ -1077,6 +1084,9 @@ impl<'s> Driver<'s> {
         outbound: bool,
         reuse: bool,
     ) -> Option<usize> {
+        if !outbound && !self.screen(remote) {
+            return None;
+        }
         let s = usize::from(slot) % SLOTS;
         let current = self.slots[s].0;
         let id = match current {
@@ -1119,6 +1129,49 @@ impl<'s> Driver<'s> {
             core.on_connected(id, remote, flag, now, rng, out)
         });
         self.incs[inc].open.then_some(inc)
+    }
+
+    /// The listener's screen of an accepted connection, as the io loop runs it: with more
+    /// than [`INBOUND_CAP`] inbound connections open the table is full, and an eviction
+    /// closes the victim (`on_closed`) before the newcomer is connected. False: refused.
+    fn screen(&mut self, remote: SocketAddr) -> bool {
+        let inbound: Vec<usize> = (0..self.incs.len())
+            .filter(|&i| self.incs[i].open && !self.incs[i].outbound)
+            .collect();
+        let full = inbound.len() >= INBOUND_CAP;
+        let verdict = self.core.screen_inbound(remote, full, self.now);
+        match verdict {
+            Screening::Accept => {
+                inv!(self, !full, "accepted {remote} into a full table");
+                true
+            }
+            Screening::Refuse => {
+                self.summary.screened_out += 1;
+                false
+            }
+            Screening::Evict(victim) => {
+                inv!(
+                    self,
+                    full,
+                    "evicted {victim:?} from a table that was not full"
+                );
+                let vi = self.open_inc(Some(victim));
+                inv!(
+                    self,
+                    vi.is_some_and(|v| !self.incs[v].outbound),
+                    "eviction victim {victim:?} is not an open inbound connection"
+                );
+                let unverified_left = inbound.iter().any(|&i| self.incs[i].channel.is_none());
+                inv!(
+                    self,
+                    !unverified_left || vi.is_some_and(|v| self.incs[v].channel.is_none()),
+                    "channel {victim:?} evicted while unverified connections are open"
+                );
+                self.summary.evictions += 1;
+                self.closed(victim);
+                true
+            }
+        }
     }
 
     fn bytes(&mut self, id: Option<ConnId>, bytes: &[u8]) {

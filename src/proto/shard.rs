@@ -677,6 +677,11 @@ impl ShardCore {
                         )
                     })
                     .collect();
+                // A channel is picked only when no unverified connection is left: hand it out
+                // now, never from the batch (an unverified one may arrive before the next).
+                if let [(id, true)] = picked.as_slice() {
+                    return Some((*id, true));
+                }
                 // Handed out from the back: the first pick first.
                 picked.reverse();
                 self.ctx.victims = picked;
