@@ -59,7 +59,7 @@ struct Inner {
 }
 
 /// A running [`Node`] shared between its owner and the HTTP servers; cheap to clone. See the
-/// [module docs](self).
+/// module docs of `node::api`.
 #[derive(Clone)]
 pub struct SharedNode {
     inner: Arc<Inner>,

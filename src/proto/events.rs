@@ -90,18 +90,18 @@ pub enum Misbehaviour {
     VerifyWork,
 }
 
-/// The result of a handshake, one counter each (§6.3; stat names of nano-node in brackets).
+/// The result of a handshake, one counter each (§6.3; nano-node's stat names in parentheses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HandshakeOutcome {
-    /// Channel created [`ok`].
+    /// Channel created (`ok`).
     Ok,
-    /// The response carries our own node id [`invalid_node_id`].
+    /// The response carries our own node id (`invalid_node_id`).
     OwnNodeId,
-    /// A v2 response for another genesis [`invalid_genesis`].
+    /// A v2 response for another genesis (`invalid_genesis`).
     InvalidGenesis,
-    /// No outstanding cookie for the remote endpoint [`missing_cookie`].
+    /// No outstanding cookie for the remote endpoint (`missing_cookie`).
     MissingCookie,
-    /// The signature does not verify [`invalid_signature`].
+    /// The signature does not verify (`invalid_signature`).
     InvalidSignature,
     /// A second query, a message with neither part, or a response we did not ask for.
     Protocol,
