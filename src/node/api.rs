@@ -410,6 +410,28 @@ pub(crate) fn metrics_snapshot(
         open_files_limit: s.open_files.soft,
         open_files_needed: s.open_files.needed,
         connection_cap_per_shard: s.open_files.per_shard as u64,
+        inbound_rejected: {
+            let a = &p.admission;
+            [
+                ("max_per_ip", a.max_per_ip),
+                ("max_per_subnetwork", a.max_per_subnetwork),
+                ("excluded", a.excluded),
+                ("full", a.full),
+                ("oversize_before_handshake", a.oversize_before_handshake),
+                ("evicted_unverified", a.evicted_unverified),
+                ("evicted_channel", a.evicted_channels),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        },
+        misbehaviour: vec![
+            (
+                "invalid_signatures".to_string(),
+                p.misbehaviour.invalid_signatures,
+            ),
+            ("verify_work".to_string(), p.misbehaviour.verify_work),
+        ],
     }
 }
 

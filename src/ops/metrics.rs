@@ -13,7 +13,8 @@
 //! `nanopeer_verify_batch_cap_shrinks_total`, `nanopeer_thread_alive{thread}`,
 //! `nanopeer_thread_progress_age_seconds{thread}`, `nanopeer_thread_stalls_total{thread}`,
 //! `nanopeer_open_files_limit`, `nanopeer_open_files_needed`,
-//! `nanopeer_shard_connection_cap`.
+//! `nanopeer_shard_connection_cap`, `nanopeer_inbound_rejected_total{reason}`,
+//! `nanopeer_misbehaviour_total{cause}`.
 
 use std::fmt::Write;
 
@@ -128,6 +129,10 @@ pub struct MetricsSnapshot {
     /// Connection slots per shard in force (lowered from the configured cap if the open-file
     /// limit is short).
     pub connection_cap_per_shard: u64,
+    /// Accepted connections refused or evicted by the listener's screen, per reason.
+    pub inbound_rejected: Vec<(String, u64)>,
+    /// Peers cut for misbehaving, per cause.
+    pub misbehaviour: Vec<(String, u64)>,
 }
 
 type Getter = fn(&Counters) -> u64;
@@ -228,6 +233,7 @@ const CLOSE_REASONS: &[(&str, Getter)] = &[
     ("send_queue_full", |c| c.closed_send_queue_full),
     ("deadline", |c| c.closed_deadline),
     ("local", |c| c.closed_local),
+    ("evicted", |c| c.closed_evicted),
     ("shutdown", |c| c.closed_shutdown),
 ];
 
@@ -488,6 +494,30 @@ pub fn render(s: &MetricsSnapshot) -> String {
         &s.connection_cap_per_shard.to_string(),
     );
 
+    o.family(
+        "nanopeer_inbound_rejected_total",
+        "Accepted connections closed by the listener's screen before any read, or evicted from a full table, per reason.",
+        "counter",
+    );
+    for (reason, v) in &s.inbound_rejected {
+        o.sample(
+            "nanopeer_inbound_rejected_total",
+            &[("reason", reason)],
+            &v.to_string(),
+        );
+    }
+    o.family(
+        "nanopeer_misbehaviour_total",
+        "Peers cut and excluded for going past a budget, per cause.",
+        "counter",
+    );
+    for (cause, v) in &s.misbehaviour {
+        o.sample(
+            "nanopeer_misbehaviour_total",
+            &[("cause", cause)],
+            &v.to_string(),
+        );
+    }
     let shard_labels: Vec<String> = s.shards.iter().map(|m| m.shard.to_string()).collect();
     o.family(
         "nanopeer_buffer_ring_exhausted_total",
@@ -750,6 +780,8 @@ mod tests {
             open_files_limit: 1024,
             open_files_needed: 1024,
             connection_cap_per_shard: 477,
+            inbound_rejected: vec![("max_per_ip".into(), 6), ("evicted".into(), 2)],
+            misbehaviour: vec![("invalid_signatures".into(), 1)],
         }
     }
 
@@ -784,6 +816,24 @@ mod tests {
                 &[("direction", "in"), ("type", "confirm_ack")]
             ),
             Some(9.0)
+        );
+        assert_eq!(
+            find(
+                "nanopeer_inbound_rejected_total",
+                &[("reason", "max_per_ip")]
+            ),
+            Some(6.0)
+        );
+        assert_eq!(
+            find("nanopeer_inbound_rejected_total", &[("reason", "evicted")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            find(
+                "nanopeer_misbehaviour_total",
+                &[("cause", "invalid_signatures")]
+            ),
+            Some(1.0)
         );
         assert_eq!(
             find(
