@@ -182,6 +182,25 @@ fn slot_flood_leaves_room_for_honest_peers(source: FloodSource) {
         growth < RSS_GROWTH_MAX_KB,
         "RSS grew by {growth} KiB under the flood"
     );
+    // The defence that held is the one meant for this source: refusal at accept by the per-IP
+    // or per-subnet count, or (many /24s, which those limits do not stop) eviction at the cap.
+    let a = &node_during.proto.admission;
+    match source {
+        FloodSource::Ip => assert!(a.max_per_ip > 0, "no per-IP refusal: {a:?}"),
+        FloodSource::Subnet => {
+            assert!(a.max_per_subnetwork > 0, "no per-subnet refusal: {a:?}")
+        }
+        FloodSource::Many => {
+            assert!(
+                a.evicted_unverified > 0 && node_during.io.evicted > 0,
+                "no eviction: {a:?}"
+            );
+            assert_eq!(
+                a.evicted_channels, 0,
+                "a verified channel was evicted: {a:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -352,5 +371,21 @@ fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() 
         "honest handshakes under attack: {:.0}/s against {:.0}/s clean ({hs:.2})",
         f.attack.honest_handshakes_per_sec(),
         f.clean.honest_handshakes_per_sec()
+    );
+    // The node says why: every cut counted as over the invalid-signature budget, none of an
+    // honest voter for its volume, and the reconnects refused at accept as excluded.
+    let node = r.node_after.as_ref().unwrap();
+    let m = &node.proto.misbehaviour;
+    assert!(
+        m.invalid_signatures >= ATTACKERS as u64,
+        "cuts counted: {m:?}"
+    );
+    assert_eq!(
+        m.verify_work, 0,
+        "an honest voter was cut for volume: {m:?}"
+    );
+    assert!(
+        node.proto.admission.excluded > 0,
+        "no reconnect refused as excluded"
     );
 }
