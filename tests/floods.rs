@@ -11,23 +11,18 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nanopeer::bench::attack::{AttackConfig, AttackKind, process_rss_kb};
 use nanopeer::bench::cli::{LimitsMode, apply_limits};
 use nanopeer::bench::flood::{FloodCounts, FloodPeers, FloodRunner, FloodSource};
 use nanopeer::bench::{LoadConfig, LoadReport, run, run_attack};
 use nanopeer::channels::Direction;
-use nanopeer::io::ShardConfig;
 use nanopeer::node::{Node, NodeOptions, NodeStats};
 use nanopeer::types::Network;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::{serial, wait_until};
 
 /// The node's connection cap per shard in these tests.
 const CAP: usize = 256;
@@ -39,36 +34,11 @@ const ATTACK: usize = 340;
 const RSS_GROWTH_MAX_KB: u64 = 64 * 1024;
 
 fn opts(dir: &Path) -> NodeOptions {
-    let mut o = NodeOptions::new(Network::Dev, dir);
-    o.listen = "127.0.0.1:0".parse().unwrap();
-    o.shards = Some(1);
-    o.preconfigured_peers = Some(Vec::new());
-    o.io = ShardConfig {
-        ring_entries: 1024,
-        recv_buffers: 256,
-        max_connections: CAP,
-        send_pool_buffers: 64,
-        command_queue: 1024,
-        ..ShardConfig::default()
-    };
+    let mut o = common::small_node(dir, 1, CAP);
     apply_limits(&mut o, LimitsMode::Live);
     o.filter_slots = 1 << 18;
     o.event_queue = 8192;
-    o.key_cache = 1024;
     o
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// One honest peer at a time (a fresh address in the honest range for each attempt), for

@@ -11,7 +11,6 @@
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nanopeer::io::{Fault, ShardConfig};
@@ -21,13 +20,10 @@ use nanopeer::ops::metrics::parse_text;
 use nanopeer::ops::rpc::NodeApi;
 use nanopeer::types::{Network, PublicKey};
 
+mod common;
+use common::{serial, wait_until};
+
 const BIN: &str = env!("CARGO_BIN_EXE_nanopeer");
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn opts(dir: &Path, shards: usize) -> NodeOptions {
     let mut o = NodeOptions::new(Network::Dev, dir);
@@ -46,20 +42,6 @@ fn opts(dir: &Path, shards: usize) -> NodeOptions {
     o.event_queue = 4096;
     o.key_cache = 256;
     o
-}
-
-/// Polls `f` every 10 ms until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn shard_of(node: &Node, id: &PublicKey) -> Option<u16> {

@@ -7,59 +7,26 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nanopeer::bench::attack::{AttackConfig, AttackKind, process_fds};
 use nanopeer::bench::{LoadConfig, run_attack};
 use nanopeer::crypto::{BatchVerifier, KeyPair};
-use nanopeer::io::ShardConfig;
 use nanopeer::node::{AdaptiveBatch, Node, NodeError, NodeOptions, NodeStats};
 use nanopeer::store::PeerStore;
-use nanopeer::types::Network;
 use rand::SeedableRng;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::{serial, wait_until};
 
 /// The node's connection cap in these tests.
 const MAX_CONNECTIONS: usize = 512;
 
 fn opts(dir: &Path) -> NodeOptions {
-    let mut o = NodeOptions::new(Network::Dev, dir);
-    o.listen = "127.0.0.1:0".parse().unwrap();
-    o.shards = Some(1);
-    o.preconfigured_peers = Some(Vec::new());
-    o.io = ShardConfig {
-        ring_entries: 1024,
-        recv_buffers: 256,
-        max_connections: MAX_CONNECTIONS,
-        send_pool_buffers: 64,
-        command_queue: 1024,
-        ..ShardConfig::default()
-    };
+    let mut o = common::small_node(dir, 1, MAX_CONNECTIONS);
     o.proto.handshake_timeout_ms = 1_000;
     o.proto.idle_timeout_ms = 2_000;
-    o.filter_slots = 1 << 12;
-    o.event_queue = 4096;
-    o.key_cache = 1024;
     o
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn honest(target: SocketAddr, connections: usize) -> LoadConfig {

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nanopeer::channels::Direction;
@@ -20,11 +19,8 @@ use nanopeer::wire::{
     HandshakeResponse, Keepalive, Message, NodeIdHandshake, ResponseV2, decode_message,
 };
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::{serial, wait_until};
 
 fn opts(dir: &Path, peers: &[SocketAddr]) -> NodeOptions {
     let mut o = NodeOptions::new(Network::Dev, dir);
@@ -47,20 +43,6 @@ fn opts(dir: &Path, peers: &[SocketAddr]) -> NodeOptions {
 
 fn start(dir: &Path, peers: &[SocketAddr]) -> Node {
     Node::start(opts(dir, peers)).expect("node starts")
-}
-
-/// Polls `f` every 20 ms until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn knows(node: &Node, id: &PublicKey) -> bool {

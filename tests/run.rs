@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nanopeer::crypto::genesis_hash;
@@ -22,15 +21,12 @@ use nanopeer::store::PeerStore;
 use nanopeer::types::Network;
 use serde_json::{Value, json};
 
+mod common;
+use common::{serial, wait_until};
+
 const BIN: &str = env!("CARGO_BIN_EXE_nanopeer");
 const UP_WITHIN: Duration = Duration::from_secs(10);
 const EXIT_WITHIN: Duration = Duration::from_secs(5);
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
@@ -42,19 +38,6 @@ fn free_port() -> u16 {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One HTTP/1.1 request; `(status, body)`, or `None` if nothing answers.
