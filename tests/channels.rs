@@ -952,3 +952,51 @@ proptest! {
         prop_assert_eq!(snap, want);
     }
 }
+
+/// Unverified inbound connections are limited per IP group and per subnet in a count of their
+/// own; ending one, or a channel coming and going in the same subnet, leaves the others counted.
+#[test]
+fn unverified_counts_survive_other_changes_in_their_subnet() {
+    let map = ChannelMap::new(ChannelLimits {
+        max_peers_per_ip: 2,
+        max_peers_per_subnetwork: 3,
+        ..ChannelLimits::for_network(Network::Live)
+    });
+    let sub = SubnetKey::of(*at("10.1.1.1", 1).ip());
+    for ip in ["10.1.1.1", "10.1.1.2", "10.1.1.3"] {
+        map.add_inbound(&at(ip, 1)).unwrap();
+    }
+    assert_eq!(
+        map.add_inbound(&at("10.1.1.4", 1)),
+        Err(ChannelError::SubnetLimit)
+    );
+    // A channel of the subnet comes and goes: the three unverified stay counted.
+    let ch = map.try_insert(inbound(at("10.1.1.9", 1), 1)).unwrap();
+    assert!(map.remove_channel(&ch));
+    assert_eq!(map.subnet_usage(sub).inbound, 3);
+    assert_eq!(
+        map.check_inbound(&at("10.1.1.4", 1)),
+        Err(ChannelError::SubnetLimit)
+    );
+    // One ends: exactly one place is free again, the others still count.
+    assert!(map.end_inbound(&at("10.1.1.1", 1)));
+    assert_eq!(map.subnet_usage(sub).inbound, 2);
+    map.add_inbound(&at("10.1.1.4", 1)).unwrap();
+    assert_eq!(
+        map.add_inbound(&at("10.1.1.5", 1)),
+        Err(ChannelError::SubnetLimit)
+    );
+    // Per IP likewise: two from one address, a third refused.
+    assert!(map.end_inbound(&at("10.1.1.4", 1)));
+    map.add_inbound(&at("10.1.1.2", 2)).unwrap();
+    assert_eq!(
+        map.add_inbound(&at("10.1.1.2", 3)),
+        Err(ChannelError::IpLimit)
+    );
+    // All end: nothing left behind.
+    for e in [at("10.1.1.2", 1), at("10.1.1.2", 2), at("10.1.1.3", 1)] {
+        assert!(map.end_inbound(&e));
+    }
+    assert!(!map.end_inbound(&at("10.1.1.3", 1)));
+    assert_eq!(map.subnet_usage(sub), Usage::default());
+}

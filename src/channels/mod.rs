@@ -154,6 +154,11 @@ impl Usage {
     pub fn total(&self) -> usize {
         self.channels + self.attempts
     }
+
+    /// Nothing is counted (the entry can go).
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0 && self.inbound == 0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -236,7 +241,7 @@ impl StripeInner {
         let sub = SubnetKey::of(*ep.ip());
         if let Some(u) = self.subnets.get_mut(&sub) {
             u.attempts = u.attempts.saturating_sub(1);
-            if u.total() == 0 {
+            if u.is_empty() {
                 self.subnets.remove(&sub);
             }
         }
@@ -269,7 +274,7 @@ impl StripeInner {
         let sub = SubnetKey::of(*ep.ip());
         if let Some(u) = self.subnets.get_mut(&sub) {
             u.inbound = u.inbound.saturating_sub(1);
-            if u.total() == 0 {
+            if u.is_empty() {
                 self.subnets.remove(&sub);
             }
         }
@@ -584,7 +589,7 @@ impl<B: Backend> ChannelMap<B> {
         let sub = SubnetKey::of(*ep.ip());
         if let Some(u) = inner.subnets.get_mut(&sub) {
             u.channels = u.channels.saturating_sub(1);
-            if u.total() == 0 {
+            if u.is_empty() {
                 inner.subnets.remove(&sub);
             }
         }
