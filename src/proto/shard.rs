@@ -261,6 +261,17 @@ pub struct AdmissionStats {
     pub oversize_before_handshake: u64,
 }
 
+impl AdmissionStats {
+    /// Counts a refusal by the per-IP or per-subnet count of unverified connections.
+    pub fn record_limit(&mut self, e: ChannelError) {
+        if e == ChannelError::SubnetLimit {
+            self.max_per_subnetwork += 1;
+        } else {
+            self.max_per_ip += 1;
+        }
+    }
+}
+
 /// Peers cut for misbehaving, and the per-source verification it caused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MisbehaviourStats {
@@ -610,11 +621,7 @@ impl ShardCore {
         match ctx.shared.channels.check_inbound(&remote) {
             Ok(()) => {}
             Err(e) => {
-                if e == ChannelError::SubnetLimit {
-                    ctx.stats.admission.max_per_subnetwork += 1;
-                } else {
-                    ctx.stats.admission.max_per_ip += 1;
-                }
+                ctx.stats.admission.record_limit(e);
                 tracing::debug!(%remote, error = %e, "inbound refused");
                 return Screening::Refuse;
             }
@@ -766,11 +773,7 @@ impl ShardCore {
             match ctx.shared.channels.add_inbound(&remote) {
                 Ok(()) => st.counted = true,
                 Err(e) => {
-                    if e == ChannelError::SubnetLimit {
-                        ctx.stats.admission.max_per_subnetwork += 1;
-                    } else {
-                        ctx.stats.admission.max_per_ip += 1;
-                    }
+                    ctx.stats.admission.record_limit(e);
                     tracing::debug!(remote = %remote, error = %e, "inbound refused");
                     let outcome = if e == ChannelError::SubnetLimit {
                         HandshakeOutcome::MaxPerSubnet
