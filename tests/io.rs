@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nanopeer::io::{
-    CloseReason, ConnId, Handler, Io, IoError, SendOverflow, ShardConfig, ShardHandle, spawn,
-    spawn_shards,
+    CloseReason, ConnId, Handler, Io, IoError, Screen, SendOverflow, ShardConfig, ShardHandle,
+    spawn, spawn_shards,
 };
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -782,4 +782,94 @@ fn connect_timeout_fires() {
     stop(&target);
     drop(fillers);
     assert_eq!(dialer.counters().connects_failed, 1);
+}
+
+/// Evicts the oldest inbound connection when the table is full; dials on command and reports
+/// whether the dial was taken.
+struct Evictor {
+    tx: Sender<Result<(), IoError>>,
+    order: std::collections::VecDeque<ConnId>,
+}
+
+impl Handler for Evictor {
+    type Command = SocketAddr;
+    fn screen_inbound(&mut self, _io: &mut Io, _peer: SocketAddr, full: bool) -> Screen {
+        match (full, self.order.pop_front()) {
+            (true, Some(oldest)) => Screen::Evict(oldest),
+            (true, None) => Screen::Refuse,
+            (false, x) => {
+                if let Some(x) = x {
+                    self.order.push_front(x);
+                }
+                Screen::Accept
+            }
+        }
+    }
+    fn on_accept(&mut self, _io: &mut Io, conn: ConnId, _peer: SocketAddr) -> bool {
+        self.order.push_back(conn);
+        true
+    }
+    fn on_command(&mut self, io: &mut Io, addr: SocketAddr) {
+        let _ = self.tx.send(io.dial(addr, 1).map(|_| ()));
+    }
+    fn on_data(&mut self, _io: &mut Io, _conn: ConnId, _data: &[u8]) {}
+    fn on_closed(&mut self, _io: &mut Io, conn: ConnId, _reason: CloseReason) {
+        self.order.retain(|c| *c != conn);
+    }
+}
+
+/// A full inbound table evicts (the oldest goes, the newcomer stays), and outbound dials have a
+/// cap of their own that inbound connections never use.
+#[test]
+fn full_inbound_table_evicts_and_outbound_has_its_own_cap() {
+    let _g = serial();
+    let (tx, rx) = channel();
+    let h = spawn(
+        &ShardConfig {
+            max_connections: 3,
+            max_outbound: 2,
+            ..cfg("127.0.0.1:0")
+        },
+        0,
+        move |_| Evictor {
+            tx,
+            order: Default::default(),
+        },
+    )
+    .unwrap();
+    let addr = h.local_addr().unwrap();
+    let mut clients: Vec<TcpStream> = Vec::new();
+    for _ in 0..5 {
+        clients.push(connect(addr));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    // The first two were evicted for the fourth and fifth: they read EOF; the rest stay open.
+    let mut buf = [0u8; 1];
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let r = c.read(&mut buf);
+        if i < 2 {
+            assert!(matches!(r, Ok(0)), "client {i} not evicted: {r:?}");
+        } else {
+            assert!(r.is_err(), "client {i} closed: {r:?}");
+        }
+    }
+    // The inbound table is full, yet dials go out, up to their own cap.
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taddr = target.local_addr().unwrap();
+    for _ in 0..2 {
+        h.send_command(taddr).unwrap();
+        assert!(rx.recv_timeout(WAIT).unwrap().is_ok());
+    }
+    h.send_command(taddr).unwrap();
+    assert!(matches!(
+        rx.recv_timeout(WAIT).unwrap(),
+        Err(IoError::ConnectionCap)
+    ));
+    stop(&h);
+    let c = h.counters();
+    assert_eq!((c.accepted, c.evicted, c.closed_evicted), (5, 2, 2));
+    assert_eq!(c.rejected_cap, 0);
+    drop(clients);
 }
