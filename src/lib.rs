@@ -41,6 +41,7 @@
 
 pub mod bench;
 pub mod channels;
+pub mod counters;
 pub mod crypto;
 pub mod io;
 pub mod node;

@@ -9,17 +9,20 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use nanopeer::counters::Samples;
 use nanopeer::io::Counters;
+use nanopeer::node::BatchMetrics;
 use nanopeer::ops::cli::{Cli, Command, RunArgs};
 use nanopeer::ops::config::{
     ConfigError, NodeConfig, all_keys, default_toml, keys_without_default,
 };
 use nanopeer::ops::http::{HttpServer, ServerOptions};
-use nanopeer::ops::metrics::{Histogram, MetricsSnapshot, ShardMetrics, parse_text};
+use nanopeer::ops::metrics::{Histogram, MetricsSnapshot, parse_text};
 use nanopeer::ops::rpc::{
     NodeApi, PeerInfo, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
 };
 use nanopeer::proto::config::ProtoConfig;
+use nanopeer::proto::stats::ShardStats;
 use nanopeer::types::{BlockHash, Network, PublicKey, Signature};
 use nanopeer::wire::TelemetryData;
 use serde_json::{Value, json};
@@ -425,22 +428,26 @@ impl NodeApi for Fake {
         let mut h = Histogram::batch_sizes();
         h.observe(64.0);
         h.observe(3.0);
+        let mut proto = ShardStats::default();
+        proto.messages_in[0x02] = 3;
+        proto.messages_out[0x0a] = 2;
+        proto.handshake.ok = 1;
+        proto.handshake.invalid_signature = 2;
+        let mut batch = BatchMetrics::default();
+        batch.verifier.failed_batches = 1;
+        let io = Counters {
+            buf_ring_exhausted: 5,
+            ..Counters::default()
+        };
+        let mut counters = Samples::default();
+        counters.add_set(&proto, &[]);
+        counters.add_set(&batch, &[]);
+        counters.add_set(&io, &[("shard", "0")]);
         MetricsSnapshot {
-            messages_in: vec![("keepalive".into(), 3)],
-            messages_out: vec![("node_id_handshake".into(), 2)],
-            handshakes: vec![("ok".into(), 1), ("invalid_signature".into(), 2)],
+            counters,
             verify_batch_sizes: h,
-            verify_fallbacks: 1,
-            verify_failed: 1,
             channels: 2,
             cookies: 1,
-            shards: vec![ShardMetrics {
-                shard: 0,
-                io: Counters {
-                    buf_ring_exhausted: 5,
-                    ..Counters::default()
-                },
-            }],
             uptime_seconds: 3,
             store_ok: true,
             ..MetricsSnapshot::default()

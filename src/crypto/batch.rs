@@ -91,18 +91,21 @@ pub enum TorsionPolicy {
     Exact,
 }
 
-/// Counters of a [`BatchVerifier`] since it was made.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BatchStats {
-    /// Items pushed.
-    pub items: u64,
-    /// Multiscalar batch checks run.
-    pub batches: u64,
-    /// Batch checks that failed (their members were then verified singly).
-    pub failed_batches: u64,
-    /// Items verified with the single equation (screened out, small batches, fallbacks and
-    /// [`TorsionPolicy::Exact`]).
-    pub single: u64,
+crate::counter_set! {
+    /// Counters of a [`BatchVerifier`] since it was made.
+    pub struct BatchStats {
+        groups {}
+        /// Items pushed.
+        items,
+        /// Multiscalar batch checks run.
+        batches ["signature_batch", "batches", "in"],
+        /// Batch checks that failed (their members were then verified singly).
+        failed_batches ["signature_batch", "failed_batches", "in"]
+            @ "nanopeer_verify_fallbacks_total",
+        /// Items verified with the single equation (screened out, small batches, fallbacks and
+        /// [`TorsionPolicy::Exact`]).
+        single ["signature_batch", "single", "in"],
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

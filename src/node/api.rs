@@ -13,16 +13,16 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::counters::{Row, Rows, Samples};
 use crate::crypto::genesis_hash;
 use crate::io::Counters;
-use crate::ops::metrics::{self, Histogram, MetricsSnapshot, ThreadMetrics};
+use crate::ops::metrics::{Histogram, MetricsSnapshot, ThreadMetrics};
 use crate::ops::rpc::{
     NodeApi, PeerInfo as RpcPeer, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
 };
 use crate::proto::addr::to_socket_addr;
-use crate::proto::events::HandshakeOutcome;
 use crate::types::{Network, PublicKey};
-use crate::wire::{MessageType, TelemetryData, VERSION_USING};
+use crate::wire::{TelemetryData, VERSION_USING};
 
 use super::{BATCH_BUCKETS, Node, NodeError, NodeStats};
 
@@ -31,24 +31,6 @@ pub const STORE_VERSION: u32 = 1;
 
 /// Quorum percentage of the online weight (§8, `online_weight_quorum`).
 const QUORUM_PERCENT: u8 = 67;
-
-/// The name of each handshake outcome in stats and metrics (nano-node's names where it has
-/// one: `ok`, `invalid_node_id`, `invalid_genesis`, `missing_cookie`, `invalid_signature`).
-pub(crate) const HANDSHAKE_OUTCOMES: [(HandshakeOutcome, &str); 13] = [
-    (HandshakeOutcome::Ok, "ok"),
-    (HandshakeOutcome::OwnNodeId, "invalid_node_id"),
-    (HandshakeOutcome::InvalidGenesis, "invalid_genesis"),
-    (HandshakeOutcome::MissingCookie, "missing_cookie"),
-    (HandshakeOutcome::InvalidSignature, "invalid_signature"),
-    (HandshakeOutcome::Protocol, "protocol_error"),
-    (HandshakeOutcome::CookieLimit, "cookie_limit"),
-    (HandshakeOutcome::MaxPerIp, "max_per_ip"),
-    (HandshakeOutcome::MaxPerSubnet, "max_per_subnetwork"),
-    (HandshakeOutcome::DuplicateNodeId, "duplicate_node_id"),
-    (HandshakeOutcome::NotAPeer, "not_a_peer"),
-    (HandshakeOutcome::Excluded, "excluded"),
-    (HandshakeOutcome::ChannelLimit, "channel_limit"),
-];
 
 struct Inner {
     node: RwLock<Option<Node>>,
@@ -112,149 +94,26 @@ impl SharedNode {
     }
 }
 
-fn stat(entries: &mut Vec<StatEntry>, stat_type: &str, detail: &str, dir: &str, value: u64) {
-    entries.push(StatEntry {
-        stat_type: stat_type.to_string(),
-        detail: detail.to_string(),
-        dir: dir.to_string(),
+fn stat(rows: &mut Rows, stat_type: &str, detail: &str, dir: &str, value: u64) {
+    rows.add(
+        Row {
+            stat_type,
+            detail,
+            dir,
+        },
         value,
-    });
+    );
 }
 
 /// The `stats` counters (nano-node's `type`/`detail`/`dir` layout) of a node's counters.
 pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
-    let mut e = Vec::with_capacity(160);
-    let p = &s.proto;
-    let io = &s.io;
-    for t in MessageType::ALL {
-        let i = usize::from(t.as_u8());
-        stat(&mut e, "message", t.name(), "in", p.messages_in[i]);
-        stat(&mut e, "message", t.name(), "out", p.messages_out[i]);
-    }
-    stat(&mut e, "traffic_tcp", "all", "in", p.bytes_in);
-    stat(&mut e, "traffic_tcp", "all", "out", p.bytes_out);
-    for (outcome, name) in HANDSHAKE_OUTCOMES {
-        stat(&mut e, "handshake", name, "in", p.handshake.get(outcome));
-    }
-    let h = &p.handshake;
-    let ad = &p.admission;
-    // At accept (before any read) and again when the channel is created.
-    for (detail, v) in [
-        ("max_per_ip", h.max_per_ip + ad.max_per_ip),
-        (
-            "max_per_subnetwork",
-            h.max_per_subnet + ad.max_per_subnetwork,
-        ),
-        ("excluded", h.excluded + ad.excluded),
-        ("not_a_peer", h.not_a_peer),
-        ("max_connections", io.rejected_cap),
-        ("full_nothing_to_evict", ad.full),
-        ("refused", io.refused),
-        ("oversize_before_handshake", ad.oversize_before_handshake),
-    ] {
-        stat(&mut e, "tcp_listener_rejected", detail, "in", v);
-    }
-    for (detail, v) in [
-        ("unverified", ad.evicted_unverified),
-        ("channel", ad.evicted_channels),
-    ] {
-        stat(&mut e, "tcp_listener_evicted", detail, "in", v);
-    }
-    let mb = &p.misbehaviour;
-    for (detail, v) in [
-        ("invalid_signatures", mb.invalid_signatures),
-        ("verify_work", mb.verify_work),
-        ("verify_alone", mb.verify_alone),
-    ] {
-        stat(&mut e, "misbehaviour", detail, "in", v);
-    }
-    for (detail, v) in [
-        ("accept_success", io.accepted),
-        ("accept_failure", io.accept_errors),
-        ("connect_success", io.connects_ok),
-        ("connect_failure", io.connects_failed),
-    ] {
-        stat(&mut e, "tcp_listener", detail, "in", v);
-    }
-    let pe = &p.payload_errors;
-    for (detail, v) in [
-        ("payload_too_short", pe.too_short),
-        ("trailing_bytes", pe.trailing_bytes),
-        ("not_a_block", pe.not_a_block),
-        ("confirm_req_pairs", pe.confirm_req_pairs),
-        ("empty_handshake", pe.empty_handshake),
-        ("telemetry_too_short", pe.telemetry_too_short),
-        ("bulk_pull_extended", pe.bulk_pull_extended),
-        ("asc_pull_type", pe.asc_pull_type),
-        ("other", pe.other),
-    ] {
-        stat(&mut e, "error", detail, "in", v);
-    }
-    let c = &p.closes;
-    for (detail, v) in [
-        ("header_error", c.header_error),
-        ("handshake", c.handshake),
-        ("message_before_handshake", c.message_before_handshake),
-        ("bootstrap_not_served", c.bootstrap_not_served),
-        ("timeout", c.timeout),
-        ("purged", c.purged),
-        ("excluded", c.excluded),
-        ("requested", c.requested),
-        ("evicted", c.evicted),
-        ("replaced", c.replaced),
-        ("misbehaviour", c.misbehaviour),
-        ("remote", p.closed_remotely),
-    ] {
-        stat(&mut e, "tcp_close", detail, "out", v);
-    }
-    stat(&mut e, "rep_crawler", "query_on_up", "out", p.queries_on_up);
-    stat(
-        &mut e,
-        "filter",
-        "duplicate_publish_message",
-        "in",
-        p.duplicate_publish,
-    );
-    stat(
-        &mut e,
-        "filter",
-        "duplicate_confirm_ack_message",
-        "in",
-        p.duplicate_confirm_ack,
-    );
-    for (t, detail, v) in [
-        ("block", "insufficient_work", p.insufficient_work),
-        ("block", "invalid_signature", p.invalid_block_signature),
-        ("vote", "valid", p.votes_valid),
-        ("vote", "invalid_signature", p.invalid_vote_signature),
-        ("vote", "zero_account", p.zero_account_vote),
-        ("drop", "confirm_req", p.confirm_req_ignored),
-        ("drop", "realtime_ignored", p.realtime_ignored),
-        ("drop", "handshake_on_realtime", p.handshake_ignored),
-        ("drop", "verify_overflow", p.verify_overflow),
-        ("drop", "held_while_verifying", p.held_dropped),
-        ("drop", "send_to_closed", p.send_to_closed),
-        ("drop", "send_queue_full", io.send_queue_drops),
-        ("drop", "crawler_event", s.events_dropped),
-        ("drop", "channel_lifecycle", s.lifecycle_dropped),
-    ] {
-        stat(&mut e, t, detail, "in", v);
-    }
-    let b = &s.batch;
-    for (detail, v) in [
-        ("requests", b.requests),
-        ("flushes", b.flushes),
-        ("flush_full", b.flush_full),
-        ("flush_delay", b.flush_delay),
-        ("flush_sleep", b.flush_sleep),
-        ("invalid_keys", b.invalid_keys),
-        ("batches", b.verifier.batches),
-        ("failed_batches", b.verifier.failed_batches),
-        ("single", b.verifier.single),
-        ("alone", b.alone),
-    ] {
-        stat(&mut e, "signature_batch", detail, "in", v);
-    }
+    let mut e = Rows::default();
+    // Every declared counter names its own rows; the crawler's and the thread health below
+    // are written out here.
+    e.add_set(&s.proto);
+    e.add_set(&s.io);
+    e.add_set(&s.batch);
+    e.add_set(&s.queue);
     let cr = &s.crawler;
     let st = &cr.stats;
     for (detail, dir, v) in [
@@ -266,10 +125,7 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
         ("channel_down", "in", st.channels_down),
         ("purged", "out", st.purged),
         ("cleanup", "in", st.cleanups),
-        ("dial", "out", p.dials),
-        ("dial_failed", "out", p.dials_failed),
         ("blocks_relayed", "out", st.blocks_relayed),
-        ("syn_cookies_purged", "in", p.cookies_purged),
     ] {
         stat(&mut e, "network", detail, dir, v);
     }
@@ -317,21 +173,10 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
         ("telemetry_ack", "out", st.telemetry_sends),
         ("process", "in", st.telemetry_received),
         ("evicted", "in", st.telemetry_evicted),
-        ("empty_payload", "in", p.telemetry_empty),
-        ("node_id_mismatch", "in", p.telemetry_node_id_mismatch),
-        ("invalid_signature", "in", p.invalid_telemetry_signature),
-        ("genesis_mismatch", "in", p.genesis_mismatch),
     ] {
         stat(&mut e, "telemetry", detail, dir, v);
     }
-    let th = &cr.thread;
-    for (detail, v) in [
-        ("flush", th.flushes),
-        ("online_weight_sample", th.samples_saved),
-        ("store_error", th.store_errors),
-    ] {
-        stat(&mut e, "peer_history", detail, "out", v);
-    }
+    e.add_set(&cr.thread);
     // Thread health: one row per thread (`shard-0`, …, `crawler`) and measure.
     for t in &s.threads {
         let age_ms = u64::try_from(t.progress_age.as_millis()).unwrap_or(u64::MAX);
@@ -348,7 +193,15 @@ pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
     ] {
         stat(&mut e, "open_files", detail, "in", v);
     }
-    e
+    e.into_vec()
+        .into_iter()
+        .map(|(stat_type, detail, dir, value)| StatEntry {
+            stat_type,
+            detail,
+            dir,
+            value,
+        })
+        .collect()
 }
 
 /// The `/metrics` snapshot of a node's counters; `shard_io` are the per-shard io counters.
@@ -357,13 +210,6 @@ pub(crate) fn metrics_snapshot(
     shard_io: Vec<Counters>,
     uptime_seconds: u64,
 ) -> MetricsSnapshot {
-    let p = &s.proto;
-    let per_type = |counts: &[u64; 16]| -> Vec<(String, u64)> {
-        MessageType::ALL
-            .iter()
-            .map(|t| (t.name().to_string(), counts[usize::from(t.as_u8())]))
-            .collect()
-    };
     // Batch-size bucket i holds sizes 2^i ..= 2^(i+1) − 1 (the last one everything above),
     // so the upper bounds are 1, 3, 7, …, 127 and +Inf.
     let bounds: Vec<f64> = (1..BATCH_BUCKETS)
@@ -372,31 +218,21 @@ pub(crate) fn metrics_snapshot(
     let mut hist = Histogram::with_bounds(&bounds);
     hist.counts = s.batch.sizes.to_vec();
     hist.sum = s.batch.requests as f64;
+    let mut counters = Samples::default();
+    counters.add_set(&s.proto, &[]);
+    counters.add_set(&s.batch, &[]);
+    counters.add_set(&s.queue, &[]);
+    counters.add_set(&s.crawler.thread, &[]);
+    for (shard, io) in shard_io.iter().enumerate() {
+        counters.add_set(io, &[("shard", &shard.to_string())]);
+    }
     MetricsSnapshot {
-        messages_in: per_type(&p.messages_in),
-        messages_out: per_type(&p.messages_out),
-        handshakes: HANDSHAKE_OUTCOMES
-            .iter()
-            .map(|(o, name)| (name.to_string(), p.handshake.get(*o)))
-            .collect(),
+        counters,
         verify_batch_sizes: hist,
-        verify_fallbacks: s.batch.verifier.failed_batches,
-        verify_failed: p.handshake.invalid_signature
-            + p.invalid_block_signature
-            + p.invalid_vote_signature
-            + p.invalid_telemetry_signature,
         channels: s.channels as u64,
         cookies: s.shards.iter().map(|m| m.cookies).sum(),
-        shards: shard_io
-            .into_iter()
-            .enumerate()
-            .map(|(shard, io)| metrics::ShardMetrics { shard, io })
-            .collect(),
         uptime_seconds,
         store_ok: s.crawler.store_ok,
-        store_errors: s.crawler.thread.store_errors,
-        verify_batch_cap: s.batch.cap,
-        verify_batch_cap_shrinks: s.batch.cap_shrinks,
         threads: s
             .threads
             .iter()
@@ -410,28 +246,6 @@ pub(crate) fn metrics_snapshot(
         open_files_limit: s.open_files.soft,
         open_files_needed: s.open_files.needed,
         connection_cap_per_shard: s.open_files.per_shard as u64,
-        inbound_rejected: {
-            let a = &p.admission;
-            [
-                ("max_per_ip", a.max_per_ip),
-                ("max_per_subnetwork", a.max_per_subnetwork),
-                ("excluded", a.excluded),
-                ("full", a.full),
-                ("oversize_before_handshake", a.oversize_before_handshake),
-                ("evicted_unverified", a.evicted_unverified),
-                ("evicted_channel", a.evicted_channels),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
-        },
-        misbehaviour: vec![
-            (
-                "invalid_signatures".to_string(),
-                p.misbehaviour.invalid_signatures,
-            ),
-            ("verify_work".to_string(), p.misbehaviour.verify_work),
-        ],
     }
 }
 
@@ -557,7 +371,7 @@ mod tests {
     use super::*;
     use crate::node::{BatchMetrics, CrawlerStatus, OpenFiles, ShardMetrics, ThreadHealth};
     use crate::ops::metrics::{parse_text, render};
-    use crate::proto::shard::ShardStats;
+    use crate::proto::stats::ShardStats;
     use std::time::Duration;
 
     fn stats() -> NodeStats {
@@ -586,9 +400,7 @@ mod tests {
                 ..Counters::default()
             },
             batch,
-            events_sent: 0,
-            events_dropped: 0,
-            lifecycle_dropped: 0,
+            queue: Default::default(),
             channels: 2,
             shards: vec![shard.clone(), shard],
             crawler: CrawlerStatus {
@@ -699,8 +511,11 @@ mod tests {
         let m = metrics_snapshot(&stats(), vec![io0, Counters::default()], 11);
         assert_eq!(m.cookies, 6);
         assert_eq!(m.channels, 2);
-        assert_eq!(m.verify_fallbacks, 1);
-        assert_eq!(m.verify_failed, 7);
+        assert_eq!(
+            m.counters.get("nanopeer_verify_fallbacks_total", &[]),
+            Some(1)
+        );
+        assert_eq!(m.counters.get("nanopeer_verify_failed_total", &[]), Some(7));
         let samples = parse_text(&render(&m)).unwrap();
         let find = |name: &str, labels: &[(&str, &str)]| {
             samples

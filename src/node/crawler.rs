@@ -51,25 +51,27 @@ pub(crate) enum Control {
     Stop(Sender<()>),
 }
 
-/// Counters of the crawler thread itself (the core's are in [`CrawlerStatus::stats`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CrawlerThreadStats {
-    /// Events received from the shards.
-    pub events: u64,
-    /// Commands queued to shards.
-    pub commands_sent: u64,
-    /// Commands dropped because a shard's queue was full (or the shard stopped).
-    pub commands_dropped: u64,
-    /// Peer-store flushes written.
-    pub flushes: u64,
-    /// Online-weight samples written.
-    pub samples_saved: u64,
-    /// Peer-store writes that failed.
-    pub store_errors: u64,
-    /// Preconfigured-peer resolutions started.
-    pub resolves: u64,
-    /// Preconfigured peer names that did not resolve.
-    pub resolve_failures: u64,
+crate::counter_set! {
+    /// Counters of the crawler thread itself (the core's are in [`CrawlerStatus::stats`]).
+    pub struct CrawlerThreadStats {
+        groups {}
+        /// Events received from the shards.
+        events,
+        /// Commands queued to shards.
+        commands_sent,
+        /// Commands dropped because a shard's queue was full (or the shard stopped).
+        commands_dropped,
+        /// Peer-store flushes written.
+        flushes ["peer_history", "flush", "out"],
+        /// Online-weight samples written.
+        samples_saved ["peer_history", "online_weight_sample", "out"],
+        /// Peer-store writes that failed.
+        store_errors ["peer_history", "store_error", "out"] @ "nanopeer_peer_store_errors_total",
+        /// Preconfigured-peer resolutions started.
+        resolves,
+        /// Preconfigured peer names that did not resolve.
+        resolve_failures,
+    }
 }
 
 /// Cached telemetry of one peer.
@@ -443,7 +445,7 @@ impl CrawlerThread {
             stats: self.core.stats().clone(),
             reachout: self.core.reachout_stats().clone(),
             rep_crawler: self.core.rep_stats().clone(),
-            thread: self.stats.clone(),
+            thread: self.stats,
             store_ok: !self.store_failed,
         };
         *self.status.write() = status;

@@ -31,7 +31,9 @@ pub use api::{STORE_VERSION, SharedNode};
 pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
 pub use fds::{FdFit, OpenFiles, fds_needed, fit_connections};
 pub use health::{DEFAULT_STALL_WARNING, ThreadFailure, ThreadHealth};
-pub use shard::{AdaptiveBatch, BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_bucket};
+pub use shard::{
+    AdaptiveBatch, BATCH_BUCKETS, BatchMetrics, QueueStats, ShardMetrics, batch_bucket,
+};
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
@@ -46,6 +48,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::channels::{ChannelLimits, ChannelMap, Direction};
+use crate::counters::CounterSet;
 use crate::io::{self, Counters, Fault, IoError, ShardConfig, ShardExit, ShardHandle};
 use crate::proto::addr::{canonical, to_socket_addr};
 use crate::proto::config::ProtoConfig;
@@ -56,7 +59,8 @@ use crate::proto::filter::{DEFAULT_CUTOFF_MS, DEFAULT_SLOTS, DuplicateFilter};
 use crate::proto::identity::NodeIdentity;
 use crate::proto::reachout::MergeRefusal;
 use crate::proto::repcrawler::{QueryBoard, RepStatus};
-use crate::proto::shard::{ShardShared, ShardStats};
+use crate::proto::shard::ShardShared;
+use crate::proto::stats::ShardStats;
 use crate::proto::telemetry::{local_telemetry, telemetry_ack_bytes};
 use crate::proto::weights::{RepWeights, WeightsError};
 use crate::store::{PeerStore, StoreError, ensure_data_dir, load_or_create_node_key};
@@ -280,12 +284,8 @@ pub struct NodeStats {
     pub io: Counters,
     /// The batch verifiers' counters, summed over the shards.
     pub batch: BatchMetrics,
-    /// Events handed to the crawler.
-    pub events_sent: u64,
-    /// Events dropped (crawler queue full).
-    pub events_dropped: u64,
-    /// ChannelUp/ChannelDown dropped (queue and backlog full).
-    pub lifecycle_dropped: u64,
+    /// Events to the crawler, summed over the shards.
+    pub queue: QueueStats,
     /// Channels in the channel map.
     pub channels: usize,
     /// Per shard, as published.
@@ -296,123 +296,6 @@ pub struct NodeStats {
     pub threads: Vec<ThreadHealth>,
     /// The open-file limit and the descriptor budget of the caps in force.
     pub open_files: OpenFiles,
-}
-
-/// Adds `b`'s counters to `a`.
-pub fn add_shard_stats(a: &mut ShardStats, b: &ShardStats) {
-    for (x, y) in a.messages_in.iter_mut().zip(b.messages_in.iter()) {
-        *x += y;
-    }
-    for (x, y) in a.messages_out.iter_mut().zip(b.messages_out.iter()) {
-        *x += y;
-    }
-    a.bytes_in += b.bytes_in;
-    a.bytes_out += b.bytes_out;
-    let (h, g) = (&mut a.handshake, &b.handshake);
-    h.ok += g.ok;
-    h.own_node_id += g.own_node_id;
-    h.invalid_genesis += g.invalid_genesis;
-    h.missing_cookie += g.missing_cookie;
-    h.invalid_signature += g.invalid_signature;
-    h.protocol += g.protocol;
-    h.cookie_limit += g.cookie_limit;
-    h.max_per_ip += g.max_per_ip;
-    h.max_per_subnet += g.max_per_subnet;
-    h.duplicate_node_id += g.duplicate_node_id;
-    h.not_a_peer += g.not_a_peer;
-    h.excluded += g.excluded;
-    h.channel_limit += g.channel_limit;
-    let (p, q) = (&mut a.payload_errors, &b.payload_errors);
-    p.too_short += q.too_short;
-    p.trailing_bytes += q.trailing_bytes;
-    p.not_a_block += q.not_a_block;
-    p.confirm_req_pairs += q.confirm_req_pairs;
-    p.empty_handshake += q.empty_handshake;
-    p.telemetry_too_short += q.telemetry_too_short;
-    p.bulk_pull_extended += q.bulk_pull_extended;
-    p.asc_pull_type += q.asc_pull_type;
-    p.other += q.other;
-    let (c, d) = (&mut a.closes, &b.closes);
-    c.header_error += d.header_error;
-    c.handshake += d.handshake;
-    c.message_before_handshake += d.message_before_handshake;
-    c.bootstrap_not_served += d.bootstrap_not_served;
-    c.timeout += d.timeout;
-    c.purged += d.purged;
-    c.excluded += d.excluded;
-    c.requested += d.requested;
-    c.evicted += d.evicted;
-    c.replaced += d.replaced;
-    a.channels_replaced += b.channels_replaced;
-    c.misbehaviour += d.misbehaviour;
-    let (x, y) = (&mut a.admission, &b.admission);
-    x.max_per_ip += y.max_per_ip;
-    x.max_per_subnetwork += y.max_per_subnetwork;
-    x.excluded += y.excluded;
-    x.full += y.full;
-    x.evicted_unverified += y.evicted_unverified;
-    x.evicted_channels += y.evicted_channels;
-    x.oversize_before_handshake += y.oversize_before_handshake;
-    let (x, y) = (&mut a.misbehaviour, &b.misbehaviour);
-    x.invalid_signatures += y.invalid_signatures;
-    x.verify_work += y.verify_work;
-    x.verify_alone += y.verify_alone;
-    a.closed_remotely += b.closed_remotely;
-    a.connections += b.connections;
-    a.duplicate_publish += b.duplicate_publish;
-    a.duplicate_confirm_ack += b.duplicate_confirm_ack;
-    a.insufficient_work += b.insufficient_work;
-    a.invalid_block_signature += b.invalid_block_signature;
-    a.votes_valid += b.votes_valid;
-    a.invalid_vote_signature += b.invalid_vote_signature;
-    a.zero_account_vote += b.zero_account_vote;
-    a.telemetry_empty += b.telemetry_empty;
-    a.telemetry_node_id_mismatch += b.telemetry_node_id_mismatch;
-    a.invalid_telemetry_signature += b.invalid_telemetry_signature;
-    a.genesis_mismatch += b.genesis_mismatch;
-    a.confirm_req_ignored += b.confirm_req_ignored;
-    a.realtime_ignored += b.realtime_ignored;
-    a.handshake_ignored += b.handshake_ignored;
-    a.verify_requests += b.verify_requests;
-    a.verify_overflow += b.verify_overflow;
-    a.verify_orphaned += b.verify_orphaned;
-    a.held_dropped += b.held_dropped;
-    a.send_to_closed += b.send_to_closed;
-    a.queries_on_up += b.queries_on_up;
-    a.dials += b.dials;
-    a.dials_failed += b.dials_failed;
-    a.cookies_purged += b.cookies_purged;
-}
-
-fn add_counters(a: &mut Counters, b: &Counters) {
-    a.accepted += b.accepted;
-    a.rejected_cap += b.rejected_cap;
-    a.refused += b.refused;
-    a.evicted += b.evicted;
-    a.accept_errors += b.accept_errors;
-    a.connects_ok += b.connects_ok;
-    a.connects_failed += b.connects_failed;
-    a.recv_completions += b.recv_completions;
-    a.recv_bytes += b.recv_bytes;
-    a.recv_rearms += b.recv_rearms;
-    a.buf_ring_exhausted += b.buf_ring_exhausted;
-    a.send_messages += b.send_messages;
-    a.sends += b.sends;
-    a.send_bytes += b.send_bytes;
-    a.partial_sends += b.partial_sends;
-    a.send_queue_drops += b.send_queue_drops;
-    a.closed_peer += b.closed_peer;
-    a.closed_recv_error += b.closed_recv_error;
-    a.closed_send_error += b.closed_send_error;
-    a.closed_send_queue_full += b.closed_send_queue_full;
-    a.closed_deadline += b.closed_deadline;
-    a.closed_local += b.closed_local;
-    a.closed_evicted += b.closed_evicted;
-    a.closed_shutdown += b.closed_shutdown;
-    a.live_connections += b.live_connections;
-    a.commands += b.commands;
-    a.loop_turns += b.loop_turns;
-    a.sq_full_submits += b.sq_full_submits;
 }
 
 /// A running node. Dropping it stops it (as [`Node::stop`], ignoring errors).
@@ -870,25 +753,21 @@ impl Node {
         let mut proto = ShardStats::default();
         let mut io = Counters::default();
         let mut batch = BatchMetrics::default();
-        let (mut sent, mut dropped, mut lifecycle_dropped) = (0, 0, 0);
+        let mut queue = QueueStats::default();
         let shards: Vec<ShardMetrics> = self.metrics.iter().map(|m| m.lock().clone()).collect();
         for m in &shards {
-            add_shard_stats(&mut proto, &m.proto);
+            proto.add(&m.proto);
             batch.add(&m.batch);
-            sent += m.events_sent;
-            dropped += m.events_dropped;
-            lifecycle_dropped += m.lifecycle_dropped;
+            queue.add(&m.queue);
         }
         for h in &self.shards {
-            add_counters(&mut io, &h.counters());
+            io.add(&h.counters());
         }
         NodeStats {
             proto,
             io,
             batch,
-            events_sent: sent,
-            events_dropped: dropped,
-            lifecycle_dropped,
+            queue,
             channels: self.channels.len(),
             shards,
             crawler: self.status.read().clone(),

@@ -25,7 +25,8 @@ use crate::crypto::{BatchStats, BatchVerifier, KeyCache};
 use crate::io::{self, CloseReason, Handler, Io, Screen};
 use crate::proto::addr::to_socket_addr;
 use crate::proto::events::{ConnId, CrawlerEvent, IoAction, ShardCommand, VerifyRequest};
-use crate::proto::shard::{Screening, ShardCore, ShardOutput, ShardShared, ShardStats};
+use crate::proto::shard::{Screening, ShardCore, ShardOutput, ShardShared};
+use crate::proto::stats::ShardStats;
 
 /// How often the core's timers run (syn-cookie purge, handshake timeouts).
 const TICK: Duration = Duration::from_millis(100);
@@ -50,36 +51,39 @@ enum FlushCause {
     Sleep,
 }
 
-/// Counters of one shard's batch verifier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchMetrics {
-    /// Flushes (each answers every pending request).
-    pub flushes: u64,
-    /// Flushes because the batch reached `batch_max`.
-    pub flush_full: u64,
-    /// Flushes because `batch_delay` passed since the first pending item.
-    pub flush_delay: u64,
-    /// Flushes because the ring was about to sleep.
-    pub flush_sleep: u64,
-    /// Requests answered.
-    pub requests: u64,
-    /// Requests whose key is not a curve point (answered `false` without verifying).
-    pub invalid_keys: u64,
-    /// Flushes by size (requests handed to the verifier): bucket `i` counts sizes
-    /// `2^i ..= 2^(i+1) − 1`, the last bucket everything from 128.
-    pub sizes: [u64; BATCH_BUCKETS],
-    /// The verifier's own counters: multiscalar batches, failed batches (fallbacks to single
-    /// verification), items verified singly.
-    pub verifier: BatchStats,
-    /// Times the adaptive cap was halved (a flush held an invalid signature).
-    pub cap_shrinks: u64,
-    /// Times the adaptive cap was doubled (after clean flushes).
-    pub cap_grows: u64,
-    /// The current adaptive cap (summed over shards in node totals).
-    pub cap: u64,
-    /// Requests verified on their own, outside the batch, because their source sent an
-    /// invalid signature recently (the per-source adaptation).
-    pub alone: u64,
+crate::counter_set! {
+    /// Counters of one shard's batch verifier.
+    pub struct BatchMetrics {
+        groups {
+            /// Flushes by size (requests handed to the verifier): bucket `i` counts sizes
+            /// `2^i ..= 2^(i+1) − 1`, the last bucket everything from 128.
+            sizes: [u64; BATCH_BUCKETS],
+            /// The verifier's own counters: multiscalar batches, failed batches (fallbacks to
+            /// single verification), items verified singly.
+            verifier: BatchStats,
+        }
+        /// Flushes (each answers every pending request).
+        flushes ["signature_batch", "flushes", "in"],
+        /// Flushes because the batch reached `batch_max`.
+        flush_full ["signature_batch", "flush_full", "in"],
+        /// Flushes because `batch_delay` passed since the first pending item.
+        flush_delay ["signature_batch", "flush_delay", "in"],
+        /// Flushes because the ring was about to sleep.
+        flush_sleep ["signature_batch", "flush_sleep", "in"],
+        /// Requests answered.
+        requests ["signature_batch", "requests", "in"],
+        /// Requests whose key is not a curve point (answered `false` without verifying).
+        invalid_keys ["signature_batch", "invalid_keys", "in"],
+        /// Times the adaptive cap was halved (a flush held an invalid signature).
+        cap_shrinks @ "nanopeer_verify_batch_cap_shrinks_total",
+        /// Times the adaptive cap was doubled (after clean flushes).
+        cap_grows,
+        /// The current adaptive cap (summed over shards in node totals).
+        cap @ "nanopeer_verify_batch_cap",
+        /// Requests verified on their own, outside the batch, because their source sent an
+        /// invalid signature recently (the per-source adaptation).
+        alone ["signature_batch", "alone", "in"],
+    }
 }
 
 /// The effective batch size of one shard's verifier, adapted to the share of bad signatures.
@@ -153,26 +157,19 @@ impl AdaptiveBatch {
     }
 }
 
-impl BatchMetrics {
-    /// Adds another shard's counters.
-    pub fn add(&mut self, o: &BatchMetrics) {
-        self.flushes += o.flushes;
-        self.flush_full += o.flush_full;
-        self.flush_delay += o.flush_delay;
-        self.flush_sleep += o.flush_sleep;
-        self.requests += o.requests;
-        self.invalid_keys += o.invalid_keys;
-        for (a, b) in self.sizes.iter_mut().zip(o.sizes.iter()) {
-            *a += b;
-        }
-        self.verifier.items += o.verifier.items;
-        self.verifier.batches += o.verifier.batches;
-        self.verifier.failed_batches += o.verifier.failed_batches;
-        self.verifier.single += o.verifier.single;
-        self.cap_shrinks += o.cap_shrinks;
-        self.cap_grows += o.cap_grows;
-        self.cap += o.cap;
-        self.alone += o.alone;
+crate::counter_set! {
+    /// Events from one shard to the crawler's bounded queue.
+    pub struct QueueStats {
+        groups {}
+        /// Events handed to the crawler.
+        events_sent,
+        /// Events dropped because the crawler's queue was full (keepalives, votes, blocks,
+        /// telemetry; the crawler re-reads the channel map at cleanup).
+        events_dropped ["drop", "crawler_event", "in"],
+        /// ChannelUp/ChannelDown held back because the queue was full (sent later, in order).
+        lifecycle_deferred,
+        /// ChannelUp/ChannelDown dropped because the backlog was full too.
+        lifecycle_dropped ["drop", "channel_lifecycle", "in"],
     }
 }
 
@@ -189,15 +186,8 @@ pub struct ShardMetrics {
     pub connections: u64,
     /// Outstanding syn cookies.
     pub cookies: u64,
-    /// Events handed to the crawler.
-    pub events_sent: u64,
-    /// Events dropped because the crawler's queue was full (keepalives, votes, blocks,
-    /// telemetry; the crawler re-reads the channel map at cleanup).
-    pub events_dropped: u64,
-    /// ChannelUp/ChannelDown held back because the queue was full (sent later, in order).
-    pub lifecycle_deferred: u64,
-    /// ChannelUp/ChannelDown dropped because the backlog was full too.
-    pub lifecycle_dropped: u64,
+    /// Events to the crawler: handed over, dropped, held back.
+    pub queue: QueueStats,
     /// Dials that failed before connecting (socket creation, connection cap).
     pub dial_errors: u64,
 }
@@ -359,19 +349,19 @@ impl NodeShard {
                 // keep Up/Down in order behind the ones already waiting
                 if self.backlog.len() < LIFECYCLE_BACKLOG {
                     self.backlog.push_back(ev);
-                    self.metrics.lifecycle_deferred += 1;
+                    self.metrics.queue.lifecycle_deferred += 1;
                 } else {
-                    self.metrics.lifecycle_dropped += 1;
+                    self.metrics.queue.lifecycle_dropped += 1;
                 }
                 continue;
             }
             match self.events.try_send(ev) {
-                Ok(()) => self.metrics.events_sent += 1,
+                Ok(()) => self.metrics.queue.events_sent += 1,
                 Err(TrySendError::Full(ev)) if lifecycle => {
                     self.backlog.push_back(ev);
-                    self.metrics.lifecycle_deferred += 1;
+                    self.metrics.queue.lifecycle_deferred += 1;
                 }
-                Err(TrySendError::Full(_)) => self.metrics.events_dropped += 1,
+                Err(TrySendError::Full(_)) => self.metrics.queue.events_dropped += 1,
                 // The crawler has stopped (node shutdown): nothing to tell.
                 Err(TrySendError::Disconnected(_)) => {}
             }
@@ -381,7 +371,7 @@ impl NodeShard {
     fn retry_backlog(&mut self) {
         while let Some(ev) = self.backlog.pop_front() {
             match self.events.try_send(ev) {
-                Ok(()) => self.metrics.events_sent += 1,
+                Ok(()) => self.metrics.queue.events_sent += 1,
                 Err(TrySendError::Full(ev)) => {
                     self.backlog.push_front(ev);
                     return;

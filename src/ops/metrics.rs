@@ -4,21 +4,18 @@
 //! thread) and copies them into a snapshot when `/metrics` is scraped; [`render`] writes the
 //! families below. [`parse_text`] is a strict reader of what [`render`] writes, for tests.
 //!
-//! Families: `nanopeer_messages_total{direction,type}`, `nanopeer_handshakes_total{outcome}`,
-//! `nanopeer_verify_batch_size` (histogram), `nanopeer_verify_fallbacks_total`,
-//! `nanopeer_verify_failed_total`, `nanopeer_channels`, `nanopeer_cookies`,
-//! `nanopeer_buffer_ring_exhausted_total{shard}`, `nanopeer_shard_*{shard}` (I/O counters),
-//! `nanopeer_shard_closed_total{shard,reason}`, `nanopeer_uptime_seconds`,
-//! `nanopeer_peer_store_ok`, `nanopeer_peer_store_errors_total`, `nanopeer_verify_batch_cap`,
-//! `nanopeer_verify_batch_cap_shrinks_total`, `nanopeer_thread_alive{thread}`,
+//! Families: every declared counter's family ([`crate::counters::FAMILIES`]: messages,
+//! handshakes, failed verifications, admission, misbehaviour, per-shard I/O, …), then the
+//! values that are not counters: `nanopeer_verify_batch_size` (histogram),
+//! `nanopeer_channels`, `nanopeer_cookies`, `nanopeer_uptime_seconds`,
+//! `nanopeer_peer_store_ok`, `nanopeer_thread_alive{thread}`,
 //! `nanopeer_thread_progress_age_seconds{thread}`, `nanopeer_thread_stalls_total{thread}`,
 //! `nanopeer_open_files_limit`, `nanopeer_open_files_needed`,
-//! `nanopeer_shard_connection_cap`, `nanopeer_inbound_rejected_total{reason}`,
-//! `nanopeer_misbehaviour_total{cause}`.
+//! `nanopeer_shard_connection_cap`.
 
 use std::fmt::Write;
 
-use crate::io::Counters;
+use crate::counters::{FAMILIES, Samples};
 
 /// A histogram: per-bucket counts for upper bounds `bounds` plus `+Inf`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,15 +64,6 @@ impl Histogram {
     }
 }
 
-/// One shard's counters.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ShardMetrics {
-    /// Shard index.
-    pub shard: usize,
-    /// The I/O runtime's counters.
-    pub io: Counters,
-}
-
 /// One node thread's health (a shard or the crawler).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ThreadMetrics {
@@ -92,34 +80,18 @@ pub struct ThreadMetrics {
 /// Everything `/metrics` shows, copied from the node at scrape time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSnapshot {
-    /// Messages received, per type name (`keepalive`, `confirm_ack`, …).
-    pub messages_in: Vec<(String, u64)>,
-    /// Messages sent, per type name.
-    pub messages_out: Vec<(String, u64)>,
-    /// Handshake outcomes, per reason (`ok`, `invalid_signature`, `missing_cookie`, …).
-    pub handshakes: Vec<(String, u64)>,
+    /// The samples of the declared counters (per shard for the I/O counters).
+    pub counters: Samples,
     /// Sizes of the signature batches verified.
     pub verify_batch_sizes: Histogram,
-    /// Batches that failed as a whole and were re-verified item by item.
-    pub verify_fallbacks: u64,
-    /// Signatures that failed verification.
-    pub verify_failed: u64,
     /// Open channels (completed handshakes).
     pub channels: u64,
     /// Outstanding syn cookies.
     pub cookies: u64,
-    /// Per-shard I/O counters (buffer-ring exhaustion among them).
-    pub shards: Vec<ShardMetrics>,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
     /// Whether the last peer-store write succeeded (false: peering goes on without persistence).
     pub store_ok: bool,
-    /// Peer-store writes that failed.
-    pub store_errors: u64,
-    /// The verify batch cap now in force, summed over shards (it shrinks under bad signatures).
-    pub verify_batch_cap: u64,
-    /// Times a shard halved its batch cap after a batch with a bad signature.
-    pub verify_batch_cap_shrinks: u64,
     /// Each node thread's health.
     pub threads: Vec<ThreadMetrics>,
     /// The soft open-file limit in force.
@@ -129,113 +101,7 @@ pub struct MetricsSnapshot {
     /// Connection slots per shard in force (lowered from the configured cap if the open-file
     /// limit is short).
     pub connection_cap_per_shard: u64,
-    /// Accepted connections refused or evicted by the listener's screen, per reason.
-    pub inbound_rejected: Vec<(String, u64)>,
-    /// Peers cut for misbehaving, per cause.
-    pub misbehaviour: Vec<(String, u64)>,
 }
-
-type Getter = fn(&Counters) -> u64;
-
-/// Per-shard I/O counters: (name suffix, help, type, getter).
-const SHARD_COUNTERS: &[(&str, &str, &str, Getter)] = &[
-    (
-        "accepted_total",
-        "Inbound connections accepted.",
-        "counter",
-        |c| c.accepted,
-    ),
-    (
-        "rejected_cap_total",
-        "Inbound connections refused at the shard's connection cap.",
-        "counter",
-        |c| c.rejected_cap,
-    ),
-    (
-        "refused_total",
-        "Inbound connections refused by policy (limits, exclusion).",
-        "counter",
-        |c| c.refused,
-    ),
-    (
-        "accept_errors_total",
-        "Failed accept completions.",
-        "counter",
-        |c| c.accept_errors,
-    ),
-    (
-        "connects_ok_total",
-        "Outbound connects that succeeded.",
-        "counter",
-        |c| c.connects_ok,
-    ),
-    (
-        "connects_failed_total",
-        "Outbound connects that failed or timed out.",
-        "counter",
-        |c| c.connects_failed,
-    ),
-    ("recv_bytes_total", "Bytes received.", "counter", |c| {
-        c.recv_bytes
-    }),
-    (
-        "recv_completions_total",
-        "Receive completions carrying data.",
-        "counter",
-        |c| c.recv_completions,
-    ),
-    (
-        "recv_rearms_total",
-        "Multishot receives re-armed.",
-        "counter",
-        |c| c.recv_rearms,
-    ),
-    (
-        "send_messages_total",
-        "Messages queued for sending.",
-        "counter",
-        |c| c.send_messages,
-    ),
-    ("send_bytes_total", "Bytes sent.", "counter", |c| {
-        c.send_bytes
-    }),
-    (
-        "partial_sends_total",
-        "Sends that wrote only part of their buffer.",
-        "counter",
-        |c| c.partial_sends,
-    ),
-    (
-        "send_queue_drops_total",
-        "Messages dropped on a full send queue.",
-        "counter",
-        |c| c.send_queue_drops,
-    ),
-    (
-        "commands_total",
-        "Commands received from other threads.",
-        "counter",
-        |c| c.commands,
-    ),
-    ("loop_turns_total", "Event loop turns.", "counter", |c| {
-        c.loop_turns
-    }),
-    ("live_connections", "Open connections.", "gauge", |c| {
-        c.live_connections
-    }),
-];
-
-/// Close reasons: (label, getter).
-const CLOSE_REASONS: &[(&str, Getter)] = &[
-    ("peer", |c| c.closed_peer),
-    ("recv_error", |c| c.closed_recv_error),
-    ("send_error", |c| c.closed_send_error),
-    ("send_queue_full", |c| c.closed_send_queue_full),
-    ("deadline", |c| c.closed_deadline),
-    ("local", |c| c.closed_local),
-    ("evicted", |c| c.closed_evicted),
-    ("shutdown", |c| c.closed_shutdown),
-];
 
 struct Out(String);
 
@@ -291,32 +157,16 @@ fn float(v: f64) -> String {
 pub fn render(s: &MetricsSnapshot) -> String {
     let mut o = Out(String::with_capacity(8192));
 
-    o.family(
-        "nanopeer_messages_total",
-        "Realtime messages received (in) and sent (out), per message type.",
-        "counter",
-    );
-    for (dir, list) in [("in", &s.messages_in), ("out", &s.messages_out)] {
-        for (t, n) in list {
-            o.sample(
-                "nanopeer_messages_total",
-                &[("direction", dir), ("type", t)],
-                &n.to_string(),
-            );
+    for f in FAMILIES {
+        o.family(f.name, f.help, f.kind.as_str());
+        for t in s.counters.of(f.name) {
+            let labels: Vec<(&str, &str)> = t
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            o.sample(f.name, &labels, &t.value.to_string());
         }
-    }
-
-    o.family(
-        "nanopeer_handshakes_total",
-        "Handshake outcomes, per reason (ok or why it failed).",
-        "counter",
-    );
-    for (reason, n) in &s.handshakes {
-        o.sample(
-            "nanopeer_handshakes_total",
-            &[("outcome", reason)],
-            &n.to_string(),
-        );
     }
 
     let h = &s.verify_batch_sizes;
@@ -344,27 +194,6 @@ pub fn render(s: &MetricsSnapshot) -> String {
     o.sample("nanopeer_verify_batch_size_count", &[], &total.to_string());
 
     o.family(
-        "nanopeer_verify_fallbacks_total",
-        "Batches that failed as a whole and were re-verified one signature at a time.",
-        "counter",
-    );
-    o.sample(
-        "nanopeer_verify_fallbacks_total",
-        &[],
-        &s.verify_fallbacks.to_string(),
-    );
-    o.family(
-        "nanopeer_verify_failed_total",
-        "Signatures that failed verification.",
-        "counter",
-    );
-    o.sample(
-        "nanopeer_verify_failed_total",
-        &[],
-        &s.verify_failed.to_string(),
-    );
-
-    o.family(
         "nanopeer_channels",
         "Open channels (handshake completed).",
         "gauge",
@@ -385,36 +214,6 @@ pub fn render(s: &MetricsSnapshot) -> String {
         "nanopeer_peer_store_ok",
         &[],
         if s.store_ok { "1" } else { "0" },
-    );
-    o.family(
-        "nanopeer_peer_store_errors_total",
-        "Peer-store writes that failed.",
-        "counter",
-    );
-    o.sample(
-        "nanopeer_peer_store_errors_total",
-        &[],
-        &s.store_errors.to_string(),
-    );
-    o.family(
-        "nanopeer_verify_batch_cap",
-        "Verify batch cap in force, summed over shards (halved after a batch with a bad signature).",
-        "gauge",
-    );
-    o.sample(
-        "nanopeer_verify_batch_cap",
-        &[],
-        &s.verify_batch_cap.to_string(),
-    );
-    o.family(
-        "nanopeer_verify_batch_cap_shrinks_total",
-        "Times a shard halved its verify batch cap after a bad signature.",
-        "counter",
-    );
-    o.sample(
-        "nanopeer_verify_batch_cap_shrinks_total",
-        &[],
-        &s.verify_batch_cap_shrinks.to_string(),
     );
     o.family(
         "nanopeer_uptime_seconds",
@@ -493,65 +292,6 @@ pub fn render(s: &MetricsSnapshot) -> String {
         &[],
         &s.connection_cap_per_shard.to_string(),
     );
-
-    o.family(
-        "nanopeer_inbound_rejected_total",
-        "Accepted connections closed by the listener's screen before any read, or evicted from a full table, per reason.",
-        "counter",
-    );
-    for (reason, v) in &s.inbound_rejected {
-        o.sample(
-            "nanopeer_inbound_rejected_total",
-            &[("reason", reason)],
-            &v.to_string(),
-        );
-    }
-    o.family(
-        "nanopeer_misbehaviour_total",
-        "Peers cut and excluded for going past a budget, per cause.",
-        "counter",
-    );
-    for (cause, v) in &s.misbehaviour {
-        o.sample(
-            "nanopeer_misbehaviour_total",
-            &[("cause", cause)],
-            &v.to_string(),
-        );
-    }
-    let shard_labels: Vec<String> = s.shards.iter().map(|m| m.shard.to_string()).collect();
-    o.family(
-        "nanopeer_buffer_ring_exhausted_total",
-        "Receives ended because the shard's provided buffer ring was empty (ENOBUFS).",
-        "counter",
-    );
-    for (m, l) in s.shards.iter().zip(&shard_labels) {
-        o.sample(
-            "nanopeer_buffer_ring_exhausted_total",
-            &[("shard", l)],
-            &m.io.buf_ring_exhausted.to_string(),
-        );
-    }
-    for (suffix, help, kind, get) in SHARD_COUNTERS {
-        let name = format!("nanopeer_shard_{suffix}");
-        o.family(&name, help, kind);
-        for (m, l) in s.shards.iter().zip(&shard_labels) {
-            o.sample(&name, &[("shard", l)], &get(&m.io).to_string());
-        }
-    }
-    o.family(
-        "nanopeer_shard_closed_total",
-        "Connections closed, per shard and reason.",
-        "counter",
-    );
-    for (m, l) in s.shards.iter().zip(&shard_labels) {
-        for (reason, get) in CLOSE_REASONS {
-            o.sample(
-                "nanopeer_shard_closed_total",
-                &[("shard", l), ("reason", reason)],
-                &get(&m.io).to_string(),
-            );
-        }
-    }
     o.0
 }
 
@@ -735,34 +475,72 @@ mod tests {
         for v in [1.0, 3.0, 64.0, 64.0, 5000.0] {
             h.observe(v);
         }
-        let io = Counters {
-            accepted: 10,
-            buf_ring_exhausted: 3,
-            live_connections: 4,
-            closed_peer: 2,
-            ..Counters::default()
-        };
+        // What the node's counter sets give: here one set standing in for them all.
+        crate::counter_set! {
+            /// Stand-ins for the node's counters.
+            struct Fake {
+                groups {}
+                /// A message type.
+                keepalive_in @ "nanopeer_messages_total" ("direction" = "in", "type" = "keepalive"),
+                /// Another.
+                confirm_ack_in @ "nanopeer_messages_total" ("direction" = "in", "type" = "confirm_ack"),
+                /// A handshake outcome.
+                ok @ "nanopeer_handshakes_total" ("outcome" = "ok"),
+                /// A label that needs escaping.
+                weird @ "nanopeer_handshakes_total" ("outcome" = "weird \"reason\"\\\nx"),
+                /// A store error.
+                store_errors @ "nanopeer_peer_store_errors_total",
+                /// The batch cap.
+                cap @ "nanopeer_verify_batch_cap",
+                /// Its shrinks.
+                shrinks @ "nanopeer_verify_batch_cap_shrinks_total",
+                /// A refusal.
+                max_per_ip @ "nanopeer_inbound_rejected_total" ("reason" = "max_per_ip"),
+                /// An eviction.
+                evicted @ "nanopeer_inbound_rejected_total" ("reason" = "evicted"),
+                /// A cut.
+                invalid_signatures @ "nanopeer_misbehaviour_total" ("cause" = "invalid_signatures"),
+                /// Per-shard: ring exhausted.
+                ring @ "nanopeer_buffer_ring_exhausted_total",
+                /// Per-shard: open connections.
+                live @ "nanopeer_shard_live_connections",
+                /// Per-shard: closed by the peer.
+                closed_peer @ "nanopeer_shard_closed_total" ("reason" = "peer"),
+            }
+        }
+        let mut counters = Samples::default();
+        counters.add_set(
+            &Fake {
+                keepalive_in: 7,
+                confirm_ack_in: 9,
+                ok: 2,
+                weird: 1,
+                store_errors: 5,
+                cap: 16,
+                shrinks: 2,
+                max_per_ip: 6,
+                evicted: 2,
+                invalid_signatures: 1,
+                ..Fake::default()
+            },
+            &[],
+        );
+        counters.add_set(
+            &Fake {
+                ring: 3,
+                live: 4,
+                closed_peer: 2,
+                ..Fake::default()
+            },
+            &[("shard", "0")],
+        );
         MetricsSnapshot {
-            messages_in: vec![("keepalive".into(), 7), ("confirm_ack".into(), 9)],
-            messages_out: vec![("keepalive".into(), 5)],
-            handshakes: vec![("ok".into(), 2), ("weird \"reason\"\\\nx".into(), 1)],
+            counters,
             verify_batch_sizes: h,
-            verify_fallbacks: 1,
-            verify_failed: 2,
             channels: 3,
             cookies: 4,
-            shards: vec![
-                ShardMetrics { shard: 0, io },
-                ShardMetrics {
-                    shard: 1,
-                    io: Counters::default(),
-                },
-            ],
             uptime_seconds: 12,
             store_ok: false,
-            store_errors: 5,
-            verify_batch_cap: 16,
-            verify_batch_cap_shrinks: 2,
             threads: vec![
                 ThreadMetrics {
                     name: "shard-0".into(),
@@ -780,8 +558,6 @@ mod tests {
             open_files_limit: 1024,
             open_files_needed: 1024,
             connection_cap_per_shard: 477,
-            inbound_rejected: vec![("max_per_ip".into(), 6), ("evicted".into(), 2)],
-            misbehaviour: vec![("invalid_signatures".into(), 1)],
         }
     }
 

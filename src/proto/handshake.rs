@@ -301,69 +301,6 @@ pub fn keep_new_channel(
     }
 }
 
-/// Handshake outcome counters (one per [`HandshakeOutcome`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HandshakeStats {
-    /// Channels created.
-    pub ok: u64,
-    /// Our own node id.
-    pub own_node_id: u64,
-    /// Another genesis.
-    pub invalid_genesis: u64,
-    /// No cookie for the remote.
-    pub missing_cookie: u64,
-    /// Bad signature.
-    pub invalid_signature: u64,
-    /// Protocol violations.
-    pub protocol: u64,
-    /// No cookie could be assigned.
-    pub cookie_limit: u64,
-    /// Per-IP limit.
-    pub max_per_ip: u64,
-    /// Per-subnet limit.
-    pub max_per_subnet: u64,
-    /// Same node id from the same IP.
-    pub duplicate_node_id: u64,
-    /// Not a peer.
-    pub not_a_peer: u64,
-    /// Excluded.
-    pub excluded: u64,
-    /// Channel cap or endpoint taken.
-    pub channel_limit: u64,
-}
-
-impl HandshakeStats {
-    /// Counts one outcome.
-    #[inline]
-    pub fn record(&mut self, outcome: HandshakeOutcome) {
-        *self.get_mut(outcome) += 1;
-    }
-
-    /// The counter of one outcome.
-    pub fn get(&self, outcome: HandshakeOutcome) -> u64 {
-        let mut copy = *self;
-        *copy.get_mut(outcome)
-    }
-
-    fn get_mut(&mut self, outcome: HandshakeOutcome) -> &mut u64 {
-        match outcome {
-            HandshakeOutcome::Ok => &mut self.ok,
-            HandshakeOutcome::OwnNodeId => &mut self.own_node_id,
-            HandshakeOutcome::InvalidGenesis => &mut self.invalid_genesis,
-            HandshakeOutcome::MissingCookie => &mut self.missing_cookie,
-            HandshakeOutcome::InvalidSignature => &mut self.invalid_signature,
-            HandshakeOutcome::Protocol => &mut self.protocol,
-            HandshakeOutcome::CookieLimit => &mut self.cookie_limit,
-            HandshakeOutcome::MaxPerIp => &mut self.max_per_ip,
-            HandshakeOutcome::MaxPerSubnet => &mut self.max_per_subnet,
-            HandshakeOutcome::DuplicateNodeId => &mut self.duplicate_node_id,
-            HandshakeOutcome::NotAPeer => &mut self.not_a_peer,
-            HandshakeOutcome::Excluded => &mut self.excluded,
-            HandshakeOutcome::ChannelLimit => &mut self.channel_limit,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,5 +21,6 @@ pub mod online;
 pub mod reachout;
 pub mod repcrawler;
 pub mod shard;
+pub mod stats;
 pub mod telemetry;
 pub mod weights;

@@ -38,9 +38,10 @@ use super::events::{
 use super::eviction::{Candidate, select_victims};
 use super::exclusion::{PeerExclusion, SCORE_LIMIT};
 use super::filter::DuplicateFilter;
-use super::handshake::{Handshake, HandshakeCtx, HandshakeStats, Verdict, admit};
+use super::handshake::{Handshake, HandshakeCtx, Verdict, admit};
 use super::identity::NodeIdentity;
 use super::repcrawler::QueryBoard;
+use super::stats::ShardStats;
 use super::telemetry::{TelemetryError, check_genesis, check_received};
 use crate::channels::{Channel, ChannelError, ChannelId, ChannelMap, Direction, NewChannel};
 use crate::crypto::{WorkThresholds, epoch_link, epoch_signer, genesis_hash};
@@ -75,7 +76,7 @@ pub enum Screening {
     /// Admit it.
     Accept,
     /// Close it at once (per-IP or per-subnet limit, excluded address, or full with nothing
-    /// to evict; counted in [`AdmissionStats`]).
+    /// to evict; counted in [`AdmissionStats`](super::stats::AdmissionStats)).
     Refuse,
     /// Close this connection (already counted as evicted), then admit the new one.
     Evict(ConnId),
@@ -134,252 +135,6 @@ impl std::fmt::Debug for ShardShared {
             .field("identity", &self.identity)
             .field("network", &self.config.network)
             .finish_non_exhaustive()
-    }
-}
-
-/// Payload errors per kind (§2.7: the message is dropped, the connection kept).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PayloadErrorStats {
-    /// [`DecodeError::PayloadTooShort`].
-    pub too_short: u64,
-    /// [`DecodeError::TrailingBytes`].
-    pub trailing_bytes: u64,
-    /// [`DecodeError::NotABlock`].
-    pub not_a_block: u64,
-    /// [`DecodeError::ConfirmReqPairs`].
-    pub confirm_req_pairs: u64,
-    /// [`DecodeError::EmptyHandshake`].
-    pub empty_handshake: u64,
-    /// [`DecodeError::TelemetryTooShort`].
-    pub telemetry_too_short: u64,
-    /// [`DecodeError::BulkPullExtended`].
-    pub bulk_pull_extended: u64,
-    /// [`DecodeError::AscPullType`].
-    pub asc_pull_type: u64,
-    /// Header variants (never reach the payload stage; kept for completeness).
-    pub other: u64,
-}
-
-impl PayloadErrorStats {
-    /// Counts one error.
-    #[inline]
-    pub fn record(&mut self, e: &DecodeError) {
-        let c = match e {
-            DecodeError::PayloadTooShort { .. } => &mut self.too_short,
-            DecodeError::TrailingBytes { .. } => &mut self.trailing_bytes,
-            DecodeError::NotABlock(_) => &mut self.not_a_block,
-            DecodeError::ConfirmReqPairs { .. } => &mut self.confirm_req_pairs,
-            DecodeError::EmptyHandshake => &mut self.empty_handshake,
-            DecodeError::TelemetryTooShort(_) => &mut self.telemetry_too_short,
-            DecodeError::BulkPullExtended(_) => &mut self.bulk_pull_extended,
-            DecodeError::AscPullType { .. } => &mut self.asc_pull_type,
-            _ => &mut self.other,
-        };
-        *c += 1;
-    }
-
-    /// All payload errors.
-    pub fn total(&self) -> u64 {
-        self.too_short
-            + self.trailing_bytes
-            + self.not_a_block
-            + self.confirm_req_pairs
-            + self.empty_handshake
-            + self.telemetry_too_short
-            + self.bulk_pull_extended
-            + self.asc_pull_type
-            + self.other
-    }
-}
-
-/// Closes we asked for, per [`CloseReason`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CloseStats {
-    /// Header errors.
-    pub header_error: u64,
-    /// Failed handshakes (see [`HandshakeStats`] for which check).
-    pub handshake: u64,
-    /// A realtime message before the handshake.
-    pub message_before_handshake: u64,
-    /// Bootstrap connections refused.
-    pub bootstrap_not_served: u64,
-    /// Handshake timeouts.
-    pub timeout: u64,
-    /// Purged by the crawler.
-    pub purged: u64,
-    /// Excluded peers (telemetry genesis mismatch).
-    pub excluded: u64,
-    /// Requested by command.
-    pub requested: u64,
-    /// Replaced by another connection of the same node.
-    pub replaced: u64,
-    /// Evicted from a full inbound table (see [`AdmissionStats`]).
-    pub evicted: u64,
-    /// Over a misbehaviour budget (see [`MisbehaviourStats`]).
-    pub misbehaviour: u64,
-}
-
-impl CloseStats {
-    /// Counts one close.
-    #[inline]
-    pub fn record(&mut self, reason: CloseReason) {
-        let c = match reason {
-            CloseReason::HeaderError => &mut self.header_error,
-            CloseReason::Handshake(_) => &mut self.handshake,
-            CloseReason::MessageBeforeHandshake => &mut self.message_before_handshake,
-            CloseReason::BootstrapNotServed => &mut self.bootstrap_not_served,
-            CloseReason::Timeout => &mut self.timeout,
-            CloseReason::Purged => &mut self.purged,
-            CloseReason::Excluded => &mut self.excluded,
-            CloseReason::Requested => &mut self.requested,
-            CloseReason::Evicted => &mut self.evicted,
-            CloseReason::Replaced => &mut self.replaced,
-            CloseReason::Misbehaviour(_) => &mut self.misbehaviour,
-        };
-        *c += 1;
-    }
-}
-
-/// Inbound admission at accept, before anything is read (nano-node's `tcp_listener_rejected`
-/// details, plus evictions).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AdmissionStats {
-    /// Refused: the IP group (IPv4 address, IPv6 /48) holds `max_peers_per_ip` channels,
-    /// attempts and unverified connections.
-    pub max_per_ip: u64,
-    /// Refused: the subnet (IPv4 /24, IPv6 /32) is full likewise.
-    pub max_per_subnetwork: u64,
-    /// Refused: the address is excluded.
-    pub excluded: u64,
-    /// Refused: the shard's inbound table was full and nothing could be evicted.
-    pub full: u64,
-    /// Unverified connections evicted to make room.
-    pub evicted_unverified: u64,
-    /// Verified channels evicted to make room (only when no unverified one was left).
-    pub evicted_channels: u64,
-    /// Frames larger than a handshake message before the peer was authenticated (closed).
-    pub oversize_before_handshake: u64,
-}
-
-impl AdmissionStats {
-    /// Counts a refusal by the per-IP or per-subnet count of unverified connections.
-    pub fn record_limit(&mut self, e: ChannelError) {
-        if e == ChannelError::SubnetLimit {
-            self.max_per_subnetwork += 1;
-        } else {
-            self.max_per_ip += 1;
-        }
-    }
-}
-
-/// Peers cut for misbehaving, and the per-source verification it caused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MisbehaviourStats {
-    /// Channels cut (and IPs excluded) for more invalid signatures than their budget.
-    pub invalid_signatures: u64,
-    /// Channels cut (and IPs excluded) for more signature checks per second than their
-    /// budget.
-    pub verify_work: u64,
-    /// Signature checks made alone because their source sent an invalid one recently.
-    pub verify_alone: u64,
-}
-
-impl MisbehaviourStats {
-    /// Counts one cut.
-    pub fn record(&mut self, cause: Misbehaviour) {
-        match cause {
-            Misbehaviour::InvalidSignatures => self.invalid_signatures += 1,
-            Misbehaviour::VerifyWork => self.verify_work += 1,
-        }
-    }
-}
-
-/// Counters of one shard core: plain integers, updated in place, copied out by the loop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ShardStats {
-    /// Messages received, indexed by message type byte (§2.4).
-    pub messages_in: [u64; 16],
-    /// Messages sent (ours and commanded), indexed by message type byte.
-    pub messages_out: [u64; 16],
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes queued for sending.
-    pub bytes_out: u64,
-    /// Handshake outcomes.
-    pub handshake: HandshakeStats,
-    /// Payload errors.
-    pub payload_errors: PayloadErrorStats,
-    /// Closes we asked for.
-    pub closes: CloseStats,
-    /// Admission at accept (refusals, evictions).
-    pub admission: AdmissionStats,
-    /// Misbehaving peers cut.
-    pub misbehaviour: MisbehaviourStats,
-    /// Connections closed by the loop or the peer.
-    pub closed_remotely: u64,
-    /// Connections opened (inbound and outbound).
-    pub connections: u64,
-    /// Channels replaced by another authenticated connection of the same node (crossed
-    /// dials, reconnects).
-    pub channels_replaced: u64,
-    /// Duplicate publish payloads.
-    pub duplicate_publish: u64,
-    /// Duplicate confirm_ack payloads.
-    pub duplicate_confirm_ack: u64,
-    /// Publish with insufficient work.
-    pub insufficient_work: u64,
-    /// Open/state blocks whose signature failed.
-    pub invalid_block_signature: u64,
-    /// Votes whose signature verified (handed to the crawler).
-    pub votes_valid: u64,
-    /// Votes whose signature failed.
-    pub invalid_vote_signature: u64,
-    /// Votes from the zero account.
-    pub zero_account_vote: u64,
-    /// Empty telemetry_ack.
-    pub telemetry_empty: u64,
-    /// telemetry_ack from another node id than the channel's.
-    pub telemetry_node_id_mismatch: u64,
-    /// telemetry_ack whose signature failed.
-    pub invalid_telemetry_signature: u64,
-    /// telemetry_ack for another genesis (channel closed, peer reported for exclusion).
-    pub genesis_mismatch: u64,
-    /// confirm_req received (we do not vote).
-    pub confirm_req_ignored: u64,
-    /// telemetry_req, asc_pull_* and bootstrap messages on realtime channels.
-    pub realtime_ignored: u64,
-    /// node_id_handshake on realtime channels.
-    pub handshake_ignored: u64,
-    /// Verify requests issued.
-    pub verify_requests: u64,
-    /// Messages dropped because their connection had too many checks in flight.
-    pub verify_overflow: u64,
-    /// Verify results for connections that closed meanwhile.
-    pub verify_orphaned: u64,
-    /// Frames dropped while a handshake response was verified (hold buffer full).
-    pub held_dropped: u64,
-    /// Commanded sends to a channel that is gone.
-    pub send_to_closed: u64,
-    /// The rep crawler's first query of a channel, sent with keepalive_self
-    /// ([`ProtoConfig::query_on_up`]; also in `messages_out`).
-    pub queries_on_up: u64,
-    /// Dials requested.
-    pub dials: u64,
-    /// Dials failed.
-    pub dials_failed: u64,
-    /// Syn cookies purged.
-    pub cookies_purged: u64,
-}
-
-impl ShardStats {
-    /// Messages received of one type.
-    pub fn received(&self, t: MessageType) -> u64 {
-        self.messages_in[t.as_u8() as usize & 15]
-    }
-
-    /// Messages sent of one type.
-    pub fn sent(&self, t: MessageType) -> u64 {
-        self.messages_out[t.as_u8() as usize & 15]
     }
 }
 
@@ -609,7 +364,7 @@ impl ShardCore {
     /// subnet is full (channels, attempts and unverified connections all count). When `full`
     /// (the shard's inbound table is at its cap) an inbound connection is picked to evict
     /// (see [`super::eviction`]); with none to evict the newcomer is refused. Every refusal
-    /// and eviction is counted ([`AdmissionStats`]) and logged at debug.
+    /// and eviction is counted ([`AdmissionStats`](super::stats::AdmissionStats)) and logged at debug.
     pub fn screen_inbound(&mut self, remote: SocketAddr, full: bool, now_ms: u64) -> Screening {
         let remote = canonical(remote);
         let ctx = &mut self.ctx;

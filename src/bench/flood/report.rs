@@ -308,7 +308,7 @@ pub fn node_counters(s: &NodeStats) -> Vec<(&'static str, u64)> {
         ("verify_alone", s.batch.alone),
         ("cut_invalid_signatures", p.misbehaviour.invalid_signatures),
         ("cut_verify_work", p.misbehaviour.verify_work),
-        ("events_dropped", s.events_dropped),
+        ("events_dropped", s.queue.events_dropped),
     ]
 }
 
