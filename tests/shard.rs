@@ -849,7 +849,9 @@ fn frames_during_final_verification_are_held_and_replayed() {
     let cookie = reply.query.unwrap().cookie;
     let resp = p.handshake_response(&cookie, Some((Cookie([0x22; 32]), genesis_hash(NET))));
     let mut stream = Message::NodeIdHandshake(NodeIdHandshake::response(resp)).encode(NET);
-    let ka = nanopeer::proto::shard::keepalive_self(7777, &[]);
+    let ka = Keepalive {
+        peers: nanopeer::proto::keepalive::keepalive_self_slots(7777, &[]),
+    };
     stream.extend(Message::Keepalive(ka).encode(NET));
     let mut out = ShardOutput::default();
     b.core.on_bytes(ConnId(1), &stream, 1, &mut b.rng, &mut out);

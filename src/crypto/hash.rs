@@ -119,6 +119,16 @@ pub fn vote_hash(hashes: &[BlockHash], timestamp: u64) -> BlockHash {
     finish32(&st)
 }
 
+/// The vote hash of §4.4 from the hashes as received (32 bytes each, back to back), without
+/// collecting them first; the same as [`vote_hash`] of those hashes.
+pub fn vote_hash_of_bytes(hash_bytes: &[u8], timestamp: u64) -> BlockHash {
+    let mut st = state(32);
+    st.update(b"vote ");
+    st.update(hash_bytes);
+    st.update(&timestamp.to_le_bytes());
+    finish32(&st)
+}
+
 impl Vote {
     /// The vote hash (§4.4); see [`vote_hash`].
     pub fn hash(&self) -> BlockHash {
@@ -328,6 +338,15 @@ pub fn genesis_block(network: Network) -> Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vote_hash_of_bytes_matches_vote_hash() {
+        let hashes = [BlockHash([1; 32]), BlockHash([2; 32])];
+        let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.0).collect();
+        assert_eq!(vote_hash_of_bytes(&bytes, 77), vote_hash(&hashes, 77));
+        assert_eq!(vote_hash_of_bytes(&[], 5), vote_hash(&[], 5));
+        assert_ne!(vote_hash_of_bytes(&bytes, 78), vote_hash(&hashes, 77));
+    }
 
     #[test]
     fn epoch_links_spell_the_message() {

@@ -31,7 +31,7 @@ pub use account::{decode_account, encode_account, encode_node_id};
 pub use batch::{BatchStats, BatchVerifier, MAX_BATCH, TorsionPolicy};
 pub use hash::{
     GENESIS_AMOUNT, WorkThresholds, block_hash, epoch_link, epoch_signer, genesis_account,
-    genesis_block, genesis_hash, verify_block_signature, vote_hash, work_value,
+    genesis_block, genesis_hash, verify_block_signature, vote_hash, vote_hash_of_bytes, work_value,
 };
 pub use keys::{KeyPair, deterministic_key};
 pub use verify::{KeyCache, VerifyingKey, verify};

@@ -13,30 +13,25 @@
 //! cookie (taken and erased), signature (handed out as a verify request: the shard batches
 //! them), then channel admission ([`admit`]). Every failure is its own [`HandshakeOutcome`].
 
-use std::net::{SocketAddr, SocketAddrV6};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
-use parking_lot::Mutex;
 use rand::RngCore;
 
-use super::addr::not_a_peer;
-use super::config::ProtoConfig;
+use super::addr::to_socket_addr;
+use super::admission::admit;
+use super::checks::Pending;
+use super::connection::{ConnState, ShardState};
 use super::cookies::SynCookies;
-use super::events::HandshakeOutcome;
-use super::exclusion::PeerExclusion;
+use super::events::{CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, SignedMessage};
 use super::identity::NodeIdentity;
-use crate::channels::{Channel, ChannelError, ChannelMap, Direction, NewChannel};
+use super::keepalive::keepalive_self_slots;
+use super::shard::{MAX_HELD_BYTES, MAX_HELD_FRAMES, ShardOutput};
+use crate::channels::{Direction, NewChannel};
 use crate::types::{BlockHash, Cookie, PublicKey, Signature};
-use crate::wire::{NodeIdHandshake, SignedData};
-
-/// Which side of the connection we are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// We dialed and sent the first query.
-    Initiator,
-    /// We accepted the connection.
-    Responder,
-}
+use crate::wire::{
+    ConfirmReq, EMPTY_PEER, HandshakeQuery, HandshakeResponse, Header, Keepalive, MAX_PAYLOAD,
+    Message, MessageType, NodeIdHandshake, SignedData,
+};
 
 /// A response whose signature is being checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,13 +88,26 @@ pub struct HandshakeCtx<'a> {
     pub now_ms: u64,
 }
 
-/// The handshake state of one connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handshake {
-    role: Role,
-    query_sent: bool,
-    query_received: bool,
-    pending: Option<PendingResponse>,
+/// The handshake state of one connection. Each state knows which message it waits for and
+/// where that message takes it; anything else aborts with [`HandshakeOutcome::Protocol`].
+///
+/// ```text
+/// responder  AwaitQuery ─query─► AwaitResponse ─response─► Verifying ─ok─► Done (channel)
+/// initiator  QuerySent ─query+response─► Verifying ─ok─► Done (channel)
+///            QuerySent ─query─► AwaitResponse;  QuerySent ─response─► Verifying
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// We accepted the connection and wait for the peer's query.
+    AwaitQuery,
+    /// We dialed and sent our query; the peer's query and response are still to come.
+    QuerySent,
+    /// Queries went both ways and ours is unanswered: we wait for the peer's response.
+    AwaitResponse,
+    /// The peer's response to our cookie is in; its signature is being checked.
+    Verifying(PendingResponse),
+    /// The check came back (the peer is admitted, or the connection closes).
+    Done,
 }
 
 impl Handshake {
@@ -114,42 +122,30 @@ impl Handshake {
             .cookies
             .assign(ctx.remote, ctx.now_ms, rng)
             .map_err(|_| HandshakeOutcome::CookieLimit)?;
-        let hs = Handshake {
-            role: Role::Initiator,
-            query_sent: true,
-            query_received: false,
-            pending: None,
-        };
-        Ok((hs, NodeIdHandshake::query(cookie)))
+        Ok((Handshake::QuerySent, NodeIdHandshake::query(cookie)))
     }
 
     /// Starts as responder: waits for the peer's query.
     pub fn respond() -> Handshake {
-        Handshake {
-            role: Role::Responder,
-            query_sent: false,
-            query_received: false,
-            pending: None,
-        }
-    }
-
-    /// Our role.
-    pub fn role(&self) -> Role {
-        self.role
+        Handshake::AwaitQuery
     }
 
     /// True once we sent a query (a cookie for the remote may be outstanding).
     pub fn query_sent(&self) -> bool {
-        self.query_sent
+        !matches!(self, Handshake::AwaitQuery)
     }
 
     /// The response whose signature is being checked, if any.
     pub fn pending(&self) -> Option<PendingResponse> {
-        self.pending
+        match self {
+            Handshake::Verifying(p) => Some(*p),
+            _ => None,
+        }
     }
 
-    /// Processes a node_id_handshake. A second query, a response we did not ask for, or any
-    /// message while a response is being checked aborts with [`HandshakeOutcome::Protocol`].
+    /// Processes a node_id_handshake: the state's transition. A second query, a response we
+    /// did not ask for, an empty message, or any message while a response is being checked
+    /// aborts with [`HandshakeOutcome::Protocol`].
     pub fn on_message(
         &mut self,
         msg: &NodeIdHandshake,
@@ -157,43 +153,62 @@ impl Handshake {
         ctx: &mut HandshakeCtx<'_>,
         rng: &mut impl RngCore,
     ) -> Step {
-        let abort = |o| Step {
+        let protocol = Step {
             reply: None,
-            verdict: Verdict::Abort(o),
+            verdict: Verdict::Abort(HandshakeOutcome::Protocol),
         };
-        if self.pending.is_some() || (msg.query.is_none() && msg.response.is_none()) {
-            return abort(HandshakeOutcome::Protocol);
+        if msg.query.is_none() && msg.response.is_none() {
+            return protocol;
         }
-        if msg.response.is_some() && !self.query_sent {
-            return abort(HandshakeOutcome::Protocol);
-        }
-        let mut reply = None;
-        if let Some(q) = &msg.query {
-            if self.query_received {
-                return abort(HandshakeOutcome::Protocol);
+        match *self {
+            // Our query is out: the peer answers it, asks its own, or both.
+            Handshake::QuerySent => {
+                let reply = msg
+                    .query
+                    .as_ref()
+                    .map(|q| NodeIdHandshake::response(answer(q, ctx, rng)));
+                self.take_response(msg, version_using, ctx, reply)
             }
-            self.query_received = true;
-            // Bit 2 of the message: v2 support (query only) or the layout of the response
-            // part; either way a v1 message gets a v1 answer.
-            let v2 = q.v2.then(|| {
-                let mut salt = [0u8; 32];
-                rng.fill_bytes(&mut salt);
-                (Cookie(salt), ctx.genesis)
-            });
-            let response = ctx.identity.handshake_response(&q.cookie, v2);
-            if self.query_sent {
-                reply = Some(NodeIdHandshake::response(response));
-            } else {
-                match ctx.cookies.assign(ctx.remote, ctx.now_ms, rng) {
-                    Ok(cookie) => {
-                        self.query_sent = true;
-                        reply = Some(NodeIdHandshake::query_response(cookie, response));
+            // The peer asks first: answer, with our own query (and cookie) alongside.
+            Handshake::AwaitQuery => match (&msg.query, &msg.response) {
+                (Some(q), None) => {
+                    let response = answer(q, ctx, rng);
+                    match ctx.cookies.assign(ctx.remote, ctx.now_ms, rng) {
+                        Ok(cookie) => {
+                            *self = Handshake::AwaitResponse;
+                            Step {
+                                reply: Some(NodeIdHandshake::query_response(cookie, response)),
+                                verdict: Verdict::Continue,
+                            }
+                        }
+                        Err(_) => Step {
+                            reply: None,
+                            verdict: Verdict::Abort(HandshakeOutcome::CookieLimit),
+                        },
                     }
-                    Err(_) => return abort(HandshakeOutcome::CookieLimit),
                 }
+                _ => protocol,
+            },
+            // Only the response to our query may come now.
+            Handshake::AwaitResponse if msg.query.is_none() => {
+                self.take_response(msg, version_using, ctx, None)
             }
+            Handshake::AwaitResponse | Handshake::Verifying(_) | Handshake::Done => protocol,
         }
+    }
+
+    /// The response part of a message once our query is out (`reply`: our answer to a query
+    /// in the same message): its checks in the order of §6.3, then the signature check.
+    fn take_response(
+        &mut self,
+        msg: &NodeIdHandshake,
+        version_using: u8,
+        ctx: &mut HandshakeCtx<'_>,
+        reply: Option<NodeIdHandshake>,
+    ) -> Step {
         let Some(r) = &msg.response else {
+            // A query alone: answered, and our query still waits for its response.
+            *self = Handshake::AwaitResponse;
             return Step {
                 reply,
                 verdict: Verdict::Continue,
@@ -207,7 +222,7 @@ impl Handshake {
             match ctx.cookies.take(ctx.remote) {
                 None => Verdict::Abort(HandshakeOutcome::MissingCookie),
                 Some(cookie) => {
-                    self.pending = Some(PendingResponse {
+                    *self = Handshake::Verifying(PendingResponse {
                         node_id: r.node_id,
                         version_using,
                     });
@@ -223,81 +238,204 @@ impl Handshake {
     }
 
     /// The signature result of the pending response: the peer to admit, or
-    /// [`HandshakeOutcome::InvalidSignature`] (also when nothing was pending).
+    /// [`HandshakeOutcome::InvalidSignature`] (also when nothing was pending). Either way the
+    /// handshake is [`Handshake::Done`].
     pub fn on_verified(&mut self, ok: bool) -> Result<PendingResponse, HandshakeOutcome> {
-        match self.pending.take() {
-            Some(p) if ok => Ok(p),
+        match std::mem::replace(self, Handshake::Done) {
+            Handshake::Verifying(p) if ok => Ok(p),
             _ => Err(HandshakeOutcome::InvalidSignature),
         }
     }
 }
 
-/// Channel admission (§6.3 item 5, §7.2): not a peer (unspecified, reserved unless local peers
-/// are allowed, ourselves), excluded, then the map's per-IP and per-subnet limits, same node id
-/// from the same IP, and the channel cap. Takes the exclusion lock briefly. `counted`: the
-/// connection is counted as an unverified inbound one ([`ChannelMap::add_inbound`]); the
-/// channel takes over that count.
-///
-/// A channel of the same node id from the same IP is resolved by [`keep_new_channel`]
-/// (`own_id` is our node id): when the new one wins, the old one leaves the map and is
-/// returned, for the caller to close its connection.
-pub fn admit(
-    channels: &ChannelMap,
-    exclusion: &Mutex<PeerExclusion>,
-    config: &ProtoConfig,
-    new: NewChannel,
-    counted: bool,
-    own_id: &PublicKey,
-) -> Result<(Arc<Channel>, Option<Arc<Channel>>), HandshakeOutcome> {
-    let own = SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, config.listen_port, 0, 0);
-    if not_a_peer(new.remote, config.allow_local_peers, own) {
-        return Err(HandshakeOutcome::NotAPeer);
-    }
-    if exclusion.lock().check(*new.remote.ip(), new.now_ms) {
-        return Err(HandshakeOutcome::Excluded);
-    }
-    let (peer, direction) = (new.node_id, new.direction);
-    let keep_new = |old: &Channel| keep_new_channel(own_id, &peer, old.direction(), direction);
-    channels
-        .try_insert_resolving(new, counted, keep_new)
-        .map_err(|e| match e {
-            ChannelError::DuplicateNodeId => HandshakeOutcome::DuplicateNodeId,
-            ChannelError::IpLimit => HandshakeOutcome::MaxPerIp,
-            ChannelError::SubnetLimit => HandshakeOutcome::MaxPerSubnet,
-            ChannelError::EndpointExists
-            | ChannelError::ChannelLimit
-            | ChannelError::AttemptedRecently
-            | ChannelError::AttemptsFull => HandshakeOutcome::ChannelLimit,
-        })
+/// Our signed answer to the peer's query. Bit 2 of the query (v2 support) decides the layout:
+/// a v1 query gets a v1 answer.
+fn answer(q: &HandshakeQuery, ctx: &HandshakeCtx<'_>, rng: &mut impl RngCore) -> HandshakeResponse {
+    let v2 = q.v2.then(|| {
+        let mut salt = [0u8; 32];
+        rng.fill_bytes(&mut salt);
+        (Cookie(salt), ctx.genesis)
+    });
+    ctx.identity.handshake_response(&q.cookie, v2)
 }
 
-/// Which of two authenticated connections to the same node (same IP) to keep, decided the
-/// same way on both sides so they always end with the same one:
-/// - **crossed dial** (one inbound, one outbound: each side dialed the other at once): keep
-///   the connection dialed by the node with the smaller node id. On our side that is the
-///   outbound one when our id is smaller, the inbound one otherwise; the peer, applying the
-///   rule from its side, keeps the same TCP connection.
-/// - **same direction** (a second connection of a node that already has one the same way,
-///   e.g. a reconnect while the old channel is still in the map): the existing channel stays
-///   and the new one is refused (`DuplicateNodeId`, as the reference does). A peer that
-///   restarts closes its old connection (FIN or RST), which frees the place at once; only
-///   a silent loss waits for the idle timeout.
-///
-/// Both connections are authenticated (the node id's key signed our cookie on each), so no
-/// stranger can use this to displace a peer.
-pub fn keep_new_channel(
-    own: &PublicKey,
-    peer: &PublicKey,
-    existing: Direction,
-    new: Direction,
-) -> bool {
-    if existing == new {
-        return false;
+// The shard's side: what a shard core does with the state machine's steps.
+impl ShardState {
+    /// A frame before the channel exists: a node_id_handshake steps the state machine (its
+    /// reply sent, its signature check issued, or the connection closed); while a response
+    /// is verified, frames are held (the peer may be realtime already); bootstrap types and
+    /// anything else close the connection. Returns a new payload limit for the deframer
+    /// once the peer's handshake messages are all in.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handshake_frame(
+        &mut self,
+        conn: ConnId,
+        st: &mut ConnState,
+        header: Header,
+        payload: &[u8],
+        now_ms: u64,
+        rng: &mut impl RngCore,
+        out: &mut ShardOutput,
+    ) -> Option<usize> {
+        if st.hs.as_ref().is_some_and(|h| h.pending().is_some()) {
+            // The peer may be realtime already: hold its frames until our check completes.
+            if st.held.len() < MAX_HELD_FRAMES && st.held_bytes + payload.len() <= MAX_HELD_BYTES {
+                st.held_bytes += payload.len();
+                st.held.push((header, payload.into()));
+            } else {
+                self.stats.held_dropped += 1;
+            }
+            return None;
+        }
+        match header.message_type {
+            MessageType::NodeIdHandshake => {
+                let msg = match NodeIdHandshake::decode_payload(header.extensions, payload) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Neither flag (the only way a sized handshake payload fails).
+                        self.stats.payload_errors.record(&e);
+                        self.fail_handshake(conn, st, HandshakeOutcome::Protocol, out);
+                        return None;
+                    }
+                };
+                let hs = st.hs.as_mut()?;
+                let mut hctx = HandshakeCtx {
+                    cookies: &mut self.cookies,
+                    identity: &self.shared.identity,
+                    genesis: self.genesis,
+                    remote: to_socket_addr(st.remote),
+                    now_ms,
+                };
+                let step = hs.on_message(&msg, header.version_using, &mut hctx, rng);
+                if let Some(reply) = step.reply {
+                    self.send(conn, None, &Message::NodeIdHandshake(reply), now_ms, out);
+                }
+                match step.verdict {
+                    Verdict::Continue => {}
+                    Verdict::Verify(check) => {
+                        self.request(
+                            conn,
+                            st,
+                            check.key,
+                            SignedMessage::Handshake(check.signed),
+                            check.signature,
+                            Pending::Handshake,
+                            now_ms,
+                            out,
+                        );
+                        // The peer's handshake messages are all in: what follows may be
+                        // realtime traffic (held until the check completes).
+                        return Some(MAX_PAYLOAD);
+                    }
+                    Verdict::Abort(outcome) => self.fail_handshake(conn, st, outcome, out),
+                }
+            }
+            MessageType::BulkPull
+            | MessageType::BulkPullAccount
+            | MessageType::BulkPush
+            | MessageType::FrontierReq => {
+                self.close(conn, st, CloseReason::BootstrapNotServed, true, out);
+            }
+            _ => self.close(conn, st, CloseReason::MessageBeforeHandshake, true, out),
+        }
+        None
     }
-    // Keep the new one when its dialer has the smaller node id.
-    match new {
-        Direction::Outbound => own.0 < peer.0,
-        Direction::Inbound => peer.0 < own.0,
+
+    /// The signature check of the peer's response came back: admit it ([`admit`]), settle a
+    /// channel of the same node it replaces, send keepalive_self (§6.2 step 5) and, with
+    /// [`ProtoConfig::query_on_up`](super::config::ProtoConfig::query_on_up), the rep
+    /// crawler's first query in the same turn, then replay the frames held meanwhile.
+    pub(super) fn handshake_verified(
+        &mut self,
+        conn: ConnId,
+        st: &mut ConnState,
+        ok: bool,
+        now_ms: u64,
+        rng: &mut impl RngCore,
+        out: &mut ShardOutput,
+    ) {
+        let Some(hs) = st.hs.as_mut() else {
+            return;
+        };
+        let peer = match hs.on_verified(ok) {
+            Ok(p) => p,
+            Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
+        };
+        let new = NewChannel {
+            node_id: peer.node_id,
+            protocol_version: peer.version_using,
+            remote: st.remote,
+            shard: self.shard,
+            direction: if st.outbound {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
+            now_ms,
+        };
+        let shared = &self.shared;
+        let own = shared.identity.node_id();
+        let (ch, replaced) = match admit(
+            &shared.channels,
+            &shared.exclusion,
+            &shared.config,
+            new,
+            st.counted,
+            &own,
+        ) {
+            Ok(x) => x,
+            Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
+        };
+        if let Some(old) = replaced {
+            self.stats.channels_replaced += 1;
+            tracing::debug!(node_id = %old.node_id(), old = %old.remote(), new = %ch.remote(), "channel replaced by another connection of the same node");
+            if old.shard() == self.shard {
+                self.replaced.push(old.id());
+            } else {
+                out.events.push(CrawlerEvent::Replaced(old));
+            }
+        }
+        // The channel took over the unverified connection's place in the limits.
+        st.counted = false;
+        self.stats.handshake.record(HandshakeOutcome::Ok);
+        st.hs = None;
+        st.channel = Some(ch.clone());
+        self.by_channel.insert(ch.id(), conn);
+        // keepalive_self at once (§6.2 step 5).
+        let mut peers = [EMPTY_PEER; 8];
+        let mut n = 0;
+        for other in self.shared.channels.random_set(9, rng) {
+            if other.id() != ch.id() && n < 8 {
+                peers[n] = other.peering_endpoint();
+                n += 1;
+            }
+        }
+        let k = Keepalive {
+            peers: keepalive_self_slots(self.shared.config.listen_port, &peers[..n]),
+        };
+        self.send(conn, Some(&ch), &Message::Keepalive(k), now_ms, out);
+        // The rep crawler's first query, in the same turn (one segment with the keepalive).
+        let query = self.shared.config.query_on_up.then(|| {
+            let q = self.shared.query_board.pick(rng);
+            let req = Message::ConfirmReq(ConfirmReq { pairs: vec![q] });
+            self.send(conn, Some(&ch), &req, now_ms, out);
+            self.stats.queries_on_up += 1;
+            q
+        });
+        out.events.push(CrawlerEvent::ChannelUp(ch.clone(), query));
+        st.deadline_sent_ms = now_ms;
+        out.io.push(IoAction::Deadline {
+            conn,
+            at_ms: now_ms.saturating_add(self.shared.config.idle_timeout_ms),
+        });
+        let held = std::mem::take(&mut st.held);
+        st.held_bytes = 0;
+        for (header, payload) in held {
+            if st.closed {
+                break;
+            }
+            self.realtime(conn, st, header, &payload, now_ms, out);
+        }
     }
 }
 
@@ -387,24 +525,6 @@ mod tests {
         let resp = reply.response.unwrap();
         assert!(resp.v2.is_none());
         assert!(verify(&[5; 32], &resp.signature, &b.id.node_id()));
-    }
-
-    #[test]
-    fn both_sides_of_a_crossed_dial_keep_the_same_connection() {
-        use crate::channels::Direction::{Inbound, Outbound};
-        let (a, b) = (PublicKey([1; 32]), PublicKey([2; 32]));
-        // The connection a (smaller) dialed: outbound on a's side, inbound on b's side.
-        for (existing, new) in [(Inbound, Outbound), (Outbound, Inbound)] {
-            let a_keeps_new = keep_new_channel(&a, &b, existing, new);
-            // On b's side the same two connections have the opposite directions.
-            let flip = |d| if d == Inbound { Outbound } else { Inbound };
-            let b_keeps_new = keep_new_channel(&b, &a, flip(existing), flip(new));
-            assert_eq!(a_keeps_new, b_keeps_new, "{existing:?} then {new:?}");
-            assert_eq!(a_keeps_new, new == Outbound, "a dialed the winner");
-        }
-        // Same direction: the established channel stays.
-        assert!(!keep_new_channel(&a, &b, Inbound, Inbound));
-        assert!(!keep_new_channel(&b, &a, Outbound, Outbound));
     }
 
     #[test]

@@ -83,14 +83,24 @@ pub fn random_fill(channels: &[Arc<Channel>], rng: &mut impl RngCore) -> [Socket
     peers
 }
 
-/// A keepalive_self (`network::fill_keepalive_self`): [`random_fill`], then slots 0–1 move to
-/// slots 2–3, slot 0 becomes `[::]:listen_port` and slot 1 `[::]:0`.
+/// A keepalive_self (`network::fill_keepalive_self`): [`random_fill`], laid out by
+/// [`keepalive_self_slots`].
 pub fn keepalive_self(
     channels: &[Arc<Channel>],
     listen_port: u16,
     rng: &mut impl RngCore,
 ) -> [SocketAddrV6; 8] {
-    let mut peers = random_fill(channels, rng);
+    keepalive_self_slots(listen_port, &random_fill(channels, rng))
+}
+
+/// The slots of a keepalive_self (§4.1) from up to 8 random peering endpoints: slot 0
+/// `[::]:listen_port`, slot 1 `[::]:0`, slots 2–3 random peers 0–1, slots 4–7 random peers
+/// 4–7 (the reference overwrites slots 0–1 of its random fill after copying them to 2–3).
+pub fn keepalive_self_slots(listen_port: u16, random: &[SocketAddrV6]) -> [SocketAddrV6; 8] {
+    let mut peers = [EMPTY_PEER; 8];
+    for (slot, p) in peers.iter_mut().zip(random) {
+        *slot = *p;
+    }
     peers[2] = peers[0];
     peers[3] = peers[1];
     peers[0] = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, listen_port, 0, 0);
@@ -188,6 +198,20 @@ mod tests {
         assert_eq!(s[2], fill[0]);
         assert_eq!(s[3], fill[1]);
         assert_eq!(&s[4..], &fill[4..]);
+    }
+
+    #[test]
+    fn keepalive_self_slots_from_fewer_than_eight_peers() {
+        let p = |i: u16| SocketAddrV6::new(Ipv6Addr::LOCALHOST, 1000 + i, 0, 0);
+        let peers: Vec<_> = (0..8).map(p).collect();
+        let k = keepalive_self_slots(7075, &peers);
+        assert_eq!(k[0], SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 7075, 0, 0));
+        assert_eq!(k[1], EMPTY_PEER);
+        assert_eq!(&k[2..4], &[p(0), p(1)]);
+        assert_eq!(&k[4..], &[p(4), p(5), p(6), p(7)]);
+        let k = keepalive_self_slots(1, &[p(0)]);
+        assert_eq!(k[2], p(0));
+        assert_eq!(&k[3..], &[EMPTY_PEER; 5]);
     }
 
     #[test]

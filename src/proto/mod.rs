@@ -4,8 +4,11 @@
 //! comes in as `now_ms`, randomness as an RNG.
 
 pub mod addr;
+pub mod admission;
 pub mod budget;
+pub mod checks;
 pub mod config;
+pub mod connection;
 pub mod cookies;
 pub mod crawler;
 #[doc(hidden)]
@@ -19,6 +22,7 @@ pub mod identity;
 pub mod keepalive;
 pub mod online;
 pub mod reachout;
+pub mod realtime;
 pub mod repcrawler;
 pub mod shard;
 pub mod stats;

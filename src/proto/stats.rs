@@ -519,7 +519,12 @@ mod tests {
             assert_eq!(v, 2 * i, "{}", c.name);
         });
         assert_eq!(n, next, "visit and values_mut see the same counters");
-        let keepalive = MessageType::ALL.iter().position(|&t| t == MessageType::Keepalive);
-        assert_eq!(a.received(MessageType::Keepalive), 2 * (keepalive.unwrap() as u64 + 1));
+        let keepalive = MessageType::ALL
+            .iter()
+            .position(|&t| t == MessageType::Keepalive);
+        assert_eq!(
+            a.received(MessageType::Keepalive),
+            2 * (keepalive.unwrap() as u64 + 1)
+        );
     }
 }
