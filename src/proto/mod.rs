@@ -21,5 +21,6 @@ pub mod online;
 pub mod reachout;
 pub mod repcrawler;
 pub mod shard;
+pub mod table;
 pub mod telemetry;
 pub mod weights;
