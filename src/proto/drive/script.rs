@@ -235,8 +235,6 @@ pub enum Op {
     },
 }
 
-const TAGS: u8 = 12;
-
 /// A decoded input: configuration byte and operations.
 ///
 /// Configuration bits: 0 no first query on channel up, 1 tight cookie caps (2 in all, 1 per
@@ -279,87 +277,133 @@ impl Reader<'_> {
     }
 }
 
-impl Frame {
-    fn decode(r: &mut Reader<'_>) -> Frame {
-        match r.u8() % 7 {
-            0 => Frame::Handshake {
-                flags: r.u8(),
-                node: r.u8(),
-                seed: r.u8(),
-            },
-            1 => {
-                let mut peers = [0u8; 16];
-                for p in &mut peers {
-                    *p = r.u8();
-                }
-                Frame::Keepalive { peers }
-            }
-            2 => Frame::ConfirmAck {
-                account: r.u8(),
-                count: r.u8(),
-                flags: r.u8(),
-                seed: r.u8(),
-            },
-            3 => Frame::Publish {
-                kind: r.u8(),
-                flags: r.u8(),
-                seed: r.u8(),
-            },
-            4 => Frame::TelemetryAck {
-                flags: r.u8(),
-                extra: r.u8(),
-                seed: r.u8(),
-            },
-            5 => {
-                let kind = r.u8();
-                let ext = r.u16();
-                let version = r.u8();
-                let len = raw_header(kind, ext, version).payload_len();
-                Frame::Raw {
-                    kind,
-                    ext,
-                    version,
-                    payload: r.bytes(len),
-                }
-            }
-            _ => Frame::VoteFlood {
-                count: r.u8(),
-                seed: r.u8(),
-            },
-        }
-    }
+/// One field of an operation or frame in the byte encoding: how it is read (missing bytes
+/// read as zero) and written back.
+trait Field: Sized {
+    fn read(r: &mut Reader<'_>) -> Self;
+    fn write(&self, out: &mut Vec<u8>);
+}
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Frame::Handshake { flags, node, seed } => out.extend([0, *flags, *node, *seed]),
-            Frame::Keepalive { peers } => {
-                out.push(1);
-                out.extend(peers);
-            }
-            Frame::ConfirmAck {
-                account,
-                count,
-                flags,
-                seed,
-            } => out.extend([2, *account, *count, *flags, *seed]),
-            Frame::Publish { kind, flags, seed } => out.extend([3, *kind, *flags, *seed]),
-            Frame::TelemetryAck { flags, extra, seed } => out.extend([4, *flags, *extra, *seed]),
-            Frame::Raw {
-                kind,
-                ext,
-                version,
-                payload,
-            } => {
-                out.extend([5, *kind]);
-                out.extend(ext.to_le_bytes());
-                out.push(*version);
-                let len = raw_header(*kind, *ext, *version).payload_len();
-                let mut p = payload.clone();
-                p.resize(len, 0);
-                out.extend(p);
-            }
-            Frame::VoteFlood { count, seed } => out.extend([6, *count, *seed]),
+/// A byte.
+impl Field for u8 {
+    fn read(r: &mut Reader<'_>) -> u8 {
+        r.u8()
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(*self);
+    }
+}
+
+/// Two bytes, little-endian.
+impl Field for u16 {
+    fn read(r: &mut Reader<'_>) -> u16 {
+        r.u16()
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend(self.to_le_bytes());
+    }
+}
+
+/// 16 bytes (a keepalive's address and port bytes).
+impl Field for [u8; 16] {
+    fn read(r: &mut Reader<'_>) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        for b in &mut v {
+            *b = r.u8();
         }
+        v
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend(self);
+    }
+}
+
+/// A length byte, then that many bytes (longer byte strings are cut to 255 when written).
+impl Field for Vec<u8> {
+    fn read(r: &mut Reader<'_>) -> Vec<u8> {
+        let n = usize::from(r.u8());
+        r.bytes(n)
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        let n = self.len().min(255);
+        out.push(n as u8);
+        out.extend(&self[..n]);
+    }
+}
+
+/// The byte layout of a tagged enum, written once for both directions: `read` takes a tag
+/// byte modulo the number of tags, then the fields of that variant in the order listed;
+/// `write` puts the same tag and fields in the same order, so the two cannot disagree. A
+/// field is a [`Field`], or `name[len_fn(fields before it)]`: exactly that many bytes (read
+/// zero-padded; written cut or zero-padded to that length).
+macro_rules! layout {
+    (@read $r:ident) => {
+        Field::read($r)
+    };
+    (@read $r:ident, $len:expr) => {
+        $r.bytes($len)
+    };
+    (@write $out:ident, $f:ident) => {
+        Field::write($f, $out)
+    };
+    (@write $out:ident, $f:ident, $len:expr) => {{
+        let mut bytes = $f.clone();
+        bytes.resize($len, 0);
+        $out.extend(bytes);
+    }};
+    ($ty:ident {
+        $($tag:literal => $v:ident { $($f:ident $([$len:ident($($arg:ident),*)])?),* },)+
+    }) => {
+        impl Field for $ty {
+            fn read(r: &mut Reader<'_>) -> $ty {
+                const TAGS: u8 = [$($tag),+].len() as u8;
+                match r.u8() % TAGS {
+                    $($tag => {
+                        $(let $f = layout!(@read r $(, $len($(&$arg),*))?);)*
+                        $ty::$v { $($f),* }
+                    })+
+                    _ => unreachable!("the tags are 0 to their number - 1"),
+                }
+            }
+
+            fn write(&self, out: &mut Vec<u8>) {
+                match self {
+                    $($ty::$v { $($f),* } => {
+                        out.push($tag);
+                        $(layout!(@write out, $f $(, $len($($arg),*))?);)*
+                    })+
+                }
+            }
+        }
+    };
+}
+
+layout! {
+    Frame {
+        0 => Handshake { flags, node, seed },
+        1 => Keepalive { peers },
+        2 => ConfirmAck { account, count, flags, seed },
+        3 => Publish { kind, flags, seed },
+        4 => TelemetryAck { flags, extra, seed },
+        5 => Raw { kind, ext, version, payload[raw_len(kind, ext, version)] },
+        6 => VoteFlood { count, seed },
+    }
+}
+
+layout! {
+    Op {
+        0 => Connect { slot, addr, port, flags },
+        1 => Bytes { slot, bytes },
+        2 => Frame { slot, split, frame },
+        3 => Verify { pick, ok },
+        4 => VerifyAll { bits },
+        5 => Tick { step, flags },
+        6 => Close { slot, flags },
+        7 => CmdSend { pick, bytes },
+        8 => CmdClose { pick, reason },
+        9 => CmdDial { addr, port },
+        10 => DialFailed { addr, port },
+        11 => Establish { slot, addr, port, flags, node },
     }
 }
 
@@ -370,68 +414,7 @@ impl Script {
         let config = r.u8();
         let mut ops = Vec::new();
         while !r.is_empty() && ops.len() < MAX_OPS {
-            let op = match r.u8() % TAGS {
-                0 => Op::Connect {
-                    slot: r.u8(),
-                    addr: r.u8(),
-                    port: r.u8(),
-                    flags: r.u8(),
-                },
-                1 => {
-                    let slot = r.u8();
-                    let n = usize::from(r.u8());
-                    Op::Bytes {
-                        slot,
-                        bytes: r.bytes(n),
-                    }
-                }
-                2 => Op::Frame {
-                    slot: r.u8(),
-                    split: r.u8(),
-                    frame: Frame::decode(&mut r),
-                },
-                3 => Op::Verify {
-                    pick: r.u8(),
-                    ok: r.u8(),
-                },
-                4 => Op::VerifyAll { bits: r.u8() },
-                5 => Op::Tick {
-                    step: r.u8(),
-                    flags: r.u8(),
-                },
-                6 => Op::Close {
-                    slot: r.u8(),
-                    flags: r.u8(),
-                },
-                7 => {
-                    let pick = r.u8();
-                    let n = usize::from(r.u8());
-                    Op::CmdSend {
-                        pick,
-                        bytes: r.bytes(n),
-                    }
-                }
-                8 => Op::CmdClose {
-                    pick: r.u8(),
-                    reason: r.u8(),
-                },
-                9 => Op::CmdDial {
-                    addr: r.u8(),
-                    port: r.u8(),
-                },
-                10 => Op::DialFailed {
-                    addr: r.u8(),
-                    port: r.u8(),
-                },
-                _ => Op::Establish {
-                    slot: r.u8(),
-                    addr: r.u8(),
-                    port: r.u8(),
-                    flags: r.u8(),
-                    node: r.u8(),
-                },
-            };
-            ops.push(op);
+            ops.push(Op::read(&mut r));
         }
         Script { config, ops }
     }
@@ -441,45 +424,15 @@ impl Script {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![self.config];
         for op in &self.ops {
-            match op {
-                Op::Connect {
-                    slot,
-                    addr,
-                    port,
-                    flags,
-                } => out.extend([0, *slot, *addr, *port, *flags]),
-                Op::Bytes { slot, bytes } => {
-                    let n = bytes.len().min(255);
-                    out.extend([1, *slot, n as u8]);
-                    out.extend(&bytes[..n]);
-                }
-                Op::Frame { slot, split, frame } => {
-                    out.extend([2, *slot, *split]);
-                    frame.encode(&mut out);
-                }
-                Op::Verify { pick, ok } => out.extend([3, *pick, *ok]),
-                Op::VerifyAll { bits } => out.extend([4, *bits]),
-                Op::Tick { step, flags } => out.extend([5, *step, *flags]),
-                Op::Close { slot, flags } => out.extend([6, *slot, *flags]),
-                Op::CmdSend { pick, bytes } => {
-                    let n = bytes.len().min(255);
-                    out.extend([7, *pick, n as u8]);
-                    out.extend(&bytes[..n]);
-                }
-                Op::CmdClose { pick, reason } => out.extend([8, *pick, *reason]),
-                Op::CmdDial { addr, port } => out.extend([9, *addr, *port]),
-                Op::DialFailed { addr, port } => out.extend([10, *addr, *port]),
-                Op::Establish {
-                    slot,
-                    addr,
-                    port,
-                    flags,
-                    node,
-                } => out.extend([11, *slot, *addr, *port, *flags, *node]),
-            }
+            op.write(&mut out);
         }
         out
     }
+}
+
+/// The payload length of a [`Frame::Raw`]: what its header computes.
+fn raw_len(kind: &u8, ext: &u16, version: &u8) -> usize {
+    raw_header(*kind, *ext, *version).payload_len()
 }
 
 pub(super) fn raw_header(kind: u8, ext: u16, version: u8) -> Header {
