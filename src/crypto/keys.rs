@@ -1,10 +1,11 @@
-//! Key pairs, deterministic signing and seed derivation (§5.1, §5.3).
+//! Key pairs, deterministic signing and seed derivation (§5.1, §5.3), and the node-id secret
+//! that the peer store persists and the handshake signs with (§4.5).
 
 use std::fmt;
 
 use curve25519_dalek::{EdwardsPoint, Scalar};
 use rand::CryptoRng;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::types::{PublicKey, Signature};
 
@@ -119,6 +120,34 @@ impl fmt::Debug for KeyPair {
         f.debug_struct("KeyPair")
             .field("public", &self.public)
             .finish_non_exhaustive()
+    }
+}
+
+/// The node ID private key (§4.5), as the peer store loads it and the node identity takes it.
+/// Zeroed on drop; `Debug` prints no key material.
+pub struct NodeSecret(Zeroizing<[u8; 32]>);
+
+impl NodeSecret {
+    /// Wraps raw private-key bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        NodeSecret(Zeroizing::new(bytes))
+    }
+
+    /// Takes bytes that are already in a zeroizing buffer, so that no plain copy of the key is
+    /// left behind (the peer store reads and generates the key in such a buffer).
+    pub(crate) fn from_zeroizing(bytes: Zeroizing<[u8; 32]>) -> Self {
+        NodeSecret(bytes)
+    }
+
+    /// The raw private-key bytes. Do not log them.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NodeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NodeSecret(<redacted>)")
     }
 }
 

@@ -11,6 +11,7 @@
 //!   not decompress; accept iff encode(S·B − k·A) equals the R bytes, k = Blake2b-512(R ‖ A ‖ M)
 //!   mod L. No cofactor, no small-order rejection, no canonical-R check, so the identity key
 //!   `0100…00` and the two odd live-ledger signatures of §5.5 verify.
+//! * [`NodeSecret`]: the node-id private key as stored, zeroed on drop.
 //! * [`VerifyingKey`] and [`KeyCache`]: keys decompressed once for repeat signers.
 //! * [`BatchVerifier`]: random-weight multiscalar batches whose per-item result equals [`verify`]
 //!   (the precise residual under [`TorsionPolicy::Fast`] is documented in the batch module).
@@ -33,7 +34,7 @@ pub use hash::{
     GENESIS_AMOUNT, WorkThresholds, block_hash, epoch_link, epoch_signer, genesis_account,
     genesis_block, genesis_hash, verify_block_signature, vote_hash, vote_hash_of_bytes, work_value,
 };
-pub use keys::{KeyPair, deterministic_key};
+pub use keys::{KeyPair, NodeSecret, deterministic_key};
 pub use verify::{KeyCache, VerifyingKey, verify};
 
 /// What failed in the crypto module: account text that does not decode, or a full batch.

@@ -375,10 +375,16 @@ impl Node {
             tracing::info!(path = %key.path.display(), "created a new node ID key");
         }
         let weights = match &opts.weights_file {
-            Some(path) => RepWeights::load(path).map_err(|source| NodeError::Weights {
-                path: path.clone(),
-                source,
-            })?,
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|source| WeightsError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+                .and_then(|text| RepWeights::parse(&text))
+                .map_err(|source| NodeError::Weights {
+                    path: path.clone(),
+                    source,
+                })?,
             None => RepWeights::defaults(network),
         };
         let mut config = opts.proto.clone();

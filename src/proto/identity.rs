@@ -4,8 +4,7 @@ use std::fmt;
 
 use rand::CryptoRng;
 
-use crate::crypto::{KeyPair, encode_node_id};
-use crate::store::NodeSecret;
+use crate::crypto::{KeyPair, NodeSecret, encode_node_id};
 use crate::types::{BlockHash, Cookie, PublicKey, Signature};
 use crate::wire::{HandshakeResponse, ResponseV2};
 

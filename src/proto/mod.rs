@@ -26,5 +26,6 @@ pub mod realtime;
 pub mod repcrawler;
 pub mod shard;
 pub mod stats;
+pub mod table;
 pub mod telemetry;
 pub mod weights;

@@ -24,9 +24,9 @@ use rand::{Rng, RngCore};
 
 use super::addr::{canonical, is_loopback, not_a_peer};
 use super::config::ProtoConfig;
-use super::crawler::ChannelTable;
 use super::events::{CrawlerOutput, ShardCommand};
 use super::exclusion::PeerExclusion;
+use super::table::ChannelTable;
 use crate::channels::{ChannelError, ChannelId, ChannelMap};
 use crate::wire::EMPTY_PEER;
 

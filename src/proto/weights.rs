@@ -2,7 +2,8 @@
 //!
 //! nanopeer has no ledger, so the weights come from a file (format in
 //! `docs/representative-weights.md`: one `nano_… <raw decimal>` per line, `#` comments, blank
-//! lines ignored). Without a file:
+//! lines ignored); the node reads the file and [`RepWeights::parse`] reads its text. Without a
+//! file:
 //! - **dev and test**: the genesis account holds the whole supply ([`GENESIS_AMOUNT`]), which is
 //!   exactly the ledger of a fresh dev network;
 //! - **live**: the built-in snapshot [`LIVE_WEIGHTS`] (133 representatives, ~126.6 M nano, from
@@ -15,7 +16,6 @@
 //! here, which is what keeps its table bounded by this one (see [`super::repcrawler`]).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use crate::crypto::{GENESIS_AMOUNT, decode_account, genesis_account};
 use crate::types::{Network, PublicKey};
@@ -23,7 +23,9 @@ use crate::types::{Network, PublicKey};
 /// Why a weights file could not be used. Line numbers start at 1.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    /// The file could not be read.
+    /// The file could not be read. Proto reads no file: the caller that reads it (the node,
+    /// from its weights-file setting) reports the failure with this variant, so that every
+    /// weights error reads the same.
     #[error("reading representative weights {path}: {source}")]
     Io {
         /// The path.
@@ -109,15 +111,6 @@ impl RepWeights {
             Some(t) => RepWeights::parse(t),
             None => Ok(RepWeights::defaults(network)),
         }
-    }
-
-    /// Reads and parses a weights file.
-    pub fn load(path: &Path) -> Result<RepWeights, WeightsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WeightsError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        RepWeights::parse(&text)
     }
 
     /// Parses the file format: one `<account> <raw decimal>` per line, separated by spaces or

@@ -6,7 +6,6 @@
 //! of the two as a duplicate node ID). The operator decides: `chmod 600` to keep the identity, or
 //! delete the file for a new one. The error says both.
 
-use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -16,6 +15,7 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::{StoreError, ensure_data_dir};
+use crate::crypto::NodeSecret;
 
 /// File name of the node ID key in the data directory.
 pub const KEY_FILE_NAME: &str = "node_id_private.key";
@@ -25,27 +25,6 @@ const TMP_FILE_NAME: &str = "node_id_private.key.tmp";
 
 /// Longest key file accepted: 64 hex digits with generous surrounding whitespace.
 const MAX_FILE_LEN: u64 = 256;
-
-/// The node ID private key. Zeroed on drop; `Debug` prints no key material.
-pub struct NodeSecret(Zeroizing<[u8; 32]>);
-
-impl NodeSecret {
-    /// Wraps raw private-key bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        NodeSecret(Zeroizing::new(bytes))
-    }
-
-    /// The raw private-key bytes. Do not log them.
-    pub fn expose_secret(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for NodeSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NodeSecret(<redacted>)")
-    }
-}
 
 /// The node ID key and where it came from.
 #[derive(Debug)]
@@ -85,7 +64,7 @@ pub fn load_or_create_node_key(
             rng.fill_bytes(&mut *bytes);
             write_key(dir, &path, &bytes)?;
             Ok(NodeKey {
-                secret: NodeSecret(bytes),
+                secret: NodeSecret::from_zeroizing(bytes),
                 created: true,
                 path,
             })
@@ -135,7 +114,7 @@ fn read_key(path: &Path, file: File) -> Result<NodeSecret, StoreError> {
     }
     let mut bytes = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(hex, &mut *bytes).map_err(|_| malformed("not hexadecimal"))?;
-    Ok(NodeSecret(bytes))
+    Ok(NodeSecret::from_zeroizing(bytes))
 }
 
 fn write_key(dir: &Path, path: &Path, key: &[u8; 32]) -> Result<(), StoreError> {

@@ -9,8 +9,11 @@ mod dir;
 mod identity;
 mod peers;
 
+/// The node ID private key, defined with the other key material in [`crate::crypto`]; the key
+/// file is read into it here.
+pub use crate::crypto::NodeSecret;
 pub use dir::ensure_data_dir;
-pub use identity::{KEY_FILE_NAME, NodeKey, NodeSecret, load_or_create_node_key};
+pub use identity::{KEY_FILE_NAME, NodeKey, load_or_create_node_key};
 pub use peers::{
     DB_FILE_NAME, FlushStats, MAX_PEERS, Malformed, PEER_TTL_MS, PeerStore, endpoint_key,
     parse_endpoint_key,
