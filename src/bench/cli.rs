@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::attack::AttackKind;
-use super::cpu::thread_cpu_time;
 use super::loadgen::{self, LoadConfig, LoadError};
 use super::report::{BenchReport, Progress};
 use crate::io::ShardConfig;
+use crate::io::cpu::{current_thread_id, thread_cpu_time};
 use crate::node::{Node, NodeError, NodeOptions, default_shard_count};
 use crate::proto::config::ProtoConfig;
 use crate::types::Network;
@@ -514,7 +514,7 @@ pub fn measure_ceiling(secs: f64, core: Option<usize>) -> Result<Ceiling, BenchE
             if let Some(c) = core {
                 let _ = crate::io::pin_current_thread(c);
             }
-            let tid = super::current_thread_id().ok();
+            let tid = current_thread_id().ok();
             let cpu = || tid.and_then(|t| thread_cpu_time(t).ok());
             let (c0, t0) = (cpu(), Instant::now());
             let per_sec = super::crypto_ceiling_per_sec(d);

@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::cpu::{current_thread_id, thread_cpu_time};
 use super::hist::{AtomicHistogram, LatencyHistogram};
 use crate::crypto::{BatchVerifier, KeyCache, genesis_hash};
+use crate::io::cpu::{current_thread_id, thread_cpu_time};
 use crate::io::{self, CloseReason, ConnId, Handler, Io, IoError, ShardConfig, ShardHandle};
 use crate::proto::identity::NodeIdentity;
 use crate::types::{BlockHash, Cookie, Network};

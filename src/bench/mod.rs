@@ -12,7 +12,6 @@
 //! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
 //!   fresh key per handshake), measured by the same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
-//! - [`cpu`]: CPU time of the process and of single threads, from `/proc`.
 //! - [`hist`]: a log-linear latency histogram (p50/p99 within ~1.6 %).
 //! - [`cli`]: `nanopeer bench` (an in-process node or `--target`) and the `tune` arguments.
 //! - [`tune`]: the shard × batch sweep, its outputs and the recommendation.
@@ -21,7 +20,6 @@
 pub mod attack;
 pub mod ceiling;
 pub mod cli;
-pub mod cpu;
 pub mod flood;
 pub mod hist;
 pub mod loadgen;
@@ -33,7 +31,8 @@ pub use attack::{
     AttackConfig, AttackError, AttackKind, AttackReport, SoakSample, run_attack, run_soak,
 };
 pub use ceiling::crypto_ceiling_per_sec;
-pub use cpu::{current_thread_id, process_cpu_time, thread_cpu_time};
+// The OS-level CPU clock lives in `crate::io::cpu`; tests/loadgen.rs reads it from here.
+pub use crate::io::cpu::process_cpu_time;
 pub use flood::{FloodCounts, FloodPeers, FloodReport, FloodRunner, FloodSource, run_flood};
 pub use hist::{AtomicHistogram, LatencyHistogram};
 pub use loadgen::{
