@@ -13,17 +13,24 @@
 //!   fresh key per handshake), measured by the same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
 //! - [`hist`]: a log-linear latency histogram (p50/p99 within ~1.6 %).
-//! - [`cli`]: `nanopeer bench` (an in-process node or `--target`) and the `tune` arguments.
-//! - [`tune`]: the shard × batch sweep, its outputs and the recommendation.
+//! - [`setup`]: the plan of a run, core placement, the bench node's options and limits.
+//! - [`inprocess`]: one measured run against a fresh in-process node (as `bench` and every
+//!   `tune` point run it) and its outcome.
+//! - [`error`]: what stops `bench` or `tune` before it reports.
+//! - [`cli`]: `nanopeer bench` (an in-process node, `--target`, `--attack`, `--soak`).
+//! - [`tune`]: `nanopeer tune`: the shard × batch sweep, its outputs and the recommendation.
 //! - [`svg`]: the hand-written line chart of `tune.svg`.
 
 pub mod attack;
 pub mod ceiling;
 pub mod cli;
+pub mod error;
 pub mod flood;
 pub mod hist;
+pub mod inprocess;
 pub mod loadgen;
 pub mod report;
+pub mod setup;
 pub mod svg;
 pub mod tune;
 
