@@ -7,8 +7,9 @@
 //!   the load threads' own CPU use.
 //! - [`attack`]: hostile traffic (`--attack KIND`) alongside an honest load, and the soak
 //!   sampler (RSS, descriptors, connections over time).
-//! - [`flood`]: `slot-flood` and `vote-flood`: more unverified connections than the cap, and
-//!   invalid votes on authenticated channels, each against a clean phase of the same run.
+//! - [`flood`] (inside [`attack`], re-exported here): `slot-flood` and `vote-flood`: more
+//!   unverified connections than the cap, and invalid votes on authenticated channels, each
+//!   against a clean phase of the same run.
 //! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
 //!   fresh key per handshake), measured by the same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
@@ -25,7 +26,6 @@ pub mod attack;
 pub mod ceiling;
 pub mod cli;
 pub mod error;
-pub mod flood;
 pub mod hist;
 pub mod inprocess;
 pub mod loadgen;
@@ -34,13 +34,16 @@ pub mod setup;
 pub mod svg;
 pub mod tune;
 
+pub use attack::flood;
 pub use attack::{
     AttackConfig, AttackError, AttackKind, AttackReport, SoakSample, run_attack, run_soak,
 };
 pub use ceiling::crypto_ceiling_per_sec;
 // The OS-level CPU clock lives in `crate::io::cpu`; tests/loadgen.rs reads it from here.
 pub use crate::io::cpu::process_cpu_time;
-pub use flood::{FloodCounts, FloodPeers, FloodReport, FloodRunner, FloodSource, run_flood};
+pub use attack::flood::{
+    FloodCounts, FloodPeers, FloodReport, FloodRunner, FloodSource, run_flood,
+};
 pub use hist::{AtomicHistogram, LatencyHistogram};
 pub use loadgen::{
     BadSigCounts, Failure, LoadConfig, LoadError, LoadReport, Snapshot, run, run_counted, source_ip,
