@@ -7,34 +7,43 @@
 //!   the load threads' own CPU use.
 //! - [`attack`]: hostile traffic (`--attack KIND`) alongside an honest load, and the soak
 //!   sampler (RSS, descriptors, connections over time).
-//! - [`flood`]: `slot-flood` and `vote-flood`: more unverified connections than the cap, and
-//!   invalid votes on authenticated channels, each against a clean phase of the same run.
+//! - [`flood`] (inside [`attack`], re-exported here): `slot-flood` and `vote-flood`: more
+//!   unverified connections than the cap, and invalid votes on authenticated channels, each
+//!   against a clean phase of the same run.
 //! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
 //!   fresh key per handshake), measured by the same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
-//! - [`cpu`]: CPU time of the process and of single threads, from `/proc`.
 //! - [`hist`]: a log-linear latency histogram (p50/p99 within ~1.6 %).
-//! - [`cli`]: `nanopeer bench` (an in-process node or `--target`) and the `tune` arguments.
-//! - [`tune`]: the shard × batch sweep, its outputs and the recommendation.
+//! - [`setup`]: the plan of a run, core placement, the bench node's options and limits.
+//! - [`inprocess`]: one measured run against a fresh in-process node (as `bench` and every
+//!   `tune` point run it) and its outcome.
+//! - [`error`]: what stops `bench` or `tune` before it reports.
+//! - [`cli`]: `nanopeer bench` (an in-process node, `--target`, `--attack`, `--soak`).
+//! - [`tune`]: `nanopeer tune`: the shard × batch sweep, its outputs and the recommendation.
 //! - [`svg`]: the hand-written line chart of `tune.svg`.
 
 pub mod attack;
 pub mod ceiling;
 pub mod cli;
-pub mod cpu;
-pub mod flood;
+pub mod error;
 pub mod hist;
+pub mod inprocess;
 pub mod loadgen;
 pub mod report;
+pub mod setup;
 pub mod svg;
 pub mod tune;
 
+pub use attack::flood;
 pub use attack::{
     AttackConfig, AttackError, AttackKind, AttackReport, SoakSample, run_attack, run_soak,
 };
 pub use ceiling::crypto_ceiling_per_sec;
-pub use cpu::{current_thread_id, process_cpu_time, thread_cpu_time};
-pub use flood::{FloodCounts, FloodPeers, FloodReport, FloodRunner, FloodSource, run_flood};
+// The OS-level CPU clock lives in `crate::io::cpu`; tests/loadgen.rs reads it from here.
+pub use crate::io::cpu::process_cpu_time;
+pub use attack::flood::{
+    FloodCounts, FloodPeers, FloodReport, FloodRunner, FloodSource, run_flood,
+};
 pub use hist::{AtomicHistogram, LatencyHistogram};
 pub use loadgen::{
     BadSigCounts, Failure, LoadConfig, LoadError, LoadReport, Snapshot, run, run_counted, source_ip,

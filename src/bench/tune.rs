@@ -1,22 +1,75 @@
-//! `nanopeer tune`: the in-process bench over a grid of shard counts × batch sizes, a table,
-//! tune.json / tune.csv / tune.svg, and a recommended setting for this machine.
+//! `nanopeer tune`: its arguments, the in-process bench over a grid of shard counts × batch
+//! sizes, a table, tune.json / tune.csv / tune.svg, and a recommended setting for this machine.
 //!
 //! The crypto ceiling is measured once, before the sweep, and every point is compared with
 //! it. Each point runs on a fresh node (its own data directory and port).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Args;
 use serde::Serialize;
 
-use super::cli::{
-    BenchError, BenchOutcome, BenchPlan, TuneArgs, bench_in_process, cores, load_average,
-    measure_ceiling, outcome_json, placement,
+use super::error::BenchError;
+use super::inprocess::{
+    BenchOutcome, RUNQ_WARN, bench_in_process, load_average, measure_ceiling, outcome_json,
 };
 use super::loadgen::SATURATION_WARN;
 use super::report::{BenchReport, Progress};
+use super::setup::{BenchPlan, cores, placement};
 use super::svg::{Series, line_chart};
+use crate::types::Network;
+
+/// The arguments of `nanopeer tune`.
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// Shard counts to try, comma-separated [default: 1 to the number of cores].
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    pub shards_list: Option<Vec<usize>>,
+    /// Batch sizes to try, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,16,64,256",
+        value_name = "N,N,…"
+    )]
+    pub batch_list: Vec<usize>,
+    /// Measured duration of each point, seconds.
+    #[arg(long, default_value_t = 8.0, value_name = "S")]
+    pub duration: f64,
+    /// Warm-up of each point, seconds.
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub warmup: f64,
+    /// How long the crypto ceiling is measured (once, before the sweep), seconds.
+    #[arg(long, default_value_t = 2.0, value_name = "S")]
+    pub ceiling_secs: f64,
+    /// The batch delay of every point (µs).
+    #[arg(long, default_value_t = 200, value_name = "US")]
+    pub batch_delay_us: u64,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub connections: usize,
+    /// Load threads [default: the cores the node does not use, at least 1].
+    #[arg(long, value_name = "N")]
+    pub load_threads: Option<usize>,
+    /// The network.
+    #[arg(long, default_value = "dev")]
+    pub network: Network,
+    /// Directory for tune.json, tune.csv and tune.svg.
+    #[arg(long, default_value = "tune-out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Do not verify the node's handshake signatures in the load generator.
+    #[arg(long)]
+    pub no_verify_node: bool,
+    /// Do not pin shards and load threads to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Print the summary as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Points within this fraction of the best rate count as equally fast.
 pub const WITHIN: f64 = 0.05;
@@ -232,8 +285,21 @@ fn write_file(path: &Path, text: &str) -> Result<(), BenchError> {
     })
 }
 
+/// `nanopeer tune`: runs the sweep and writes its outputs. Exit status 0 when every point
+/// completed handshakes and the outputs were written.
+pub fn run_tune(args: &TuneArgs) -> ExitCode {
+    match tune_main(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("nanopeer tune: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs the sweep; `Ok(false)` when some point completed no handshake.
-pub(crate) fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
+fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     let cores = cores();
     let shards_list = args
         .shards_list
@@ -323,17 +389,14 @@ pub(crate) fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     print!("{}", table(&points));
     let starved = outcomes
         .iter()
-        .filter(|o| {
-            o.server_runq_wait
-                .is_some_and(|w| w > super::cli::RUNQ_WARN)
-        })
+        .filter(|o| o.server_runq_wait.is_some_and(|w| w > RUNQ_WARN))
         .count();
     if starved > 0 {
         println!(
             "warning: in {starved} of {total} points the shards waited for a CPU more than {:.0} % \
              of the time (other processes): their rates are not comparable; compare the \
              CPU-bound column or rerun on a quiet machine",
-            super::cli::RUNQ_WARN * 100.0
+            RUNQ_WARN * 100.0
         );
     }
     match &rec {

@@ -22,6 +22,7 @@ mod bufring;
 mod config;
 mod conn;
 mod counters;
+pub mod cpu;
 mod deadline;
 mod error;
 mod handle;

@@ -455,7 +455,7 @@ impl Node {
             move |info: &io::ShardInfo| {
                 // The factory runs on the shard's own thread.
                 if let Some(t) = shard_tids.lock().get_mut(info.index) {
-                    *t = crate::bench::current_thread_id().unwrap_or(0);
+                    *t = crate::io::cpu::current_thread_id().unwrap_or(0);
                 }
                 let shared = shared_cell.get_or_init(|| {
                     let mut config = config.clone();

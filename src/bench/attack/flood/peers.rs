@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::super::error::AttackError;
+use super::source::{FloodSource, honest_voter_ip};
 use super::votes::{VotePool, VoteTemplate, now_unix_ms};
-use super::{FloodSource, REFUSED_WITHIN, honest_voter_ip};
-use crate::bench::attack::AttackError;
 use crate::crypto::{KeyPair, genesis_hash};
 use crate::io::{self, CloseReason, ConnId, Handler, Io, IoError, ShardConfig, ShardHandle};
 use crate::proto::identity::NodeIdentity;
@@ -28,6 +28,12 @@ const ATTACK_SENDQ: usize = 64 * 1024;
 
 /// Unsent bytes an honest voter keeps queued at most (beyond, the node is not taking them).
 const HONEST_SENDQ: usize = 32 * 1024;
+
+/// A connection the node closes within this time of its connect, before any channel, counts
+/// as refused (closed at once) rather than cut (timed out or evicted later). Seen from the
+/// client, so a connection that waited in a busy node's accept queue may count as cut: the
+/// node's own counters (`rejected_cap`, `refused`, …) give the causes.
+pub const REFUSED_WITHIN: Duration = Duration::from_millis(250);
 
 /// What one flood peer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

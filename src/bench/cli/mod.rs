@@ -1,0 +1,139 @@
+//! `nanopeer bench`: the command-line front of the load generator (the `tune` command is
+//! [`super::tune`]; its arguments and entry point are re-exported here beside `bench`'s).
+//!
+//! `bench` starts a node in this process on `127.0.0.1:<free port>` (a fresh data directory
+//! under the system temp dir, removed afterwards), pins its shards to the first cores and the
+//! load threads to the others, raises the node's admission limits so the load's concurrency
+//! fits, measures the crypto ceiling, warms up, runs the measured load and reports. With
+//! `--target` it drives any node instead (no node in this process, no server CPU figure).
+//! `--attack KIND` and `--soak` run a node under hostile traffic or a long churning load.
+//!
+//! Layout: `args.rs` ([`BenchArgs`]), `stress.rs` (the attack and soak modes), `print.rs`
+//! (what the modes print); the node and load setup is [`super::setup`], one measured
+//! in-process run [`super::inprocess`].
+
+mod args;
+mod print;
+mod stress;
+
+use std::io::IsTerminal;
+use std::net::ToSocketAddrs;
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub use super::setup::{LimitsMode, apply_limits};
+pub use super::tune::{TuneArgs, run_tune};
+pub use args::BenchArgs;
+
+use super::error::BenchError;
+use super::inprocess::{BenchOutcome, bench_in_process, measure_ceiling};
+use super::loadgen;
+use super::report::{BenchReport, Progress};
+use super::setup::{BenchPlan, Placement, cores, load_config, placement, validate};
+use args::plan_of;
+use print::{note, print_in_process, print_report};
+use stress::{bench_attack, bench_soak};
+
+/// `nanopeer bench`: exit status 0 when at least one handshake completed, 1 when none did,
+/// 2 on a bad argument or a failure to start.
+pub fn run_bench(args: &BenchArgs) -> ExitCode {
+    match bench_main(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("nanopeer bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench_main(args: &BenchArgs) -> Result<bool, BenchError> {
+    let plan = plan_of(args);
+    validate(&plan)?;
+    let cores = cores();
+    let started = Instant::now();
+    if let Some(t) = &args.target {
+        return bench_target(args, &plan, t, cores);
+    }
+    if let Some(kind) = args.attack {
+        return bench_attack(args, &plan, kind, cores);
+    }
+    if args.soak {
+        return bench_soak(args, &plan, cores);
+    }
+    let pl = placement(plan.shards, plan.load_threads, cores, plan.pin);
+    note(&format!(
+        "measuring the crypto ceiling ({:.1} s on one core)…",
+        args.ceiling_secs
+    ));
+    let ceiling = measure_ceiling(args.ceiling_secs, pl.pin_node.then_some(0))?;
+    note(&format!(
+        "{} shard(s), batch_max {}, {} connections; {}; warm-up {:.1} s, then {:.1} s measured",
+        plan.shards,
+        plan.batch_max,
+        plan.connections,
+        pl.description,
+        plan.warmup.as_secs_f64(),
+        plan.duration.as_secs_f64()
+    ));
+    let progress = Progress::new(plan.duration);
+    let outcome = bench_in_process(&plan, ceiling, &progress)?;
+    print_in_process(&outcome, started);
+    print_report(&outcome, cores, args.json);
+    Ok(outcome.report.handshakes > 0)
+}
+
+fn bench_target(
+    args: &BenchArgs,
+    plan: &BenchPlan,
+    target: &str,
+    cores: usize,
+) -> Result<bool, BenchError> {
+    let addr = target
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| BenchError::Resolve(target.to_owned()))?;
+    let shards = args.shards.unwrap_or(1);
+    let load_threads = plan.load_threads.unwrap_or(1).max(1);
+    let pl = Placement {
+        pin_node: false,
+        load_cores: Vec::new(),
+        load_threads,
+        description: format!("external node {addr}; {load_threads} load thread(s), not pinned"),
+        warnings: Vec::new(),
+    };
+    note("measuring the crypto ceiling…");
+    let ceiling = measure_ceiling(args.ceiling_secs, None)?;
+    note(&format!(
+        "driving {addr}: {} connections, warm-up {:.1} s, then {:.1} s measured",
+        plan.connections,
+        plan.warmup.as_secs_f64(),
+        plan.duration.as_secs_f64()
+    ));
+    if !plan.warmup.is_zero() {
+        loadgen::run(&load_config(plan, addr, &pl, plan.warmup), |_| {})?;
+    }
+    let progress = Progress::new(plan.duration);
+    let load = loadgen::run(&load_config(plan, addr, &pl, plan.duration), |s| {
+        progress.update(s)
+    })?;
+    progress.finish();
+    let report = BenchReport::new(&load, shards, plan.batch_max, ceiling.per_sec, None);
+    let outcome = BenchOutcome {
+        report,
+        placement: pl,
+        limits: Vec::new(),
+        server_cpu: None,
+        batches: (0, 0.0),
+        ceiling,
+        server_runq_wait: None,
+    };
+    print_report(&outcome, cores, args.json);
+    Ok(outcome.report.handshakes > 0)
+}
+
+/// Whether stderr is a terminal (tune prints per-point lines there either way).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}

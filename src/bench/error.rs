@@ -1,0 +1,38 @@
+//! The error of `nanopeer bench` and `nanopeer tune`: what stops a run before it reports
+//! (a bad argument, the node or the load generator not starting, a file that cannot be
+//! written).
+
+use std::path::PathBuf;
+
+use super::loadgen::LoadError;
+use crate::node::NodeError;
+
+/// What failed in `nanopeer bench` / `nanopeer tune`.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An argument is out of range or inconsistent.
+    #[error("invalid argument: {0}")]
+    Argument(String),
+    /// `--target` did not resolve to an address.
+    #[error("cannot resolve --target {0}")]
+    Resolve(String),
+    /// The in-process node did not start or stop cleanly.
+    #[error("node: {0}")]
+    Node(#[from] NodeError),
+    /// The load generator did not start.
+    #[error("load generator: {0}")]
+    Load(#[from] LoadError),
+    /// The bench data directory or a tune output file.
+    #[error("{what} {path}: {source}")]
+    File {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A thread of the bench itself could not run.
+    #[error("bench thread failed")]
+    Thread,
+}
