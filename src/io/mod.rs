@@ -25,18 +25,23 @@ mod counters;
 mod deadline;
 mod error;
 mod handle;
+mod heartbeat;
 mod ring;
 mod shard;
+mod shared;
+mod spawn;
 mod sys;
 
 pub use config::{SendOverflow, ShardConfig};
 pub use conn::{CloseReason, ConnId};
 pub use counters::Counters;
 pub use error::{Full, IoError};
-pub use handle::{Fault, Heartbeat, ShardExit, panic_message};
-pub use handle::{ShardHandle, ShardInfo, spawn, spawn_shards};
+pub use handle::ShardHandle;
+pub use heartbeat::{Fault, Heartbeat};
 pub use ring::probe;
 pub use shard::{Handler, Io, Screen};
+pub use shared::{ShardExit, panic_message};
+pub use spawn::{ShardInfo, spawn, spawn_shards};
 
 /// Pins the calling thread to `core` (for threads beside the shards, e.g. the crawler).
 pub fn pin_current_thread(core: usize) -> Result<(), IoError> {

@@ -17,8 +17,8 @@ use super::config::{SendOverflow, ShardConfig};
 use super::conn::{CloseReason, Conn, ConnId, OutBuf, State};
 use super::counters::Counters;
 use super::deadline::{self, Deadlines, SlotLookup};
-use super::handle::Shared;
 use super::ring::{self, Op};
+use super::shared::Shared;
 use super::{IoError, sys};
 
 /// How long a stopping shard waits for its in-flight operations before giving up on them.
