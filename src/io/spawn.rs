@@ -14,9 +14,10 @@ use crossbeam::utils::CachePadded;
 use super::config::ShardConfig;
 use super::counters::SharedCounters;
 use super::error::IoError;
+use super::event_loop::{Parts, Shard};
 use super::handle::ShardHandle;
+use super::handler::Handler;
 use super::heartbeat::Heartbeat;
-use super::shard::{Handler, Parts, Shard};
 use super::shared::{ExitGuard, ExitState, ShardExit, Shared, panic_message};
 use super::sys;
 
