@@ -38,6 +38,7 @@ mod event_loop;
 mod handle;
 mod handler;
 mod heartbeat;
+mod listener;
 mod pool;
 mod recv;
 mod ring;
@@ -55,10 +56,11 @@ pub use error::{Full, IoError};
 pub use handle::ShardHandle;
 pub use handler::{Handler, Screen};
 pub use heartbeat::{Fault, Heartbeat};
+pub use listener::Listener;
 pub use ring::probe;
 pub use shared::{ShardExit, panic_message};
 pub use slots::Io;
-pub use spawn::{ShardInfo, spawn, spawn_shards};
+pub use spawn::{ShardInfo, spawn, spawn_on, spawn_shards, spawn_shards_on};
 
 /// Pins the calling thread to `core` (for threads beside the shards, e.g. the crawler).
 pub fn pin_current_thread(core: usize) -> Result<(), IoError> {

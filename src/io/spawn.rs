@@ -1,6 +1,7 @@
 //! Starting shards: [`spawn`] one on its own thread (pinned if asked), with its ring built
 //! there and its handler made by a factory, or [`spawn_shards`] a group that shares one
-//! listening address.
+//! listening address. The `_on` variants take listeners bound beforehand ([`Listener`]), so
+//! the caller knows the bound address before any shard runs.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -18,6 +19,7 @@ use super::event_loop::{Parts, Shard};
 use super::handle::ShardHandle;
 use super::handler::Handler;
 use super::heartbeat::Heartbeat;
+use super::listener::Listener;
 use super::shared::{ExitGuard, ExitState, ShardExit, Shared, panic_message};
 use super::sys;
 
@@ -30,10 +32,10 @@ pub struct ShardInfo {
     pub local_addr: Option<SocketAddr>,
 }
 
-/// Starts shard `index`: binds its listener (if `config.listen`), spawns its thread (pinned if
-/// `config.cores` is set), creates its ring there and builds its handler with `factory`.
-/// Returns once the shard runs, or with the error that kept it from starting (for example
-/// `IoError::Unsupported` naming a missing io_uring feature).
+/// Starts shard `index`: binds its listener (if `config.listen`, with [`Listener::bind`]),
+/// spawns its thread (pinned if `config.cores` is set), creates its ring there and builds its
+/// handler with `factory`. Returns once the shard runs, or with the error that kept it from
+/// starting (for example `IoError::Unsupported` naming a missing io_uring feature).
 pub fn spawn<H, F>(
     config: &ShardConfig,
     index: usize,
@@ -44,13 +46,28 @@ where
     F: FnOnce(&ShardInfo) -> H + Send + 'static,
 {
     config.validate()?;
-    let (listener, local_addr) = match config.listen {
-        Some(addr) => {
-            let (fd, local) = sys::listen(addr, config.backlog)?;
-            (Some(fd), Some(local))
-        }
-        None => (None, None),
+    let listener = match config.listen {
+        Some(addr) => Some(Listener::bind(addr, config.backlog)?),
+        None => None,
     };
+    spawn_on(config, index, listener, factory)
+}
+
+/// Starts shard `index` as [`spawn`] does, accepting on `listener`, bound beforehand (`None`:
+/// the shard only dials out); `config.listen` and `config.backlog` are not used.
+pub fn spawn_on<H, F>(
+    config: &ShardConfig,
+    index: usize,
+    listener: Option<Listener>,
+    factory: F,
+) -> Result<ShardHandle<H::Command>, IoError>
+where
+    H: Handler,
+    F: FnOnce(&ShardInfo) -> H + Send + 'static,
+{
+    config.validate()?;
+    let local_addr = listener.as_ref().map(Listener::local_addr);
+    let listener = listener.map(Listener::into_fd);
     let wake = sys::eventfd()?;
     let wake_fd = wake.as_raw_fd();
     let shared = Arc::new(Shared {
@@ -129,9 +146,11 @@ where
     }
 }
 
-/// Starts `count` shards that share one listening address through SO_REUSEPORT (when
-/// `config.listen` asks for port 0, every shard binds the port the first one got). On error
-/// the shards already started are stopped and joined.
+/// Starts `count` shards that share one listening address through SO_REUSEPORT: binds every
+/// listener first ([`Listener::bind_group`]: with port 0 in `config.listen`, every shard
+/// binds the port the first one got), then starts one shard on each. Without
+/// `config.listen` the shards only dial out. On error the shards already started are stopped
+/// and joined.
 pub fn spawn_shards<H, F>(
     config: &ShardConfig,
     count: usize,
@@ -141,18 +160,50 @@ where
     H: Handler,
     F: Fn(&ShardInfo) -> H + Send + Sync + 'static,
 {
+    config.validate()?;
+    let listeners: Vec<Option<Listener>> = match config.listen {
+        Some(addr) => Listener::bind_group(addr, config.backlog, count)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..count).map(|_| None).collect(),
+    };
+    start_group(config, listeners, factory)
+}
+
+/// Starts one shard on each of `listeners` (bound beforehand, e.g. with
+/// [`Listener::bind_group`]), shard `i` on `listeners[i]`; `config.listen` and
+/// `config.backlog` are not used. On error the shards already started are stopped and joined
+/// and the listeners not yet handed over are closed.
+pub fn spawn_shards_on<H, F>(
+    config: &ShardConfig,
+    listeners: Vec<Listener>,
+    factory: F,
+) -> Result<Vec<ShardHandle<H::Command>>, IoError>
+where
+    H: Handler,
+    F: Fn(&ShardInfo) -> H + Send + Sync + 'static,
+{
+    config.validate()?;
+    start_group(config, listeners.into_iter().map(Some).collect(), factory)
+}
+
+/// Starts shard `i` on `listeners[i]`; stops and joins the started ones on error.
+fn start_group<H, F>(
+    config: &ShardConfig,
+    listeners: Vec<Option<Listener>>,
+    factory: F,
+) -> Result<Vec<ShardHandle<H::Command>>, IoError>
+where
+    H: Handler,
+    F: Fn(&ShardInfo) -> H + Send + Sync + 'static,
+{
     let factory = Arc::new(factory);
-    let mut cfg = config.clone();
-    let mut handles: Vec<ShardHandle<H::Command>> = Vec::with_capacity(count);
-    for i in 0..count {
+    let mut handles: Vec<ShardHandle<H::Command>> = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
         let f = Arc::clone(&factory);
-        match spawn(&cfg, i, move |info: &ShardInfo| f(info)) {
-            Ok(h) => {
-                if i == 0 {
-                    cfg.listen = h.local_addr();
-                }
-                handles.push(h);
-            }
+        match spawn_on(config, i, listener, move |info: &ShardInfo| f(info)) {
+            Ok(h) => handles.push(h),
             Err(e) => {
                 for h in &handles {
                     h.stop();

@@ -35,8 +35,8 @@ pub use shard::{AdaptiveBatch, BATCH_BUCKETS, BatchMetrics, ShardMetrics, batch_
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -205,8 +205,8 @@ pub struct NodeOptions {
     pub batch_delay_us: u64,
     /// Protocol settings; `network` must match, `listen_port` is replaced by the bound port.
     pub proto: ProtoConfig,
-    /// io settings of each shard (`listen` is set by the node; `cores`, if empty, from
-    /// `pin_cores`).
+    /// io settings of each shard (`listen` is not used: the node binds [`NodeOptions::listen`];
+    /// `cores`, if empty, from `pin_cores`).
     pub io: ShardConfig,
     /// Representative weights file (`<account> <raw>` lines); `None` = the network's defaults.
     pub weights_file: Option<PathBuf>,
@@ -520,10 +520,9 @@ impl Node {
         let query_board = Arc::new(QueryBoard::new(network));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-        // Shards. The protocol settings need the bound port, known once shard 0 has bound
-        // the listener, so the shared state is built by the first factory call.
+        // Shards. Every shard's listener is bound first, so the bound port (port 0 picks one)
+        // is known before any shard starts and the protocol settings are built once with it.
         let (ev_tx, ev_rx) = bounded(opts.event_queue.max(1));
-        let shared_cell: Arc<OnceLock<ShardShared>> = Arc::new(OnceLock::new());
         let metrics: Vec<Arc<Mutex<ShardMetrics>>> = (0..shard_count)
             .map(|i| {
                 Arc::new(Mutex::new(ShardMetrics {
@@ -535,7 +534,6 @@ impl Node {
         let seeds: Vec<[u8; 32]> = (0..shard_count).map(|_| master.random()).collect();
         let shard_tids = Arc::new(Mutex::new(vec![0u32; shard_count]));
         let mut io_cfg = opts.io.clone();
-        io_cfg.listen = Some(opts.listen);
         (io_cfg.max_connections, io_cfg.max_outbound) = fds::scale_caps(
             open_files.per_shard,
             opts.io.max_connections,
@@ -548,17 +546,27 @@ impl Node {
         } else {
             Vec::new()
         };
+        let shards_error = |source: IoError| NodeError::Shards {
+            addr: opts.listen,
+            source,
+        };
+        io_cfg.validate().map_err(shards_error)?;
+        let listeners = io::Listener::bind_group(opts.listen, io_cfg.backlog, shard_count)
+            .map_err(shards_error)?;
+        let local_addr = listeners
+            .first()
+            .map_or(opts.listen, io::Listener::local_addr);
+        config.listen_port = local_addr.port();
+        let shared = ShardShared {
+            channels: Arc::clone(&channels),
+            filter: Arc::clone(&filter),
+            config: Arc::new(config.clone()),
+            identity: Arc::clone(&identity),
+            exclusion: Arc::clone(&exclusion),
+            query_board: Arc::clone(&query_board),
+        };
         let factory = {
-            let shared_cell = Arc::clone(&shared_cell);
             let metrics = metrics.clone();
-            let config = config.clone();
-            let (channels, filter, identity, exclusion, query_board) = (
-                Arc::clone(&channels),
-                Arc::clone(&filter),
-                Arc::clone(&identity),
-                Arc::clone(&exclusion),
-                Arc::clone(&query_board),
-            );
             let batch_delay = Duration::from_micros(opts.batch_delay_us);
             let (batch_max, key_cache) = (opts.batch_max, opts.key_cache);
             let ev_tx = ev_tx.clone();
@@ -568,20 +576,6 @@ impl Node {
                 if let Some(t) = shard_tids.lock().get_mut(info.index) {
                     *t = crate::bench::current_thread_id().unwrap_or(0);
                 }
-                let shared = shared_cell.get_or_init(|| {
-                    let mut config = config.clone();
-                    if let Some(a) = info.local_addr {
-                        config.listen_port = a.port();
-                    }
-                    ShardShared {
-                        channels: Arc::clone(&channels),
-                        filter: Arc::clone(&filter),
-                        config: Arc::new(config),
-                        identity: Arc::clone(&identity),
-                        exclusion: Arc::clone(&exclusion),
-                        query_board: Arc::clone(&query_board),
-                    }
-                });
                 let setup = ShardSetup {
                     shared: shared.clone(),
                     epoch,
@@ -599,29 +593,12 @@ impl Node {
                 )
             }
         };
-        let shards = io::spawn_shards(&io_cfg, shard_count, factory).map_err(|source| {
-            NodeError::Shards {
-                addr: opts.listen,
-                source,
-            }
-        })?;
+        let shards = io::spawn_shards_on(&io_cfg, listeners, factory).map_err(shards_error)?;
         for h in &shards {
             let (channels, events, index) = (Arc::clone(&channels), ev_tx.clone(), h.index());
             h.on_exit(move |exit| shard_exited(index, exit, &channels, &events));
         }
         drop(ev_tx);
-        let local_addr = shards
-            .first()
-            .and_then(|s| s.local_addr())
-            .unwrap_or(opts.listen);
-        let config = shared_cell
-            .get()
-            .map(|s| (*s.config).clone())
-            .unwrap_or_else(|| {
-                let mut c = config.clone();
-                c.listen_port = local_addr.port();
-                c
-            });
 
         // The crawler.
         let stored: Vec<SocketAddrV6> = store
