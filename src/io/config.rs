@@ -18,7 +18,8 @@ pub enum SendOverflow {
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
     /// Address to listen on (SO_REUSEPORT: every shard binds it). `[::]` is dual-stack.
-    /// `None`: the shard only dials out.
+    /// `None`: the shard only dials out. Read by [`spawn`](super::spawn) and
+    /// [`spawn_shards`](super::spawn_shards); the `_on` variants take listeners bound before.
     pub listen: Option<SocketAddr>,
     /// `listen(2)` backlog.
     pub backlog: i32,

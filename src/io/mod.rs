@@ -15,29 +15,53 @@
 //! pool. Per connection (not per message) there is one `getpeername` on accept and one
 //! `socket` + `setsockopt` per dial.
 //!
+//! Layout, each file using only files below it (no cycle): `spawn` starts shards, using
+//! `event_loop` (the shard's loop), `handle` (talking to a shard from other threads) and
+//! `shared` (the state both sides see). The loop routes completions to the paths `accept`,
+//! `recv`, `send` and `dial`, which call the [`Handler`] (`handler`) with [`Io`] (`slots`: the
+//! connection slab and each connection's life) and put operations on the ring via `submit`.
+//! Below them: `heartbeat`, `pool`, `conn`, `deadline`, `bufring`, `ring`, `counters`,
+//! `config`, `sys` and `error`.
+//!
 //! This is the only module with `unsafe` code; every block says why it holds.
 #![allow(unsafe_code)]
 
+mod accept;
 mod bufring;
 mod config;
 mod conn;
 mod counters;
 pub mod cpu;
 mod deadline;
+mod dial;
 mod error;
+mod event_loop;
 mod handle;
+mod handler;
+mod heartbeat;
+mod listener;
+mod pool;
+mod recv;
 mod ring;
-mod shard;
+mod send;
+mod shared;
+mod slots;
+mod spawn;
+mod submit;
 mod sys;
 
 pub use config::{SendOverflow, ShardConfig};
 pub use conn::{CloseReason, ConnId};
 pub use counters::Counters;
 pub use error::{Full, IoError};
-pub use handle::{Fault, Heartbeat, ShardExit, panic_message};
-pub use handle::{ShardHandle, ShardInfo, spawn, spawn_shards};
+pub use handle::ShardHandle;
+pub use handler::{Handler, Screen};
+pub use heartbeat::{Fault, Heartbeat};
+pub use listener::Listener;
 pub use ring::probe;
-pub use shard::{Handler, Io, Screen};
+pub use shared::{ShardExit, panic_message};
+pub use slots::Io;
+pub use spawn::{ShardInfo, spawn, spawn_on, spawn_shards, spawn_shards_on};
 
 /// Pins the calling thread to `core` (for threads beside the shards, e.g. the crawler).
 pub fn pin_current_thread(core: usize) -> Result<(), IoError> {

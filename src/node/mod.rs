@@ -2,11 +2,17 @@
 //!
 //! [`Node::start`] checks io_uring, opens the data directory (peer store, node key), loads
 //! the representative weights, builds the shared state (channel map, duplicate filter,
-//! exclusion list), spawns the shards (one SO_REUSEPORT listener each) and the crawler thread,
-//! which dials the stored peers first and then the preconfigured ones. [`Node`] is the handle
-//! the CLI, the RPC server and the tests use; [`Node::stop`] flushes the live peers to the store
-//! and joins every thread. [`run_until_signal`] is the daemon: start, wait for SIGTERM or
-//! SIGINT (or a thread's death), stop.
+//! exclusion list), binds one SO_REUSEPORT listener per shard on the listen address, spawns
+//! the shards on them and the crawler thread, which dials the stored peers first and then the
+//! preconfigured ones. [`Node`] is the handle the CLI, the RPC server and the tests use;
+//! [`Node::stop`] flushes the live peers to the store and joins every thread.
+//! [`run_until_signal`] is the daemon: start, wait for SIGTERM or SIGINT (or a thread's
+//! death), stop.
+//!
+//! By job: `start` (start-up and wiring), this file (the [`Node`] handle, its queries and its
+//! stop), `stats` ([`NodeStats`]), `options` ([`NodeOptions`] and the defaults), `error`
+//! ([`NodeError`]); the threads' own code is in `shard`, `crawler` and `health`, the RPC view
+//! in `api`, the descriptor budget in [`fds`].
 //!
 //! **Limits.** Before anything else, `start` raises the soft open-file limit to the hard one
 //! and fits the per-shard connection caps into it (module [`fds`]): caps that do not fit are
@@ -23,240 +29,55 @@
 
 mod api;
 mod crawler;
+mod error;
 pub mod fds;
 mod health;
+mod options;
 mod shard;
+mod start;
+mod stats;
 
 pub use api::{STORE_VERSION, SharedNode};
 pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
+pub use error::NodeError;
 pub use fds::{FdFit, OpenFiles, fds_needed, fit_connections};
 pub use health::{DEFAULT_STALL_WARNING, ThreadFailure, ThreadHealth};
+pub use options::{NodeOptions, default_preconfigured_peers, default_shard_count};
 pub use shard::{
     AdaptiveBatch, BATCH_BUCKETS, BatchMetrics, QueueStats, ShardMetrics, batch_bucket,
 };
+pub use stats::NodeStats;
 
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, unbounded};
+use crossbeam::channel::bounded;
 use parking_lot::{Mutex, RwLock};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
 
-use crate::channels::{ChannelLimits, ChannelMap, Direction};
+use crate::channels::{ChannelMap, Direction};
 use crate::counters::CounterSet;
-use crate::io::{self, Counters, Fault, IoError, ShardConfig, ShardExit, ShardHandle};
+use crate::io::{Counters, Fault, ShardHandle};
 use crate::proto::addr::{canonical, to_socket_addr};
 use crate::proto::config::ProtoConfig;
-use crate::proto::crawler::{CrawlerCore, CrawlerSetup};
-use crate::proto::events::{CrawlerEvent, ShardCommand};
-use crate::proto::exclusion::PeerExclusion;
-use crate::proto::filter::{DEFAULT_CUTOFF_MS, DEFAULT_SLOTS, DuplicateFilter};
+use crate::proto::events::ShardCommand;
 use crate::proto::identity::NodeIdentity;
-use crate::proto::reachout::MergeRefusal;
-use crate::proto::repcrawler::{QueryBoard, RepStatus};
-use crate::proto::shard::ShardShared;
+use crate::proto::repcrawler::RepStatus;
 use crate::proto::stats::ShardStats;
-use crate::proto::telemetry::{local_telemetry, telemetry_ack_bytes};
-use crate::proto::weights::{RepWeights, WeightsError};
-use crate::store::{PeerStore, StoreError, ensure_data_dir, load_or_create_node_key};
+use crate::proto::telemetry::local_telemetry;
 use crate::types::{Network, PublicKey};
 use crate::wire::TelemetryData;
 
-use self::crawler::{Control, CrawlerThread, recv_within, wall_ms};
+use self::crawler::{Control, recv_within, wall_ms};
 use self::health::{CrawlerLife, Health, Watchdog};
-use self::shard::{NodeShard, ShardSetup};
 
 /// How long [`Node::stop`] waits for the crawler's final flush.
 const STOP_CRAWLER_WAIT: Duration = Duration::from_secs(2);
 /// How long [`Node::keepalive`] waits for the crawler's answer.
 const CONTROL_WAIT: Duration = Duration::from_secs(2);
-
-/// Why the node could not start, or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// io_uring (or a feature the shards need) is unavailable.
-    #[error("io_uring is not usable here: {0}")]
-    IoUnavailable(#[source] IoError),
-    /// The data directory, peer store or node key (the message names the file).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The representative weights file could not be loaded.
-    #[error("cannot load representative weights from {path}: {source}")]
-    Weights {
-        /// The weights file.
-        path: PathBuf,
-        /// The cause.
-        source: WeightsError,
-    },
-    /// The shards could not start (bind, ring setup, pinning).
-    #[error("cannot start shards listening on {addr}: {source}")]
-    Shards {
-        /// The listen address.
-        addr: SocketAddr,
-        /// The cause.
-        source: IoError,
-    },
-    /// A shard thread ended with an error.
-    #[error("shard {index} failed: {source}")]
-    ShardFailed {
-        /// The shard.
-        index: usize,
-        /// The cause.
-        source: IoError,
-    },
-    /// A thread could not be spawned.
-    #[error("cannot spawn the {what} thread: {source}")]
-    Thread {
-        /// Which thread.
-        what: &'static str,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The operating system's random source failed.
-    #[error("cannot seed the random generator from the OS: {0}")]
-    Random(String),
-    /// An option is inconsistent.
-    #[error("invalid node option: {0}")]
-    Config(String),
-    /// `keepalive(addr)` was refused by the reachout rules (§7.4).
-    #[error("peer {addr} not dialed: {reason:?}")]
-    Refused {
-        /// The address.
-        addr: SocketAddr,
-        /// The rule that refused it.
-        reason: MergeRefusal,
-    },
-    /// The crawler thread is not running (stopped or crashed).
-    #[error("the crawler thread is not running")]
-    CrawlerGone,
-    /// The crawler thread panicked.
-    #[error("the crawler thread panicked")]
-    CrawlerPanicked,
-    /// Installing the SIGTERM/SIGINT handlers failed.
-    #[error("cannot install signal handlers: {0}")]
-    Signal(#[source] std::io::Error),
-    /// The open-file limit cannot hold even a minimal configuration ([`fds`]).
-    #[error(
-        "the open-file limit ({soft}, hard {hard}) is below the {minimum} descriptors that \
-         {shards} shard(s) need at the least ({shards} × ({per_shard} connections + {per_fixed}) \
-         + {reserve} reserved); raise it (ulimit -n, systemd LimitNOFILE=) or use fewer shards"
-    )]
-    OpenFileLimit {
-        /// The soft limit in force (after trying to raise it to the hard one).
-        soft: u64,
-        /// The hard limit.
-        hard: u64,
-        /// Shards configured.
-        shards: usize,
-        /// Connection slots per shard of the minimal configuration.
-        per_shard: usize,
-        /// Descriptors each shard holds besides its connections.
-        per_fixed: u64,
-        /// Descriptors reserved besides the shards.
-        reserve: u64,
-        /// Descriptors the minimal configuration needs.
-        minimum: u64,
-    },
-    /// A node thread ended while the node was running (it panicked or failed).
-    #[error("{0}")]
-    ThreadDied(ThreadFailure),
-    /// No thread of that name (fault injection).
-    #[error("no thread named {0:?}")]
-    NoSuchThread(String),
-}
-
-/// The preconfigured peers of a network (§7.6): dev none, live `peering.nano.org:7075`, beta
-/// `peering-beta.nano.org:54000`, test `peering-test.nano.org:17075`.
-pub fn default_preconfigured_peers(network: Network) -> Vec<String> {
-    match network {
-        Network::Dev => Vec::new(),
-        Network::Live => vec!["peering.nano.org:7075".into()],
-        Network::Beta => vec!["peering-beta.nano.org:54000".into()],
-        Network::Test => vec!["peering-test.nano.org:17075".into()],
-    }
-}
-
-/// The default shard count: one per core but one (left for the crawler), at least 1.
-pub fn default_shard_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .max(1)
-}
-
-/// Everything [`Node::start`] needs. [`NodeOptions::new`] gives the defaults of a network.
-#[derive(Debug, Clone)]
-pub struct NodeOptions {
-    /// The network.
-    pub network: Network,
-    /// The data directory (peer store, node key); created if missing.
-    pub data_path: PathBuf,
-    /// Where to listen (every shard binds it with SO_REUSEPORT). Port 0 picks a free port.
-    pub listen: SocketAddr,
-    /// Number of shards; `None` = [`default_shard_count`].
-    pub shards: Option<usize>,
-    /// Peers dialed at start after the stored ones, as `host[:port]` (no port = the network's
-    /// default port); `None` = [`default_preconfigured_peers`].
-    pub preconfigured_peers: Option<Vec<String>>,
-    /// A verify batch is flushed when it holds this many requests.
-    pub batch_max: usize,
-    /// … or this long after its first request (µs).
-    pub batch_delay_us: u64,
-    /// Protocol settings; `network` must match, `listen_port` is replaced by the bound port.
-    pub proto: ProtoConfig,
-    /// io settings of each shard (`listen` is set by the node; `cores`, if empty, from
-    /// `pin_cores`).
-    pub io: ShardConfig,
-    /// Representative weights file (`<account> <raw>` lines); `None` = the network's defaults.
-    pub weights_file: Option<PathBuf>,
-    /// Overrides `proto.online_weight_minimum` (raw).
-    pub online_weight_minimum: Option<u128>,
-    /// Pin shard `i` to core `i` (and the crawler to the last core), unless `io.cores` or
-    /// `crawler_core` say otherwise.
-    pub pin_cores: bool,
-    /// Core to pin the crawler thread to (wins over `pin_cores`).
-    pub crawler_core: Option<usize>,
-    /// Slots of the duplicate filter (16 bytes each).
-    pub filter_slots: usize,
-    /// Capacity of the shard → crawler event queue.
-    pub event_queue: usize,
-    /// Decompressed public keys cached per shard.
-    pub key_cache: usize,
-    /// A thread with work (a shard with connections or queued commands; the crawler) that
-    /// shows no progress this long is logged as stalled (default [`DEFAULT_STALL_WARNING`]).
-    pub stall_warning: Duration,
-}
-
-impl NodeOptions {
-    /// The defaults of `network`: listen on `[::]` at the network's default port, shards
-    /// [`default_shard_count`], the network's preconfigured peers, batches of 64 or 200 µs.
-    pub fn new(network: Network, data_path: impl Into<PathBuf>) -> NodeOptions {
-        NodeOptions {
-            network,
-            data_path: data_path.into(),
-            listen: SocketAddr::from((Ipv6Addr::UNSPECIFIED, network.default_port())),
-            shards: None,
-            preconfigured_peers: None,
-            batch_max: 64,
-            batch_delay_us: 200,
-            proto: ProtoConfig::for_network(network),
-            io: ShardConfig::default(),
-            weights_file: None,
-            online_weight_minimum: None,
-            pin_cores: false,
-            crawler_core: None,
-            filter_slots: DEFAULT_SLOTS,
-            event_queue: 65_536,
-            key_cache: 4096,
-            stall_warning: DEFAULT_STALL_WARNING,
-        }
-    }
-}
 
 /// One connected peer, as [`Node::peers`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,29 +94,6 @@ pub struct PeerInfo {
     pub shard: u16,
     /// Who dialed.
     pub direction: Direction,
-}
-
-/// Counters of the whole node.
-#[derive(Debug, Clone)]
-pub struct NodeStats {
-    /// The protocol cores' counters, summed over the shards.
-    pub proto: ShardStats,
-    /// The io counters, summed over the shards.
-    pub io: Counters,
-    /// The batch verifiers' counters, summed over the shards.
-    pub batch: BatchMetrics,
-    /// Events to the crawler, summed over the shards.
-    pub queue: QueueStats,
-    /// Channels in the channel map.
-    pub channels: usize,
-    /// Per shard, as published.
-    pub shards: Vec<ShardMetrics>,
-    /// The crawler (as last published).
-    pub crawler: CrawlerStatus,
-    /// Each thread's health (shards in order, then the crawler), now.
-    pub threads: Vec<ThreadHealth>,
-    /// The open-file limit and the descriptor budget of the caps in force.
-    pub open_files: OpenFiles,
 }
 
 /// A running node. Dropping it stops it (as [`Node::stop`], ignoring errors).
@@ -332,336 +130,6 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Starts a node (see the [module docs](self)). Every failure names what failed: the
-    /// missing io_uring feature, the data directory or file, the listen address.
-    pub fn start(opts: NodeOptions) -> Result<Node, NodeError> {
-        let epoch = Instant::now();
-        let network = opts.network;
-        if opts.proto.network != network {
-            return Err(NodeError::Config(format!(
-                "protocol settings are for the {} network, the node is on {}",
-                opts.proto.network.name(),
-                network.name()
-            )));
-        }
-        if opts.batch_max == 0 {
-            return Err(NodeError::Config("batch_max must be at least 1".into()));
-        }
-        let shard_count = opts.shards.unwrap_or_else(default_shard_count).max(1);
-        if shard_count > usize::from(u16::MAX) {
-            return Err(NodeError::Config("too many shards".into()));
-        }
-        // First, so that a limit too small is reported before anything is opened. Here rather
-        // than in the CLI: every embedder (bench, tests) gets caps that fit its limit.
-        // The per-shard total is both caps (inbound and outbound); a lowered total is split
-        // between them in their configured proportion.
-        let open_files = fds::apply_open_file_limit(
-            shard_count,
-            opts.io.max_connections + opts.io.max_outbound,
-        )?;
-        // A file-size limit (or a full quota) must fail the peer-store write, which the crawler
-        // reports while the node keeps peering, not kill the whole process with SIGXFSZ.
-        if let Err(e) = crate::io::ignore_file_size_signal() {
-            tracing::warn!(error = %e, "cannot ignore SIGXFSZ; a file-size limit would stop the node");
-        }
-        io::probe().map_err(NodeError::IoUnavailable)?;
-        ensure_data_dir(&opts.data_path)?;
-        let store = PeerStore::open(&opts.data_path)?;
-        let mut master =
-            ChaCha20Rng::try_from_os_rng().map_err(|e| NodeError::Random(e.to_string()))?;
-        let key = load_or_create_node_key(&opts.data_path, &mut master)?;
-        let identity = Arc::new(NodeIdentity::from_secret(&key.secret));
-        if key.created {
-            tracing::info!(path = %key.path.display(), "created a new node ID key");
-        }
-        let weights = match &opts.weights_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|source| WeightsError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-                .and_then(|text| RepWeights::parse(&text))
-                .map_err(|source| NodeError::Weights {
-                    path: path.clone(),
-                    source,
-                })?,
-            None => RepWeights::defaults(network),
-        };
-        let mut config = opts.proto.clone();
-        if let Some(m) = opts.online_weight_minimum {
-            config.online_weight_minimum = m;
-        }
-        let channels = Arc::new(ChannelMap::new(ChannelLimits {
-            max_peers_per_ip: config.max_peers_per_ip as usize,
-            max_peers_per_subnetwork: config.max_peers_per_subnetwork as usize,
-            max_channels: config.max_channels,
-            max_outbound: config.max_outbound_channels,
-            max_attempts: ChannelLimits::for_network(network).max_attempts,
-        }));
-        let filter = Arc::new(DuplicateFilter::new(
-            opts.filter_slots,
-            master.random(),
-            DEFAULT_CUTOFF_MS,
-        ));
-        let exclusion = Arc::new(parking_lot::Mutex::new(PeerExclusion::new()));
-        // The rep crawler publishes its query candidates here; shards pick a new channel's
-        // first query from it.
-        let query_board = Arc::new(QueryBoard::new(network));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-
-        // Shards. The protocol settings need the bound port, known once shard 0 has bound
-        // the listener, so the shared state is built by the first factory call.
-        let (ev_tx, ev_rx) = bounded(opts.event_queue.max(1));
-        let shared_cell: Arc<OnceLock<ShardShared>> = Arc::new(OnceLock::new());
-        let metrics: Vec<Arc<Mutex<ShardMetrics>>> = (0..shard_count)
-            .map(|i| {
-                Arc::new(Mutex::new(ShardMetrics {
-                    shard: i,
-                    ..ShardMetrics::default()
-                }))
-            })
-            .collect();
-        let seeds: Vec<[u8; 32]> = (0..shard_count).map(|_| master.random()).collect();
-        let shard_tids = Arc::new(Mutex::new(vec![0u32; shard_count]));
-        let mut io_cfg = opts.io.clone();
-        io_cfg.listen = Some(opts.listen);
-        (io_cfg.max_connections, io_cfg.max_outbound) = fds::scale_caps(
-            open_files.per_shard,
-            opts.io.max_connections,
-            opts.io.max_outbound,
-        );
-        io_cfg.cores = if !opts.io.cores.is_empty() {
-            opts.io.cores.clone()
-        } else if opts.pin_cores {
-            (0..shard_count.min(cores)).collect()
-        } else {
-            Vec::new()
-        };
-        let factory = {
-            let shared_cell = Arc::clone(&shared_cell);
-            let metrics = metrics.clone();
-            let config = config.clone();
-            let (channels, filter, identity, exclusion, query_board) = (
-                Arc::clone(&channels),
-                Arc::clone(&filter),
-                Arc::clone(&identity),
-                Arc::clone(&exclusion),
-                Arc::clone(&query_board),
-            );
-            let batch_delay = Duration::from_micros(opts.batch_delay_us);
-            let (batch_max, key_cache) = (opts.batch_max, opts.key_cache);
-            let ev_tx = ev_tx.clone();
-            let shard_tids = Arc::clone(&shard_tids);
-            move |info: &io::ShardInfo| {
-                // The factory runs on the shard's own thread.
-                if let Some(t) = shard_tids.lock().get_mut(info.index) {
-                    *t = crate::io::cpu::current_thread_id().unwrap_or(0);
-                }
-                let shared = shared_cell.get_or_init(|| {
-                    let mut config = config.clone();
-                    if let Some(a) = info.local_addr {
-                        config.listen_port = a.port();
-                    }
-                    ShardShared {
-                        channels: Arc::clone(&channels),
-                        filter: Arc::clone(&filter),
-                        config: Arc::new(config),
-                        identity: Arc::clone(&identity),
-                        exclusion: Arc::clone(&exclusion),
-                        query_board: Arc::clone(&query_board),
-                    }
-                });
-                let setup = ShardSetup {
-                    shared: shared.clone(),
-                    epoch,
-                    events: ev_tx.clone(),
-                    batch_max,
-                    batch_delay,
-                    key_cache,
-                };
-                let seed = seeds.get(info.index).copied().unwrap_or([7; 32]);
-                NodeShard::new(
-                    info.index,
-                    &setup,
-                    ChaCha20Rng::from_seed(seed),
-                    Arc::clone(&metrics[info.index.min(metrics.len() - 1)]),
-                )
-            }
-        };
-        let shards = io::spawn_shards(&io_cfg, shard_count, factory).map_err(|source| {
-            NodeError::Shards {
-                addr: opts.listen,
-                source,
-            }
-        })?;
-        for h in &shards {
-            let (channels, events, index) = (Arc::clone(&channels), ev_tx.clone(), h.index());
-            h.on_exit(move |exit| shard_exited(index, exit, &channels, &events));
-        }
-        drop(ev_tx);
-        let local_addr = shards
-            .first()
-            .and_then(|s| s.local_addr())
-            .unwrap_or(opts.listen);
-        let config = shared_cell
-            .get()
-            .map(|s| (*s.config).clone())
-            .unwrap_or_else(|| {
-                let mut c = config.clone();
-                c.listen_port = local_addr.port();
-                c
-            });
-
-        // The crawler.
-        let stored: Vec<SocketAddrV6> = store
-            .load(wall_ms())
-            .into_iter()
-            .map(|(ep, _)| ep)
-            .collect();
-        let stored_count = stored.len();
-        let mut setup = CrawlerSetup::new(
-            config.clone(),
-            Arc::clone(&channels),
-            Arc::clone(&exclusion),
-            weights,
-            shard_count as u16,
-        );
-        setup.stored_peers = stored;
-        setup.online_samples = store.samples();
-        setup.query_board = query_board;
-        {
-            let identity = Arc::clone(&identity);
-            setup.telemetry = Some(Box::new(move |now_ms: u64, peers: usize| {
-                telemetry_ack_bytes(
-                    &identity,
-                    network,
-                    u32::try_from(peers).unwrap_or(u32::MAX),
-                    now_ms / 1000,
-                    wall_ms(),
-                )
-            }));
-        }
-        let core = CrawlerCore::new(setup);
-        let status = Arc::new(RwLock::new(CrawlerStatus::of(&core, 0)));
-        let (ctl_tx, ctl_rx) = unbounded();
-        let crawler_life = Arc::new(CrawlerLife::default());
-        let preconfigured = opts
-            .preconfigured_peers
-            .clone()
-            .unwrap_or_else(|| default_preconfigured_peers(network));
-        let thread = CrawlerThread {
-            core,
-            events: ev_rx,
-            control: ctl_rx,
-            control_tx: ctl_tx.clone(),
-            shards: shards.clone(),
-            channels: Arc::clone(&channels),
-            store,
-            status: Arc::clone(&status),
-            epoch,
-            rng: ChaCha20Rng::from_seed(master.random()),
-            preconfigured: Arc::new(preconfigured),
-            default_port: network.default_port(),
-            max_samples: config.online_weight_max_samples,
-            resolving: Arc::new(AtomicBool::new(false)),
-            out: Vec::new(),
-            stats: CrawlerThreadStats::default(),
-            store_failed: false,
-            heartbeat: Arc::clone(&crawler_life.heartbeat),
-        };
-        let pin = opts
-            .crawler_core
-            .or_else(|| opts.pin_cores.then(|| cores.saturating_sub(1)));
-        let life = Arc::clone(&crawler_life);
-        let spawned = std::thread::Builder::new()
-            .name("crawler".into())
-            .spawn(move || {
-                if let Some(core) = pin
-                    && let Err(e) = io::pin_current_thread(core)
-                {
-                    tracing::warn!(core, error = %e, "cannot pin the crawler thread");
-                }
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run()));
-                if let Err(payload) = run {
-                    let message = io::panic_message(payload.as_ref());
-                    tracing::error!(
-                        thread = "crawler",
-                        panic = %message,
-                        "thread crawler panicked: {message}; no more keepalives, reachout or peer-store writes"
-                    );
-                    *life.panic.lock() = Some(message);
-                }
-                life.finished.store(true, Ordering::Release);
-            });
-        let stop_shards = |shards: &[ShardHandle<ShardCommand>]| {
-            for s in shards {
-                s.stop();
-            }
-            for s in shards {
-                let _ = s.join();
-            }
-        };
-        let crawler = match spawned {
-            Ok(h) => h,
-            Err(source) => {
-                stop_shards(&shards);
-                return Err(NodeError::Thread {
-                    what: "crawler",
-                    source,
-                });
-            }
-        };
-        let health = Arc::new(Health::new(
-            &shards,
-            Arc::clone(&crawler_life),
-            opts.stall_warning,
-        ));
-        let watchdog = match Watchdog::spawn(Arc::clone(&health)) {
-            Ok(w) => w,
-            Err(source) => {
-                health.stopping.store(true, Ordering::Release);
-                let (tx, rx) = bounded(1);
-                if ctl_tx.send(Control::Stop(tx)).is_ok() {
-                    let _ = recv_within(&rx, STOP_CRAWLER_WAIT);
-                }
-                stop_shards(&shards);
-                return Err(NodeError::Thread {
-                    what: "watchdog",
-                    source,
-                });
-            }
-        };
-        tracing::info!(
-            network = network.name(),
-            node_id = identity.node_id_text(),
-            listen = %local_addr,
-            shards = shard_count,
-            data_path = %opts.data_path.display(),
-            stored_peers = stored_count,
-            "nanopeer node started"
-        );
-        Ok(Node {
-            identity,
-            network,
-            started: epoch,
-            config,
-            local_addr,
-            data_path: opts.data_path,
-            channels,
-            shards,
-            metrics,
-            shard_tids,
-            status,
-            control: ctl_tx,
-            crawler: Some(crawler),
-            crawler_life,
-            health,
-            watchdog,
-            open_files,
-            stopped: false,
-        })
-    }
-
     /// Our node id.
     pub fn node_id(&self) -> PublicKey {
         self.identity.node_id()
@@ -886,44 +354,6 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.shutdown();
-    }
-}
-
-/// What a node does when one of its shard threads ends: a shard that was not asked to stop
-/// (a panic, a failed ring) leaves its channels in the map, so they are removed here (and the
-/// crawler told), on the dying thread, right after its sockets were closed.
-fn shard_exited(
-    index: usize,
-    exit: &ShardExit,
-    channels: &ChannelMap,
-    events: &crossbeam::channel::Sender<CrawlerEvent>,
-) {
-    let thread = format!("shard-{index}");
-    match exit {
-        ShardExit::Stopped => return,
-        ShardExit::Failed(error) => {
-            tracing::error!(thread = %thread, %error, "thread {thread} failed: {error}");
-        }
-        ShardExit::Panicked(message) => {
-            tracing::error!(
-                thread = %thread,
-                panic = %message,
-                "thread {thread} panicked: {message}; its connections are closed"
-            );
-        }
-    }
-    let gone = channels.remove_shard(u16::try_from(index).unwrap_or(u16::MAX));
-    let removed = gone.len();
-    for ch in gone {
-        // Best effort: the crawler also re-synchronises with the map at each cleanup.
-        let _ = events.try_send(CrawlerEvent::ChannelDown(ch));
-    }
-    if removed > 0 {
-        tracing::warn!(
-            thread = %thread,
-            removed,
-            "removed the {removed} channel(s) of the dead {thread} from the channel map"
-        );
     }
 }
 
