@@ -11,20 +11,21 @@
 
 use std::hash::BuildHasher;
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddrV6};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nanopeer::channels::backend::{Backend, DefaultBackend, FoldBuildHasher};
 use nanopeer::channels::{Channel, ChannelId, ChannelLimits, ChannelMap, Direction, NewChannel};
+use nanopeer::endpoint::Endpoint;
 use nanopeer::types::PublicKey;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// The index on `dashmap` 6: sharded `RwLock`s (a read takes a shard read lock).
 pub struct DashBackend<S: BuildHasher + Clone = FoldBuildHasher> {
-    by_endpoint: dashmap::DashMap<SocketAddrV6, Arc<Channel>, S>,
+    by_endpoint: dashmap::DashMap<Endpoint, Arc<Channel>, S>,
     by_node: dashmap::DashMap<PublicKey, Vec<Arc<Channel>>, S>,
 }
 
@@ -37,7 +38,7 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DashBackend<S> 
     }
 
     #[inline]
-    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
+    fn with<R>(&self, ep: &Endpoint, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
         self.by_endpoint.get(ep).map(|r| f(r.value()))
     }
 
@@ -45,7 +46,7 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DashBackend<S> 
         self.by_endpoint.insert(ch.remote(), ch);
     }
 
-    fn remove(&self, ep: &SocketAddrV6) {
+    fn remove(&self, ep: &Endpoint) {
         self.by_endpoint.remove(ep);
     }
 
@@ -76,7 +77,7 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DashBackend<S> 
 
 /// Both indexes on papaya 0.2 (blocking resize; see `DefaultBackend`).
 pub struct PapayaBackend<S = FoldBuildHasher> {
-    by_endpoint: papaya::HashMap<SocketAddrV6, Arc<Channel>, S>,
+    by_endpoint: papaya::HashMap<Endpoint, Arc<Channel>, S>,
     by_node: papaya::HashMap<PublicKey, Box<[Arc<Channel>]>, S>,
 }
 
@@ -97,7 +98,7 @@ impl<S: BuildHasher + Default + Send + Sync> Backend for PapayaBackend<S> {
     }
 
     #[inline]
-    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
+    fn with<R>(&self, ep: &Endpoint, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
         self.by_endpoint.pin().get(ep).map(f)
     }
 
@@ -105,7 +106,7 @@ impl<S: BuildHasher + Default + Send + Sync> Backend for PapayaBackend<S> {
         self.by_endpoint.pin().insert(ch.remote(), ch);
     }
 
-    fn remove(&self, ep: &SocketAddrV6) {
+    fn remove(&self, ep: &Endpoint) {
         self.by_endpoint.pin().remove(ep);
     }
 
@@ -149,10 +150,10 @@ const MAX_THREADS: u32 = 4;
 /// Spare endpoints per thread for the insert + remove share of the mix.
 const SPARES: u32 = 64;
 
-fn endpoint(i: u32) -> SocketAddrV6 {
+fn endpoint(i: u32) -> Endpoint {
     // One channel per IPv4 address, spread over many /24s.
     let ip = Ipv4Addr::from_bits(0x2000_0000 + i * 257);
-    SocketAddrV6::new(ip.to_ipv6_mapped(), 7075, 0, 0)
+    Endpoint::new(std::net::IpAddr::from(ip.to_ipv6_mapped()), 7075)
 }
 
 fn node(i: u32) -> PublicKey {

@@ -160,11 +160,23 @@ impl Pair {
             let c = ConnId(self.next_conn);
             self.next_conn += 1;
             let (a, b) = (&mut self.a, &mut self.b);
-            a.core
-                .on_connected(c, addr(c.0, 44_002), true, now, &mut a.rng, &mut a.out);
+            a.core.on_connected(
+                c,
+                addr(c.0, 44_002).into(),
+                true,
+                now,
+                &mut a.rng,
+                &mut a.out,
+            );
             a.absorb(true, &mut self.q, now);
-            b.core
-                .on_connected(c, addr(c.0, 50_000), false, now, &mut b.rng, &mut b.out);
+            b.core.on_connected(
+                c,
+                addr(c.0, 50_000).into(),
+                false,
+                now,
+                &mut b.rng,
+                &mut b.out,
+            );
             b.absorb(false, &mut self.q, now);
         }
         loop {

@@ -4,16 +4,17 @@
 //! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::Ipv6Addr;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use nanopeer::endpoint::Endpoint;
 use nanopeer::store::PeerStore;
 
 const T0: u64 = 1_704_067_200_000;
 
-fn ep(i: u32) -> SocketAddrV6 {
+fn ep(i: u32) -> Endpoint {
     let ip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16);
-    SocketAddrV6::new(ip, 7075, 0, 0)
+    Endpoint::new(std::net::IpAddr::from(ip), 7075)
 }
 
 fn flush(c: &mut Criterion) {

@@ -43,6 +43,7 @@ pub mod bench;
 pub mod channels;
 pub mod counters;
 pub mod crypto;
+pub mod endpoint;
 pub mod io;
 pub mod node;
 pub mod ops;

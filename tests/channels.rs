@@ -2,22 +2,22 @@
 //! grouping, attempts, purge and sampling (§7.1–7.4).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Barrier};
 
 use nanopeer::channels::{ChannelError, ChannelLimits, ChannelMap, Direction, NewChannel, Usage};
-use nanopeer::proto::addr::{IpKey, SubnetKey, canonical};
+use nanopeer::endpoint::{Endpoint, IpKey, SubnetKey};
 use nanopeer::types::{Network, PublicKey};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn ep(s: &str) -> SocketAddrV6 {
-    canonical(s.parse::<SocketAddr>().unwrap())
+fn ep(s: &str) -> Endpoint {
+    Endpoint::from(s.parse::<SocketAddr>().unwrap())
 }
 
-fn at(ip: &str, port: u16) -> SocketAddrV6 {
-    canonical(SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port))
+fn at(ip: &str, port: u16) -> Endpoint {
+    Endpoint::from(SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port))
 }
 
 fn node(n: u32) -> PublicKey {
@@ -27,12 +27,7 @@ fn node(n: u32) -> PublicKey {
     PublicKey(b)
 }
 
-fn new_ch(
-    remote: SocketAddrV6,
-    node_id: PublicKey,
-    direction: Direction,
-    now_ms: u64,
-) -> NewChannel {
+fn new_ch(remote: Endpoint, node_id: PublicKey, direction: Direction, now_ms: u64) -> NewChannel {
     NewChannel {
         node_id,
         protocol_version: 0x15,
@@ -43,7 +38,7 @@ fn new_ch(
     }
 }
 
-fn inbound(remote: SocketAddrV6, n: u32) -> NewChannel {
+fn inbound(remote: Endpoint, n: u32) -> NewChannel {
     new_ch(remote, node(n), Direction::Inbound, 0)
 }
 
@@ -338,8 +333,8 @@ fn lookups_and_timestamps() {
         })
         .unwrap();
     // Lookup accepts any spelling of the endpoint.
-    let scoped = SocketAddrV6::new(*e.ip(), 7075, 5, 0);
-    assert_eq!(map.get(&scoped).unwrap().id(), ch.id());
+    let scoped = std::net::SocketAddrV6::new(*e.ip(), 7075, 5, 0);
+    assert_eq!(map.get(&Endpoint::from(scoped)).unwrap().id(), ch.id());
     assert!(map.contains(&e));
     assert!(!map.contains(&ep("9.8.7.6:7076")));
     assert_eq!(
@@ -767,11 +762,11 @@ const IDLE: u64 = 500;
 #[derive(Default)]
 struct Model {
     /// endpoint → (node, last_sent, version, alive)
-    channels: HashMap<SocketAddrV6, (u32, u64, u8, bool)>,
+    channels: HashMap<Endpoint, (u32, u64, u8, bool)>,
     /// endpoint → (at, pending)
-    attempts: HashMap<SocketAddrV6, (u64, bool)>,
+    attempts: HashMap<Endpoint, (u64, bool)>,
     /// endpoints whose channel (if any) is outbound
-    outbound: std::collections::HashSet<SocketAddrV6>,
+    outbound: std::collections::HashSet<Endpoint>,
 }
 
 impl Model {
@@ -800,7 +795,7 @@ impl Model {
 
     fn insert(
         &mut self,
-        e: SocketAddrV6,
+        e: Endpoint,
         n: u32,
         out: bool,
         v: u8,
@@ -850,7 +845,7 @@ impl Model {
         Ok(())
     }
 
-    fn attempt(&mut self, e: SocketAddrV6, now: u64) -> Result<(), ChannelError> {
+    fn attempt(&mut self, e: Endpoint, now: u64) -> Result<(), ChannelError> {
         if self.channels.contains_key(&e) {
             return Err(ChannelError::EndpointExists);
         }

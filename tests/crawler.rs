@@ -1,12 +1,12 @@
 //! The crawler core driven with a real channel map filled by hand and synthetic events.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use nanopeer::channels::{Channel, ChannelId, ChannelLimits, ChannelMap, Direction, NewChannel};
 use nanopeer::crypto::{genesis_account, genesis_block, genesis_hash};
-use nanopeer::proto::addr::canonical;
+use nanopeer::endpoint::Endpoint;
 use nanopeer::proto::config::ProtoConfig;
 use nanopeer::proto::crawler::{CrawlerCore, CrawlerSetup};
 use nanopeer::proto::events::{CloseReason, CrawlerEvent, CrawlerOutput, NodeAction, ShardCommand};
@@ -15,22 +15,20 @@ use nanopeer::proto::reachout::MergeRefusal;
 use nanopeer::proto::repcrawler::{QueryBoard, RepCrawlerConfig, SEEN_HASHES_MAX, genesis_query};
 use nanopeer::proto::weights::{LIVE_WEIGHTS, RepWeights};
 use nanopeer::types::{BlockHash, Network, PublicKey};
-use nanopeer::wire::{EMPTY_PEER, HashRoot, Message, TelemetryData, decode_message};
+use nanopeer::wire::{HashRoot, Message, TelemetryData, decode_message};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn ep(s: &str) -> SocketAddrV6 {
-    canonical(s.parse::<SocketAddr>().unwrap())
+fn ep(s: &str) -> Endpoint {
+    Endpoint::from(s.parse::<SocketAddr>().unwrap())
 }
 
 /// An endpoint in its own IPv6 /32 (so live per-IP and per-subnet limits never bite).
-fn public_ep(i: u32, port: u16) -> SocketAddrV6 {
-    SocketAddrV6::new(
-        Ipv6Addr::new(0x2a00, i as u16, (i >> 16) as u16, 0, 0, 0, 0, 1),
+fn public_ep(i: u32, port: u16) -> Endpoint {
+    Endpoint::new(
+        Ipv6Addr::new(0x2a00, i as u16, (i >> 16) as u16, 0, 0, 0, 0, 1).into(),
         port,
-        0,
-        0,
     )
 }
 
@@ -71,7 +69,7 @@ fn rig(network: Network, n: u32) -> Rig {
     rig_with(network, n, 7, |_| {})
 }
 
-fn add_channel(map: &ChannelMap, remote: SocketAddrV6, shard: u16, now_ms: u64) -> Arc<Channel> {
+fn add_channel(map: &ChannelMap, remote: Endpoint, shard: u16, now_ms: u64) -> Arc<Channel> {
     let mut id = [0u8; 32];
     id[..16].copy_from_slice(&remote.ip().octets());
     id[16..18].copy_from_slice(&remote.port().to_le_bytes());
@@ -102,7 +100,7 @@ impl Rig {
         self.core.on_event(e, now, &mut self.rng, &mut out);
         out
     }
-    fn merge(&mut self, e: SocketAddrV6, now: u64) -> Result<u16, MergeRefusal> {
+    fn merge(&mut self, e: Endpoint, now: u64) -> Result<u16, MergeRefusal> {
         let mut out = Vec::new();
         let r = self.core.merge_peer(e, now, &mut out);
         assert_eq!(out.len(), usize::from(r.is_ok()));
@@ -128,7 +126,7 @@ fn sends(out: &[CrawlerOutput], network: Network) -> Vec<(u16, ChannelId, Messag
         .collect()
 }
 
-fn dials(out: &[CrawlerOutput]) -> Vec<SocketAddrV6> {
+fn dials(out: &[CrawlerOutput]) -> Vec<Endpoint> {
     out.iter()
         .filter_map(|o| match o {
             CrawlerOutput::Shard {
@@ -140,18 +138,18 @@ fn dials(out: &[CrawlerOutput]) -> Vec<SocketAddrV6> {
         .collect()
 }
 
-fn keepalives(out: &[CrawlerOutput], network: Network) -> Vec<(ChannelId, [SocketAddrV6; 8])> {
+fn keepalives(out: &[CrawlerOutput], network: Network) -> Vec<(ChannelId, [Endpoint; 8])> {
     sends(out, network)
         .into_iter()
         .filter_map(|(_, c, m)| match m {
-            Message::Keepalive(k) => Some((c, k.peers)),
+            Message::Keepalive(k) => Some((c, k.peers.map(Endpoint::from))),
             _ => None,
         })
         .collect()
 }
 
-fn is_self(peers: &[SocketAddrV6; 8], port: u16) -> bool {
-    peers[0] == SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)
+fn is_self(peers: &[Endpoint; 8], port: u16) -> bool {
+    peers[0] == Endpoint::new(std::net::IpAddr::from(Ipv6Addr::UNSPECIFIED), port)
 }
 
 #[test]
@@ -194,10 +192,9 @@ fn keepalive_fanout_counts_self_layout_and_idle() {
     }
     assert!(normal_ids.difference(&idle).count() <= 8);
     // layout of keepalive_self: [::]:7075, [::]:0, then peers; random fill: peering endpoints
-    let peers_of_map: BTreeSet<SocketAddrV6> =
-        r.chans.iter().map(|c| c.peering_endpoint()).collect();
+    let peers_of_map: BTreeSet<Endpoint> = r.chans.iter().map(|c| c.peering_endpoint()).collect();
     let s = &selfs[0].1;
-    assert_eq!(s[1], EMPTY_PEER);
+    assert_eq!(s[1], Endpoint::UNSPECIFIED);
     assert!(s[2..].iter().all(|p| peers_of_map.contains(p)));
     let n = &normal[0].1;
     assert_eq!(
@@ -257,7 +254,7 @@ fn merge_peer_refusal_rules() {
     assert_eq!(r.merge(ep("10.0.0.1:7075"), t), Err(MergeRefusal::NotAPeer));
     assert_eq!(r.merge(ep("1.2.3.4:0"), t), Err(MergeRefusal::NotAPeer));
     assert_eq!(r.merge(ep("[::]:7000"), t), Err(MergeRefusal::NotAPeer));
-    assert_eq!(r.merge(EMPTY_PEER, t), Err(MergeRefusal::Empty));
+    assert_eq!(r.merge(Endpoint::UNSPECIFIED, t), Err(MergeRefusal::Empty));
     // ourselves
     assert_eq!(r.merge(ep("[::1]:7075"), t), Err(MergeRefusal::OwnEndpoint));
     assert_eq!(
@@ -336,9 +333,9 @@ fn dials_round_robin_over_shards() {
 fn reachout_is_paced_one_merge_per_period() {
     let mut r = rig(Network::Live, 2);
     r.start(0);
-    let a: [SocketAddrV6; 8] = std::array::from_fn(|i| public_ep(500 + i as u32, 7075));
-    let mut b: [SocketAddrV6; 8] = std::array::from_fn(|i| public_ep(600 + i as u32, 7075));
-    b[5] = EMPTY_PEER;
+    let a: [Endpoint; 8] = std::array::from_fn(|i| public_ep(500 + i as u32, 7075));
+    let mut b: [Endpoint; 8] = std::array::from_fn(|i| public_ep(600 + i as u32, 7075));
+    b[5] = Endpoint::UNSPECIFIED;
     for (c, peers) in [(r.chans[0].id(), a), (r.chans[1].id(), b)] {
         assert!(dials(&r.event(CrawlerEvent::Keepalive { channel: c, peers }, 1)).is_empty());
     }
@@ -402,9 +399,12 @@ fn attempt_table_stays_bounded_under_bogus_peers() {
         r.touch_all(now);
         if given < 10_000 {
             for _ in 0..10 {
-                let peers: [SocketAddrV6; 8] = std::array::from_fn(|_| {
+                let peers: [Endpoint; 8] = std::array::from_fn(|_| {
                     let ip = Ipv4Addr::new(45, rng.random(), rng.random(), rng.random());
-                    SocketAddrV6::new(ip.to_ipv6_mapped(), rng.random_range(1..u16::MAX), 0, 0)
+                    Endpoint::new(
+                        std::net::IpAddr::from(ip.to_ipv6_mapped()),
+                        rng.random_range(1..u16::MAX),
+                    )
                 });
                 given += 8;
                 let c = r.chans[rng.random_range(0..r.chans.len())].id();
@@ -789,7 +789,7 @@ fn flush_peers_lists_peering_endpoints() {
         flushed,
         vec![vec![
             r.chans[0].remote(),
-            SocketAddrV6::new(*r.chans[1].remote().ip(), 44000, 0, 0),
+            Endpoint::new(std::net::IpAddr::from(*r.chans[1].remote().ip()), 44000),
             r.chans[2].remote(),
         ]]
     );
@@ -851,12 +851,12 @@ fn genesis_mismatch_excludes_and_closes() {
     // a second offence from the same IP blocks reachout to it
     let again = add_channel(
         &r.map,
-        SocketAddrV6::new(*ch.remote().ip(), 1, 0, 0),
+        Endpoint::new(std::net::IpAddr::from(*ch.remote().ip()), 1),
         0,
         200,
     );
     r.event(CrawlerEvent::GenesisMismatch { channel: again }, 200);
-    let peer = SocketAddrV6::new(*ch.remote().ip(), 7075, 0, 0);
+    let peer = Endpoint::new(std::net::IpAddr::from(*ch.remote().ip()), 7075);
     assert_eq!(r.merge(peer, 300), Err(MergeRefusal::Excluded));
 }
 
@@ -905,7 +905,7 @@ fn scenario(seed: u64) -> Vec<CrawlerOutput> {
     for step in 0..300u64 {
         let now = step * 10;
         if step % 7 == 0 {
-            let peers: [SocketAddrV6; 8] =
+            let peers: [Endpoint; 8] =
                 std::array::from_fn(|_| public_ep(rng.random_range(1000..2000), 44000));
             let c = r.chans[rng.random_range(0..20)].id();
             all.extend(r.event(CrawlerEvent::Keepalive { channel: c, peers }, now));

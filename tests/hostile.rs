@@ -425,7 +425,7 @@ fn peers_known_before_stop_under_load_are_stored() {
     let stored: Vec<SocketAddr> = store
         .load(now)
         .into_iter()
-        .map(|(e, _)| nanopeer::proto::addr::to_socket_addr(e))
+        .map(|(e, _)| e.to_socket_addr())
         .collect();
     for k in &known {
         assert!(

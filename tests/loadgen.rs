@@ -156,7 +156,7 @@ impl CoreNode {
             let mut guard = self.core.lock();
             let (core, rng) = &mut *guard;
             let mut out = ShardOutput::default();
-            core.on_connected(ConnId(id), peer, false, self.now_ms(), rng, &mut out);
+            core.on_connected(ConnId(id), peer.into(), false, self.now_ms(), rng, &mut out);
             self.execute(core, rng, out);
         }
         let mut buf = [0u8; 4096];

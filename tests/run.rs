@@ -13,10 +13,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nanopeer::crypto::genesis_hash;
+use nanopeer::endpoint::Endpoint;
 use nanopeer::node::default_preconfigured_peers;
 use nanopeer::ops::cli::{RunArgs, node_options};
 use nanopeer::ops::metrics::{Sample, parse_text};
-use nanopeer::proto::addr::canonical;
 use nanopeer::store::PeerStore;
 use nanopeer::types::Network;
 use serde_json::{Value, json};
@@ -183,7 +183,7 @@ impl Proc {
         (status, t0.elapsed())
     }
 
-    fn stored_peers(&self) -> Vec<std::net::SocketAddrV6> {
+    fn stored_peers(&self) -> Vec<Endpoint> {
         let store = PeerStore::open(&self.data).expect("open the peer store after exit");
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -348,12 +348,12 @@ fn two_processes_peer_list_each_other_and_remember_each_other() {
     let a_stored = a.stored_peers();
     let b_stored = b.stored_peers();
     assert!(
-        a_stored.contains(&canonical(b.listen)),
+        a_stored.contains(&Endpoint::from(b.listen)),
         "a's store {a_stored:?} lacks b {}",
         b.listen
     );
     assert!(
-        b_stored.contains(&canonical(a.listen)),
+        b_stored.contains(&Endpoint::from(a.listen)),
         "b's store {b_stored:?} lacks a {}",
         a.listen
     );

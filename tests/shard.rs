@@ -2,12 +2,12 @@
 //! resolved with `crypto::verify`, and hand-made peers exercise v1 and every §6.3 failure.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use nanopeer::channels::{ChannelId, ChannelLimits, ChannelMap};
 use nanopeer::crypto::{KeyPair, WorkThresholds, block_hash, genesis_hash, verify, work_value};
-use nanopeer::proto::addr::canonical;
+use nanopeer::endpoint::Endpoint;
 use nanopeer::proto::config::ProtoConfig;
 use nanopeer::proto::events::{
     CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, Misbehaviour, ShardCommand,
@@ -127,8 +127,14 @@ impl Node {
     fn connect(&mut self, conn: u64, remote: &str, outbound: bool, now: u64) -> Got {
         let mut out = ShardOutput::default();
         let remote: SocketAddr = remote.parse().unwrap();
-        self.core
-            .on_connected(ConnId(conn), remote, outbound, now, &mut self.rng, &mut out);
+        self.core.on_connected(
+            ConnId(conn),
+            remote.into(),
+            outbound,
+            now,
+            &mut self.rng,
+            &mut out,
+        );
         let mut got = Got::default();
         self.settle(out, now, &mut got);
         got
@@ -220,12 +226,12 @@ fn v2_handshake_completes_both_ways() {
     let ca = a.shared.channels.find_node_id(&b.node_id()).unwrap();
     assert_eq!(
         ca.remote(),
-        canonical("127.0.0.1:44002".parse::<SocketAddr>().unwrap())
+        Endpoint::from("127.0.0.1:44002".parse::<SocketAddr>().unwrap())
     );
     let cb = b.shared.channels.find_node_id(&a.node_id()).unwrap();
     assert_eq!(
         cb.remote(),
-        canonical("127.0.0.1:50000".parse::<SocketAddr>().unwrap())
+        Endpoint::from("127.0.0.1:50000".parse::<SocketAddr>().unwrap())
     );
     assert!(
         matches!(ga.events.as_slice(), [CrawlerEvent::ChannelUp(c, Some(_)), ..] if c.id() == ca.id())
@@ -443,7 +449,10 @@ fn unverified_connections_count_in_the_per_ip_limit_until_they_end() {
     // accept, before anything is read.
     assert_eq!(b.connect(1, "10.0.0.7:1", false, 0).close(), None);
     assert_eq!(b.connect(2, "10.0.0.7:2", false, 0).close(), None);
-    assert_eq!(b.core.screen_inbound(remote, false, 0), Screening::Refuse);
+    assert_eq!(
+        b.core.screen_inbound(remote.into(), false, 0),
+        Screening::Refuse
+    );
     assert_eq!(b.core.stats().admission.max_per_ip, 1);
     // One that got past the screen (another shard raced it) is closed on connect.
     let g = b.connect(9, "10.0.0.7:9", false, 0);
@@ -455,15 +464,21 @@ fn unverified_connections_count_in_the_per_ip_limit_until_they_end() {
     // One closes: its place is free again.
     let mut out = ShardOutput::default();
     b.core.on_closed(ConnId(1), 0, &mut out);
-    assert_eq!(b.core.screen_inbound(remote, false, 0), Screening::Accept);
+    assert_eq!(
+        b.core.screen_inbound(remote.into(), false, 0),
+        Screening::Accept
+    );
     // A completed handshake ends its unverified count: the channel counts instead.
     let g = raw_initiator(&mut b, 3, "10.0.0.7:3", &peer(8), true, |_, _, _| {});
     assert_eq!(g.close(), None);
     assert_eq!(b.shared.channels.len(), 1);
-    let ip = nanopeer::proto::addr::IpKey::of(*canonical(remote).ip());
+    let ip = nanopeer::endpoint::IpKey::of(*Endpoint::from(remote).ip());
     let usage = b.shared.channels.ip_usage(ip);
     assert_eq!((usage.channels, usage.inbound), (1, 1));
-    assert_eq!(b.core.screen_inbound(remote, false, 0), Screening::Accept);
+    assert_eq!(
+        b.core.screen_inbound(remote.into(), false, 0),
+        Screening::Accept
+    );
     // The handshake timeout ends the silent one.
     let mut out = ShardOutput::default();
     b.core.on_tick(60_000, &mut out);
@@ -760,7 +775,7 @@ fn same_seed_same_outputs() {
 fn commands_dial_send_close() {
     let mut a = node(1, 1);
     let mut out = ShardOutput::default();
-    let ep: SocketAddrV6 = "[::ffff:127.0.0.1]:7000".parse().unwrap();
+    let ep: Endpoint = "[::ffff:127.0.0.1]:7000".parse().unwrap();
     a.core
         .on_command(ShardCommand::Dial { endpoint: ep }, 0, &mut a.rng, &mut out);
     assert_eq!(out.io, [IoAction::Dial { endpoint: ep }]);
@@ -850,7 +865,7 @@ fn frames_during_final_verification_are_held_and_replayed() {
     let resp = p.handshake_response(&cookie, Some((Cookie([0x22; 32]), genesis_hash(NET))));
     let mut stream = Message::NodeIdHandshake(NodeIdHandshake::response(resp)).encode(NET);
     let ka = Keepalive {
-        peers: nanopeer::proto::keepalive::keepalive_self_slots(7777, &[]),
+        peers: nanopeer::proto::keepalive::keepalive_self_slots(7777, &[]).map(Endpoint::to_v6),
     };
     stream.extend(Message::Keepalive(ka).encode(NET));
     let mut out = ShardOutput::default();
@@ -1052,7 +1067,10 @@ fn invalid_signatures_past_the_budget_cut_the_peer_and_exclude_its_ip() {
     assert!(b.shared.exclusion.lock().check(ip, 5), "excluded at once");
     // It cannot come back: refused at accept.
     let again: SocketAddr = "127.0.0.1:50001".parse().unwrap();
-    assert_eq!(b.core.screen_inbound(again, false, 6), Screening::Refuse);
+    assert_eq!(
+        b.core.screen_inbound(again.into(), false, 6),
+        Screening::Refuse
+    );
     assert_eq!(b.core.stats().admission.excluded, 1);
 }
 
@@ -1129,19 +1147,19 @@ fn a_full_table_evicts_the_oldest_unverified_connection_of_the_biggest_subnet() 
     assert_eq!(g.close(), None);
     let newcomer: SocketAddr = "10.5.5.5:1".parse().unwrap();
     assert_eq!(
-        b.core.screen_inbound(newcomer, false, 10),
+        b.core.screen_inbound(newcomer.into(), false, 10),
         Screening::Accept
     );
     // Full: the oldest of 10.0.0.1 (the most-represented IP of the biggest /24) goes first.
     assert_eq!(
-        b.core.screen_inbound(newcomer, true, 10),
+        b.core.screen_inbound(newcomer.into(), true, 10),
         Screening::Evict(ConnId(10))
     );
     assert_eq!(b.core.stats().admission.evicted_unverified, 1);
     // The io closes it (on_closed); the next eviction takes the next of that /24.
     let mut out = ShardOutput::default();
     b.core.on_closed(ConnId(10), 10, &mut out);
-    let Screening::Evict(next) = b.core.screen_inbound(newcomer, true, 11) else {
+    let Screening::Evict(next) = b.core.screen_inbound(newcomer.into(), true, 11) else {
         panic!("expected an eviction")
     };
     assert!(
@@ -1153,7 +1171,10 @@ fn a_full_table_evicts_the_oldest_unverified_connection_of_the_biggest_subnet() 
         b.core.on_closed(ConnId(c), 12, &mut out);
     }
     // Only the channel is left, and one channel is protected: refused, counted.
-    assert_eq!(b.core.screen_inbound(newcomer, true, 13), Screening::Refuse);
+    assert_eq!(
+        b.core.screen_inbound(newcomer.into(), true, 13),
+        Screening::Refuse
+    );
     assert_eq!(b.core.stats().admission.full, 1);
     assert_eq!(b.shared.channels.len(), 1);
 }

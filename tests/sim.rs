@@ -4,7 +4,6 @@
 #[path = "sim/net.rs"]
 mod net;
 
-use std::net::{SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Barrier};
 
 use nanopeer::channels::ChannelId;
@@ -12,7 +11,7 @@ use nanopeer::channels::{ChannelLimits, ChannelMap, Direction};
 use nanopeer::crypto::{
     KeyPair, WorkThresholds, block_hash, genesis_block, genesis_hash, verify, work_value,
 };
-use nanopeer::proto::addr::IpKey;
+use nanopeer::endpoint::{Endpoint, IpKey};
 use nanopeer::proto::config::ProtoConfig;
 use nanopeer::proto::crawler::MAX_VOTE_COUNTERS;
 use nanopeer::proto::events::{
@@ -508,7 +507,7 @@ fn fifty_racing_handshakes_from_one_ip_respect_the_limit() {
                 for k in 0..PER {
                     let n = s * PER + k;
                     let conn = ConnId(n as u64);
-                    let remote = SocketAddr::V6(ep(9, 50_000 + n as u16));
+                    let remote = ep(9, 50_000 + n as u16);
                     out.clear();
                     core.on_connected(conn, remote, false, 0, &mut rng, &mut out);
                     let refused: Vec<CloseReason> = out
@@ -604,7 +603,7 @@ fn restarted_node_reconnects_from_its_peer_store() {
             .is_some()
     );
     sim.run_for(2_000);
-    let others: Vec<SocketAddrV6> = (0..3).map(|i| sim.nodes[i].endpoint()).collect();
+    let others: Vec<Endpoint> = (0..3).map(|i| sim.nodes[i].endpoint()).collect();
     for e in &others {
         assert!(sim.nodes[3].store.contains_key(e), "store holds {e}");
     }
@@ -1079,7 +1078,7 @@ fn seeded_channel_map_is_reproducible() {
             map.try_insert(NewChannel {
                 node_id: nanopeer::types::PublicKey(id),
                 protocol_version: 0x15,
-                remote: SocketAddrV6::new(ip, 7075, 0, 0),
+                remote: Endpoint::new(std::net::IpAddr::from(ip), 7075),
                 shard: 0,
                 direction: Direction::Inbound,
                 now_ms: 0,

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nanopeer::endpoint::Endpoint;
 use nanopeer::store::{
     DB_FILE_NAME, KEY_FILE_NAME, MAX_PEERS, PEER_TTL_MS, PeerStore, StoreError, endpoint_key,
     ensure_data_dir, load_or_create_node_key, parse_endpoint_key,
@@ -24,22 +25,23 @@ const ONLINE_WEIGHT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("onlin
 /// 2024-01-01T00:00:00Z in ms: a realistic "now".
 const T0: u64 = 1_704_067_200_000;
 
-fn v6(ip: &str, port: u16) -> SocketAddrV6 {
-    SocketAddrV6::new(ip.parse().unwrap(), port, 0, 0)
+fn v6(ip: &str, port: u16) -> Endpoint {
+    Endpoint::new(std::net::IpAddr::V6(ip.parse().unwrap()), port)
 }
 
-fn v4(a: [u8; 4], port: u16) -> SocketAddrV6 {
-    SocketAddrV6::new(Ipv4Addr::from(a).to_ipv6_mapped(), port, 0, 0)
+fn v4(a: [u8; 4], port: u16) -> Endpoint {
+    Endpoint::new(
+        std::net::IpAddr::from(Ipv4Addr::from(a).to_ipv6_mapped()),
+        port,
+    )
 }
 
 /// Endpoint number `i` of a test universe: IPv6 for even `i`, v4-mapped for odd.
-fn ep(i: u16) -> SocketAddrV6 {
+fn ep(i: u16) -> Endpoint {
     if i.is_multiple_of(2) {
-        SocketAddrV6::new(
-            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i),
+        Endpoint::new(
+            std::net::IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i)),
             7000 + i,
-            0,
-            0,
         )
     } else {
         v4([10, 0, (i >> 8) as u8, i as u8], 7000 + i)
@@ -106,8 +108,8 @@ fn endpoint_key_is_ipv6_bytes_then_port_big_endian() {
     assert_eq!(parse_endpoint_key(&key[..17]), None);
     assert_eq!(parse_endpoint_key(&[0u8; 19]), None);
 
-    let scoped = SocketAddrV6::new("fe80::1".parse().unwrap(), 0x0102, 7, 9);
-    let key = endpoint_key(SocketAddr::V6(scoped));
+    let scoped = std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 0x0102, 7, 9);
+    let key = endpoint_key(scoped);
     assert_eq!(&key[16..], &[0x01, 0x02]);
     assert_eq!(parse_endpoint_key(&key), Some(v6("fe80::1", 0x0102)));
 }
@@ -115,8 +117,8 @@ fn endpoint_key_is_ipv6_bytes_then_port_big_endian() {
 proptest! {
     #[test]
     fn endpoint_key_round_trips(ip in any::<[u8; 16]>(), port in any::<u16>()) {
-        let endpoint = SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, 0);
-        let key = endpoint_key(SocketAddr::V6(endpoint));
+        let endpoint = Endpoint::new(std::net::IpAddr::from(Ipv6Addr::from(ip)), port);
+        let key = endpoint_key(endpoint);
         prop_assert_eq!(&key[..16], &ip[..]);
         prop_assert_eq!(u16::from_be_bytes([key[16], key[17]]), port);
         prop_assert_eq!(parse_endpoint_key(&key), Some(endpoint));
@@ -198,7 +200,7 @@ fn entries_older_than_one_hour_expire() {
     drop(store);
     let entries = raw_entries(tmp.path(), PEERS);
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].0, endpoint_key(SocketAddr::V6(b)));
+    assert_eq!(entries[0].0, endpoint_key(b));
 }
 
 #[test]
@@ -236,9 +238,9 @@ fn entries_in_the_future_are_dropped() {
 fn stored_entries_too_old_or_in_future_are_skipped_by_load() {
     let tmp = tempfile::tempdir().unwrap();
     PeerStore::open(tmp.path()).unwrap();
-    let old = endpoint_key(SocketAddr::V6(ep(1)));
-    let future = endpoint_key(SocketAddr::V6(ep(2)));
-    let fresh = endpoint_key(SocketAddr::V6(ep(3)));
+    let old = endpoint_key(ep(1));
+    let future = endpoint_key(ep(2));
+    let fresh = endpoint_key(ep(3));
     raw_insert(
         tmp.path(),
         PEERS,
@@ -301,7 +303,7 @@ fn default_cap_is_enforced() {
 fn malformed_entries_are_skipped_counted_and_removed() {
     let tmp = tempfile::tempdir().unwrap();
     PeerStore::open(tmp.path()).unwrap();
-    let good = endpoint_key(SocketAddr::V6(ep(1)));
+    let good = endpoint_key(ep(1));
     raw_insert(
         tmp.path(),
         PEERS,
@@ -371,13 +373,8 @@ fn flush_with_nothing_to_do_writes_nothing() {
 }
 
 /// The reference behaviour the store must match: a plain map with the rules of `flush`.
-fn model_flush(
-    model: &mut HashMap<SocketAddrV6, u64>,
-    live: &[SocketAddrV6],
-    now: u64,
-    cap: usize,
-) {
-    let mut live_distinct: Vec<SocketAddrV6> = Vec::new();
+fn model_flush(model: &mut HashMap<Endpoint, u64>, live: &[Endpoint], now: u64, cap: usize) {
+    let mut live_distinct: Vec<Endpoint> = Vec::new();
     for e in live {
         if live_distinct.len() < cap && !live_distinct.contains(e) {
             live_distinct.push(*e);
@@ -391,7 +388,7 @@ fn model_flush(
         let oldest = model
             .iter()
             .filter(|(e, _)| !live_distinct.contains(e))
-            .map(|(e, t)| (*t, endpoint_key(SocketAddr::V6(*e)), *e))
+            .map(|(e, t)| (*t, endpoint_key(*e), *e))
             .min()
             .unwrap();
         model.remove(&oldest.2);
@@ -871,9 +868,7 @@ fn killed_writer_leaves_a_consistent_store() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let exe = std::env::current_exe().unwrap();
-    let universe: Vec<[u8; 18]> = (0..CRASH_UNIVERSE)
-        .map(|i| endpoint_key(SocketAddr::V6(ep(i))))
-        .collect();
+    let universe: Vec<[u8; 18]> = (0..CRASH_UNIVERSE).map(|i| endpoint_key(ep(i))).collect();
     // Delays after the child's first durable flush, in ms.
     let delays = [0u64, 3, 17, 41, 9, 70, 1, 25, 2, 55, 13, 5, 33, 0, 8, 21];
     for (round, delay) in delays.iter().enumerate() {
@@ -937,7 +932,7 @@ fn killed_writer_leaves_a_consistent_store() {
             "round {round}: {now}"
         );
         let n = (now - base) / 1000;
-        let mut expected: Vec<(SocketAddrV6, u64)> = (0..CRASH_UNIVERSE)
+        let mut expected: Vec<(Endpoint, u64)> = (0..CRASH_UNIVERSE)
             .filter_map(|i| {
                 (0..=n)
                     .rev()

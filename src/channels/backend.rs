@@ -6,8 +6,8 @@
 //! backend only has to make single operations atomic; it must never call back into itself
 //! while a guard is held.
 
+use crate::endpoint::Endpoint;
 use std::hash::BuildHasher;
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 
 use super::channel::{Channel, ChannelId};
@@ -18,11 +18,11 @@ pub trait Backend: Send + Sync {
     /// An empty backend sized for about `capacity` channels.
     fn with_capacity(capacity: usize) -> Self;
     /// Calls `f` with the channel at `ep`, if any. `f` must not call into the backend.
-    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R>;
+    fn with<R>(&self, ep: &Endpoint, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R>;
     /// Inserts `ch` under its remote endpoint (the caller ensures the key is absent).
     fn insert(&self, ch: Arc<Channel>);
     /// Removes the entry at `ep`.
-    fn remove(&self, ep: &SocketAddrV6);
+    fn remove(&self, ep: &Endpoint);
     /// Adds `ch` to the channels of its node id.
     fn node_insert(&self, ch: &Arc<Channel>);
     /// Removes channel `id` from the channels of `node_id`.
@@ -147,7 +147,7 @@ impl std::hash::Hasher for FoldHasher {
 ///
 /// `S` is the hasher (the bench compares [`FoldBuildHasher`] with the standard SipHash).
 pub struct DefaultBackend<S: BuildHasher + Clone = FoldBuildHasher> {
-    by_endpoint: papaya::HashMap<SocketAddrV6, Arc<Channel>, S>,
+    by_endpoint: papaya::HashMap<Endpoint, Arc<Channel>, S>,
     by_node: dashmap::DashMap<PublicKey, Vec<Arc<Channel>>, S>,
 }
 
@@ -164,7 +164,7 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DefaultBackend<
     }
 
     #[inline]
-    fn with<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
+    fn with<R>(&self, ep: &Endpoint, f: impl FnOnce(&Arc<Channel>) -> R) -> Option<R> {
         self.by_endpoint.pin().get(ep).map(f)
     }
 
@@ -172,7 +172,7 @@ impl<S: BuildHasher + Default + Clone + Send + Sync> Backend for DefaultBackend<
         self.by_endpoint.pin().insert(ch.remote(), ch);
     }
 
-    fn remove(&self, ep: &SocketAddrV6) {
+    fn remove(&self, ep: &Endpoint) {
         self.by_endpoint.pin().remove(ep);
     }
 
@@ -207,13 +207,8 @@ mod tests {
     use std::collections::HashSet;
     use std::net::Ipv4Addr;
 
-    fn ep(i: u32, port: u16) -> SocketAddrV6 {
-        SocketAddrV6::new(
-            Ipv4Addr::from_bits(0x0a00_0000 + i).to_ipv6_mapped(),
-            port,
-            0,
-            0,
-        )
+    fn ep(i: u32, port: u16) -> Endpoint {
+        Endpoint::new(Ipv4Addr::from_bits(0x0a00_0000 + i).into(), port)
     }
 
     #[test]

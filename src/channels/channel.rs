@@ -1,7 +1,7 @@
 //! One realtime channel: an authenticated peer connection owned by one shard.
 
+use crate::endpoint::Endpoint;
 use std::fmt;
-use std::net::SocketAddrV6;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use crate::types::PublicKey;
@@ -33,7 +33,7 @@ pub struct Channel {
     id: ChannelId,
     node_id: PublicKey,
     protocol_version: u8,
-    remote: SocketAddrV6,
+    remote: Endpoint,
     shard: u16,
     direction: Direction,
     created_ms: u64,
@@ -47,13 +47,12 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// A new alive channel; both timestamps start at `now_ms`. `remote` should be canonical
-    /// ([`crate::proto::addr::canonical`]).
+    /// A new alive channel; both timestamps start at `now_ms`.
     pub fn new(
         id: ChannelId,
         node_id: PublicKey,
         protocol_version: u8,
-        remote: SocketAddrV6,
+        remote: Endpoint,
         shard: u16,
         direction: Direction,
         now_ms: u64,
@@ -89,17 +88,17 @@ impl Channel {
         self.protocol_version
     }
 
-    /// The remote endpoint of the TCP connection (canonical form); the map key.
-    pub fn remote(&self) -> SocketAddrV6 {
+    /// The remote endpoint of the TCP connection; the map key.
+    pub fn remote(&self) -> Endpoint {
         self.remote
     }
 
     /// The endpoint to tell other peers about: the remote IP with the peering port learned from
     /// keepalive slot 0, or the remote endpoint while none is known (§7.1, §7.4).
-    pub fn peering_endpoint(&self) -> SocketAddrV6 {
+    pub fn peering_endpoint(&self) -> Endpoint {
         match self.peering_port.load(Ordering::Relaxed) {
             0 => self.remote,
-            port => SocketAddrV6::new(*self.remote.ip(), port, 0, 0),
+            port => self.remote.with_port(port),
         }
     }
 

@@ -21,9 +21,9 @@
 pub mod backend;
 mod channel;
 
+use crate::endpoint::Endpoint;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -34,7 +34,7 @@ use rand::{Rng, RngCore};
 pub use backend::{Backend, DefaultBackend};
 pub use channel::{Channel, ChannelId, Direction};
 
-use crate::proto::addr::{IpKey, SubnetKey, canonical};
+use crate::endpoint::{IpKey, SubnetKey};
 use crate::types::{Network, PublicKey};
 
 /// Number of admission stripes (a power of two).
@@ -126,8 +126,8 @@ pub struct NewChannel {
     pub node_id: PublicKey,
     /// The protocol version to record.
     pub protocol_version: u8,
-    /// The remote endpoint of the connection (canonicalised by the map).
-    pub remote: SocketAddrV6,
+    /// The remote endpoint of the connection.
+    pub remote: Endpoint,
     /// The owning shard.
     pub shard: u16,
     /// Inbound or outbound.
@@ -185,7 +185,7 @@ struct Attempt {
 struct StripeInner {
     ips: HashMap<IpKey, IpGroup>,
     subnets: HashMap<SubnetKey, Usage>,
-    attempts: HashMap<SocketAddrV6, Attempt>,
+    attempts: HashMap<Endpoint, Attempt>,
     list: Vec<Arc<Channel>>,
 }
 
@@ -210,7 +210,7 @@ impl StripeInner {
     }
 
     /// Stops counting the pending attempt at `ep`, if any; true if one was pending.
-    fn release_attempt(&mut self, ep: &SocketAddrV6) -> bool {
+    fn release_attempt(&mut self, ep: &Endpoint) -> bool {
         let Some(a) = self.attempts.get_mut(ep) else {
             return false;
         };
@@ -222,23 +222,20 @@ impl StripeInner {
         true
     }
 
-    fn count_attempt(&mut self, ep: &SocketAddrV6) {
-        self.ips.entry(IpKey::of(*ep.ip())).or_default().attempts += 1;
-        self.subnets
-            .entry(SubnetKey::of(*ep.ip()))
-            .or_default()
-            .attempts += 1;
+    fn count_attempt(&mut self, ep: &Endpoint) {
+        self.ips.entry(ep.ip_key()).or_default().attempts += 1;
+        self.subnets.entry(ep.subnet_key()).or_default().attempts += 1;
     }
 
-    fn uncount_attempt(&mut self, ep: &SocketAddrV6) {
-        let ip = IpKey::of(*ep.ip());
+    fn uncount_attempt(&mut self, ep: &Endpoint) {
+        let ip = ep.ip_key();
         if let Some(g) = self.ips.get_mut(&ip) {
             g.attempts = g.attempts.saturating_sub(1);
             if g.is_empty() {
                 self.ips.remove(&ip);
             }
         }
-        let sub = SubnetKey::of(*ep.ip());
+        let sub = ep.subnet_key();
         if let Some(u) = self.subnets.get_mut(&sub) {
             u.attempts = u.attempts.saturating_sub(1);
             if u.is_empty() {
@@ -249,18 +246,18 @@ impl StripeInner {
 
     /// Refused if one more unverified connection from `ep` would pass the per-IP or
     /// per-subnet limit.
-    fn check(&self, ep: &SocketAddrV6, limits: &ChannelLimits) -> Result<(), ChannelError> {
-        if self.ip_usage(&IpKey::of(*ep.ip())).inbound >= limits.max_peers_per_ip {
+    fn check(&self, ep: &Endpoint, limits: &ChannelLimits) -> Result<(), ChannelError> {
+        if self.ip_usage(&ep.ip_key()).inbound >= limits.max_peers_per_ip {
             return Err(ChannelError::IpLimit);
         }
-        if self.subnet_usage(&SubnetKey::of(*ep.ip())).inbound >= limits.max_peers_per_subnetwork {
+        if self.subnet_usage(&ep.subnet_key()).inbound >= limits.max_peers_per_subnetwork {
             return Err(ChannelError::SubnetLimit);
         }
         Ok(())
     }
 
-    fn uncount_inbound(&mut self, ep: &SocketAddrV6) -> bool {
-        let ip = IpKey::of(*ep.ip());
+    fn uncount_inbound(&mut self, ep: &Endpoint) -> bool {
+        let ip = ep.ip_key();
         let Some(g) = self.ips.get_mut(&ip) else {
             return false;
         };
@@ -271,7 +268,7 @@ impl StripeInner {
         if g.is_empty() {
             self.ips.remove(&ip);
         }
-        let sub = SubnetKey::of(*ep.ip());
+        let sub = ep.subnet_key();
         if let Some(u) = self.subnets.get_mut(&sub) {
             u.inbound = u.inbound.saturating_sub(1);
             if u.is_empty() {
@@ -349,37 +346,33 @@ impl<B: Backend> ChannelMap<B> {
 
     /// The channel at `ep`, if any.
     #[inline]
-    pub fn get(&self, ep: &SocketAddrV6) -> Option<Arc<Channel>> {
-        self.index.with(&canonical(*ep), Arc::clone)
+    pub fn get(&self, ep: &Endpoint) -> Option<Arc<Channel>> {
+        self.index.with(ep, Arc::clone)
     }
 
     /// Calls `f` with the channel at `ep` without cloning the `Arc`. `f` must not call back
     /// into the map.
     #[inline]
-    pub fn with_channel<R>(&self, ep: &SocketAddrV6, f: impl FnOnce(&Channel) -> R) -> Option<R> {
-        self.index.with(&canonical(*ep), |c| f(c))
+    pub fn with_channel<R>(&self, ep: &Endpoint, f: impl FnOnce(&Channel) -> R) -> Option<R> {
+        self.index.with(ep, |c| f(c))
     }
 
     /// True when a channel to `ep` exists.
     #[inline]
-    pub fn contains(&self, ep: &SocketAddrV6) -> bool {
-        self.index.with(&canonical(*ep), |_| ()).is_some()
+    pub fn contains(&self, ep: &Endpoint) -> bool {
+        self.index.with(ep, |_| ()).is_some()
     }
 
     /// Records a received message on the channel at `ep`; false if there is none.
     #[inline]
-    pub fn touch_received(&self, ep: &SocketAddrV6, now_ms: u64) -> bool {
-        self.index
-            .with(&canonical(*ep), |c| c.touch_received(now_ms))
-            .is_some()
+    pub fn touch_received(&self, ep: &Endpoint, now_ms: u64) -> bool {
+        self.index.with(ep, |c| c.touch_received(now_ms)).is_some()
     }
 
     /// Records a sent message on the channel at `ep`; false if there is none.
     #[inline]
-    pub fn touch_sent(&self, ep: &SocketAddrV6, now_ms: u64) -> bool {
-        self.index
-            .with(&canonical(*ep), |c| c.touch_sent(now_ms))
-            .is_some()
+    pub fn touch_sent(&self, ep: &Endpoint, now_ms: u64) -> bool {
+        self.index.with(ep, |c| c.touch_sent(now_ms)).is_some()
     }
 
     /// An alive channel of `node_id`, if any (the first one registered).
@@ -465,14 +458,14 @@ impl<B: Backend> ChannelMap<B> {
         counted: bool,
         keep_new: impl FnOnce(&Channel) -> bool,
     ) -> Result<(Arc<Channel>, Option<Arc<Channel>>), ChannelError> {
-        let ep = canonical(new.remote);
-        let ip = IpKey::of(*ep.ip());
-        let sub = SubnetKey::of(*ep.ip());
+        let ep = new.remote;
+        let ip = ep.ip_key();
+        let sub = ep.subnet_key();
         let stripe = self.stripe_of(&sub);
         let mut inner = stripe.inner.lock();
 
         let group = inner.ips.get(&ip);
-        let mut replace: Option<(SocketAddrV6, ChannelId, Direction)> = None;
+        let mut replace: Option<(Endpoint, ChannelId, Direction)> = None;
         if let Some(g) = group {
             if g.members.iter().any(|m| m.remote() == ep) {
                 return Err(ChannelError::EndpointExists);
@@ -546,14 +539,14 @@ impl<B: Backend> ChannelMap<B> {
     }
 
     /// Removes the channel at `ep` and marks it closed; returns it.
-    pub fn remove(&self, ep: &SocketAddrV6) -> Option<Arc<Channel>> {
-        let ep = canonical(*ep);
-        let sub = SubnetKey::of(*ep.ip());
+    pub fn remove(&self, ep: &Endpoint) -> Option<Arc<Channel>> {
+        let ep = *ep;
+        let sub = ep.subnet_key();
         let stripe = self.stripe_of(&sub);
         let mut inner = stripe.inner.lock();
         let id = inner
             .ips
-            .get(&IpKey::of(*ep.ip()))?
+            .get(&ep.ip_key())?
             .members
             .iter()
             .find(|m| m.remote() == ep)?
@@ -566,7 +559,7 @@ impl<B: Backend> ChannelMap<B> {
     pub fn remove_channel(&self, channel: &Channel) -> bool {
         channel.close();
         let ep = channel.remote();
-        let stripe = self.stripe_of(&SubnetKey::of(*ep.ip()));
+        let stripe = self.stripe_of(&ep.subnet_key());
         let mut inner = stripe.inner.lock();
         self.remove_locked(stripe, &mut inner, ep, channel.id())
             .is_some()
@@ -576,17 +569,17 @@ impl<B: Backend> ChannelMap<B> {
         &self,
         stripe: &Stripe,
         inner: &mut StripeInner,
-        ep: SocketAddrV6,
+        ep: Endpoint,
         id: ChannelId,
     ) -> Option<Arc<Channel>> {
-        let ip = IpKey::of(*ep.ip());
+        let ip = ep.ip_key();
         let group = inner.ips.get_mut(&ip)?;
         let pos = group.members.iter().position(|m| m.id() == id)?;
         let ch = group.members.swap_remove(pos);
         if group.is_empty() {
             inner.ips.remove(&ip);
         }
-        let sub = SubnetKey::of(*ep.ip());
+        let sub = ep.subnet_key();
         if let Some(u) = inner.subnets.get_mut(&sub) {
             u.channels = u.channels.saturating_sub(1);
             if u.is_empty() {
@@ -625,7 +618,7 @@ impl<B: Backend> ChannelMap<B> {
         let mut out = Vec::new();
         for stripe in self.stripes.iter() {
             let mut inner = stripe.inner.lock();
-            let victims: Vec<(SocketAddrV6, ChannelId)> = inner
+            let victims: Vec<(Endpoint, ChannelId)> = inner
                 .list
                 .iter()
                 .filter(|c| {
@@ -638,7 +631,7 @@ impl<B: Backend> ChannelMap<B> {
                     out.push(ch);
                 }
             }
-            let old: Vec<(SocketAddrV6, bool)> = inner
+            let old: Vec<(Endpoint, bool)> = inner
                 .attempts
                 .iter()
                 .filter(|(_, a)| a.at_ms < cutoff)
@@ -664,9 +657,9 @@ impl<B: Backend> ChannelMap<B> {
     /// has (a count shared with channels would refuse a peer's reconnect, or one side of a
     /// crossed dial, while its old channel is still in the map). Read-only: the check the
     /// listener makes before it gives an accepted socket a slot.
-    pub fn check_inbound(&self, ep: &SocketAddrV6) -> Result<(), ChannelError> {
-        let ep = canonical(*ep);
-        let stripe = self.stripe_of(&SubnetKey::of(*ep.ip()));
+    pub fn check_inbound(&self, ep: &Endpoint) -> Result<(), ChannelError> {
+        let ep = *ep;
+        let stripe = self.stripe_of(&ep.subnet_key());
         stripe.inner.lock().check(&ep, &self.limits)
     }
 
@@ -674,10 +667,10 @@ impl<B: Backend> ChannelMap<B> {
     /// limits, if it fits ([`check_inbound`](Self::check_inbound)). The count ends with
     /// [`end_inbound`](Self::end_inbound) or passes to the channel
     /// ([`try_insert_counted`](Self::try_insert_counted)).
-    pub fn add_inbound(&self, ep: &SocketAddrV6) -> Result<(), ChannelError> {
-        let ep = canonical(*ep);
-        let ip = IpKey::of(*ep.ip());
-        let sub = SubnetKey::of(*ep.ip());
+    pub fn add_inbound(&self, ep: &Endpoint) -> Result<(), ChannelError> {
+        let ep = *ep;
+        let ip = ep.ip_key();
+        let sub = ep.subnet_key();
         let stripe = self.stripe_of(&sub);
         let mut inner = stripe.inner.lock();
         inner.check(&ep, &self.limits)?;
@@ -688,9 +681,9 @@ impl<B: Backend> ChannelMap<B> {
 
     /// Ends the count of an unverified inbound connection from `ep` (it closed, or failed its
     /// handshake). True if one was counted.
-    pub fn end_inbound(&self, ep: &SocketAddrV6) -> bool {
-        let ep = canonical(*ep);
-        let stripe = self.stripe_of(&SubnetKey::of(*ep.ip()));
+    pub fn end_inbound(&self, ep: &Endpoint) -> bool {
+        let ep = *ep;
+        let stripe = self.stripe_of(&ep.subnet_key());
         stripe.inner.lock().uncount_inbound(&ep)
     }
 
@@ -713,13 +706,13 @@ impl<B: Backend> ChannelMap<B> {
     /// [`end_attempt`](Self::end_attempt), an outbound channel to `ep`, or a purge.
     pub fn try_attempt(
         &self,
-        ep: &SocketAddrV6,
+        ep: &Endpoint,
         now_ms: u64,
         window_ms: u64,
     ) -> Result<(), ChannelError> {
-        let ep = canonical(*ep);
-        let ip = IpKey::of(*ep.ip());
-        let sub = SubnetKey::of(*ep.ip());
+        let ep = *ep;
+        let ip = ep.ip_key();
+        let sub = ep.subnet_key();
         let stripe = self.stripe_of(&sub);
         let mut inner = stripe.inner.lock();
         if inner
@@ -768,9 +761,9 @@ impl<B: Backend> ChannelMap<B> {
     }
 
     /// True when `ep` was attempted within `window_ms` before `now_ms`.
-    pub fn attempted_recently(&self, ep: &SocketAddrV6, now_ms: u64, window_ms: u64) -> bool {
-        let ep = canonical(*ep);
-        let stripe = self.stripe_of(&SubnetKey::of(*ep.ip()));
+    pub fn attempted_recently(&self, ep: &Endpoint, now_ms: u64, window_ms: u64) -> bool {
+        let ep = *ep;
+        let stripe = self.stripe_of(&ep.subnet_key());
         let inner = stripe.inner.lock();
         inner
             .attempts
@@ -781,9 +774,9 @@ impl<B: Backend> ChannelMap<B> {
     /// Ends the pending attempt to `ep` (the dial failed or was given up): it stops counting in
     /// the limits but stays recorded for [`attempted_recently`](Self::attempted_recently).
     /// True if a pending attempt was ended.
-    pub fn end_attempt(&self, ep: &SocketAddrV6) -> bool {
-        let ep = canonical(*ep);
-        let stripe = self.stripe_of(&SubnetKey::of(*ep.ip()));
+    pub fn end_attempt(&self, ep: &Endpoint) -> bool {
+        let ep = *ep;
+        let stripe = self.stripe_of(&ep.subnet_key());
         stripe.inner.lock().release_attempt(&ep)
     }
 
@@ -845,7 +838,7 @@ impl<B: Backend> ChannelMap<B> {
         let mut out = Vec::new();
         for stripe in self.stripes.iter() {
             let mut inner = stripe.inner.lock();
-            let victims: Vec<(SocketAddrV6, ChannelId)> = inner
+            let victims: Vec<(Endpoint, ChannelId)> = inner
                 .list
                 .iter()
                 .filter(|c| c.shard() == shard)

@@ -20,7 +20,6 @@ use crate::ops::metrics::{Histogram, MetricsSnapshot, ThreadMetrics};
 use crate::ops::rpc::{
     NodeApi, PeerInfo as RpcPeer, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
 };
-use crate::proto::addr::to_socket_addr;
 use crate::types::{Network, PublicKey};
 use crate::wire::{TelemetryData, VERSION_USING};
 
@@ -335,7 +334,7 @@ impl NodeApi for SharedNode {
                 .into_iter()
                 .map(|r| RepPeer {
                     account: r.account,
-                    endpoint: to_socket_addr(r.endpoint),
+                    endpoint: r.endpoint.to_socket_addr(),
                     weight: r.weight,
                 })
                 .collect(),

@@ -4,7 +4,7 @@
 //! status snapshot for the RPC and metrics.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr, SocketAddrV6, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,8 +14,8 @@ use parking_lot::RwLock;
 use rand_chacha::ChaCha20Rng;
 
 use crate::channels::{ChannelId, ChannelMap};
+use crate::endpoint::Endpoint;
 use crate::io::ShardHandle;
-use crate::proto::addr::canonical;
 use crate::proto::crawler::{CrawlerCore, CrawlerStats};
 use crate::proto::events::{CrawlerEvent, CrawlerOutput, NodeAction, ShardCommand};
 use crate::proto::reachout::{MergeRefusal, ReachoutStats};
@@ -44,9 +44,9 @@ pub(crate) fn wall_ms() -> u64 {
 /// Requests from the node handle and helper threads.
 pub(crate) enum Control {
     /// `merge_peer(ep)`; the answer is the shard picked or the refusal.
-    MergePeer(SocketAddrV6, Sender<Result<u16, MergeRefusal>>),
+    MergePeer(Endpoint, Sender<Result<u16, MergeRefusal>>),
     /// The preconfigured peers resolved to these addresses.
-    Resolved(Vec<SocketAddrV6>),
+    Resolved(Vec<Endpoint>),
     /// Flush live channels to the peer store and exit; answered when done.
     Stop(Sender<()>),
 }
@@ -122,12 +122,12 @@ impl CrawlerStatus {
 
 /// Parses `host[:port]` (a name, an IPv4 address, an IPv6 address with or without brackets)
 /// and resolves it; port 0 or no port means `default_port`.
-pub fn resolve_peer(text: &str, default_port: u16) -> std::io::Result<Vec<SocketAddrV6>> {
+pub fn resolve_peer(text: &str, default_port: u16) -> std::io::Result<Vec<Endpoint>> {
     let s = text.trim();
     let fix = |sa: SocketAddr| {
-        let ep = canonical(sa);
+        let ep = Endpoint::from(sa);
         if ep.port() == 0 {
-            SocketAddrV6::new(*ep.ip(), default_port, 0, 0)
+            ep.with_port(default_port)
         } else {
             ep
         }
@@ -407,7 +407,7 @@ impl CrawlerThread {
     /// Writes the peering endpoints of the live channels (the stop-time flush).
     fn final_flush(&mut self) {
         let mut seen = HashSet::new();
-        let peers: Vec<SocketAddrV6> = self
+        let peers: Vec<Endpoint> = self
             .core
             .table()
             .list()
@@ -433,7 +433,7 @@ impl CrawlerThread {
             .filter_map(|(id, data)| {
                 table.get(id).map(|c| PeerTelemetry {
                     channel: id,
-                    endpoint: crate::proto::addr::to_socket_addr(c.remote()),
+                    endpoint: c.remote().to_socket_addr(),
                     node_id: *c.node_id(),
                     data: data.clone(),
                 })
@@ -466,7 +466,9 @@ mod tests {
         let v = resolve_peer("127.0.0.1:7075", 1).unwrap();
         assert_eq!(
             v,
-            vec![canonical("127.0.0.1:7075".parse::<SocketAddr>().unwrap())]
+            vec![Endpoint::from(
+                "127.0.0.1:7075".parse::<SocketAddr>().unwrap()
+            )]
         );
         let v = resolve_peer("127.0.0.1", 54000).unwrap();
         assert_eq!(v[0].port(), 54000);

@@ -60,8 +60,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::channels::{ChannelMap, Direction};
 use crate::counters::CounterSet;
+use crate::endpoint::Endpoint;
 use crate::io::{Counters, Fault, ShardHandle};
-use crate::proto::addr::{canonical, to_socket_addr};
+
 use crate::proto::config::ProtoConfig;
 use crate::proto::events::ShardCommand;
 use crate::proto::identity::NodeIdentity;
@@ -196,10 +197,10 @@ impl Node {
             .into_iter()
             .filter(|c| c.is_alive())
             .map(|c| PeerInfo {
-                endpoint: to_socket_addr(c.remote()),
+                endpoint: c.remote().to_socket_addr(),
                 node_id: *c.node_id(),
                 protocol_version: c.protocol_version(),
-                peering_endpoint: to_socket_addr(c.peering_endpoint()),
+                peering_endpoint: c.peering_endpoint().to_socket_addr(),
                 shard: c.shard(),
                 direction: c.direction(),
             })
@@ -213,7 +214,7 @@ impl Node {
     pub fn keepalive(&self, addr: SocketAddr) -> Result<(), NodeError> {
         let (tx, rx) = bounded(1);
         self.control
-            .send(Control::MergePeer(canonical(addr), tx))
+            .send(Control::MergePeer(Endpoint::from(addr), tx))
             .map_err(|_| NodeError::CrawlerGone)?;
         match recv_within(&rx, CONTROL_WAIT) {
             Some(Ok(_shard)) => Ok(()),

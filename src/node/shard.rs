@@ -13,7 +13,6 @@
 //! flushes in a row it doubles again, up to `batch_max`.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,8 @@ use parking_lot::Mutex;
 use rand_chacha::ChaCha20Rng;
 
 use crate::crypto::{BatchStats, BatchVerifier, KeyCache};
+use crate::endpoint::Endpoint;
 use crate::io::{self, CloseReason, Handler, Io, Screen};
-use crate::proto::addr::to_socket_addr;
 use crate::proto::events::{ConnId, CrawlerEvent, IoAction, ShardCommand, VerifyRequest};
 use crate::proto::shard::{Screening, ShardCore, ShardOutput, ShardShared};
 use crate::proto::stats::ShardStats;
@@ -224,7 +223,7 @@ pub(crate) struct NodeShard {
     batch_started: Option<Instant>,
     batch_delay: Duration,
     next_tick: Instant,
-    dial_tokens: HashMap<u64, SocketAddrV6>,
+    dial_tokens: HashMap<u64, Endpoint>,
     next_token: u64,
     metrics: ShardMetrics,
     published: Arc<Mutex<ShardMetrics>>,
@@ -317,7 +316,7 @@ impl NodeShard {
             IoAction::Dial { endpoint } => {
                 let token = self.next_token;
                 self.next_token = self.next_token.wrapping_add(1);
-                match io.dial(to_socket_addr(endpoint), token) {
+                match io.dial(endpoint.to_socket_addr(), token) {
                     Ok(_) => {
                         self.dial_tokens.insert(token, endpoint);
                     }
@@ -488,7 +487,8 @@ impl Handler for NodeShard {
 
     fn screen_inbound(&mut self, io: &mut Io, peer: std::net::SocketAddr, full: bool) -> Screen {
         let now_ms = self.ms(io.now());
-        match self.core.screen_inbound(peer, full, now_ms) {
+        // The I/O boundary: the socket address becomes an endpoint here, once.
+        match self.core.screen_inbound(Endpoint::from(peer), full, now_ms) {
             Screening::Accept => Screen::Accept,
             Screening::Refuse => Screen::Refuse,
             Screening::Evict(victim) => Screen::Evict(io::ConnId::from_u64(victim.0)),
@@ -499,7 +499,7 @@ impl Handler for NodeShard {
         let now_ms = self.ms(io.now());
         self.core.on_connected(
             ConnId(conn.to_u64()),
-            peer,
+            Endpoint::from(peer),
             false,
             now_ms,
             &mut self.rng,
@@ -520,7 +520,7 @@ impl Handler for NodeShard {
         let now_ms = self.ms(io.now());
         self.core.on_connected(
             ConnId(conn.to_u64()),
-            peer,
+            Endpoint::from(peer),
             true,
             now_ms,
             &mut self.rng,

@@ -4,7 +4,6 @@
 //! shard runs), the shards, the crawler thread and the watchdog; and what the node does when a
 //! shard thread dies.
 
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::channels::{ChannelLimits, ChannelMap};
+use crate::endpoint::Endpoint;
 use crate::io::{self, IoError, ShardExit, ShardHandle};
 use crate::proto::crawler::{CrawlerCore, CrawlerSetup};
 use crate::proto::events::{CrawlerEvent, ShardCommand};
@@ -194,7 +194,7 @@ impl Node {
         drop(ev_tx);
 
         // The crawler.
-        let stored: Vec<SocketAddrV6> = store
+        let stored: Vec<Endpoint> = store
             .load(wall_ms())
             .into_iter()
             .map(|(ep, _)| ep)

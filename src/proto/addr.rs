@@ -1,45 +1,20 @@
-//! Address policy: canonical endpoints, reserved addresses, `not_a_peer`, and the "same IP" and
-//! subnetwork keys that per-IP and per-subnet limits count by (§7.1, §7.2, §7.7).
-//!
-//! Every endpoint is handled in one canonical form: a [`SocketAddrV6`] whose IPv4 addresses are
-//! v4-mapped (`::ffff:a.b.c.d`) and whose flow info and scope id are zero. Functions that take
-//! `impl Into<SocketAddr>` accept IPv4, IPv6 and v4-mapped forms alike and give the same answer.
+//! Address policy (§7.1, §7.7): reserved addresses, loopback, `not_a_peer`. Endpoints are
+//! [`Endpoint`]s (one canonical form); functions that take `impl Into<Endpoint>` accept IPv4,
+//! IPv6 and v4-mapped socket addresses alike and give the same answer.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr};
 
+use crate::endpoint::{Endpoint, canonical_ip};
 use crate::types::Network;
-
-/// `::ffff:0:0`, the prefix of v4-mapped addresses, as a 128-bit number.
-const V4_MAPPED: u128 = 0xffff << 32;
-
-/// The canonical IPv6 form of an address: IPv4 becomes v4-mapped, IPv6 is unchanged.
-pub const fn canonical_ip(ip: IpAddr) -> Ipv6Addr {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    }
-}
-
-/// The canonical form of an endpoint: v4-mapped IPv6, flow info and scope id zero.
-pub fn canonical(ep: impl Into<SocketAddr>) -> SocketAddrV6 {
-    let ep = ep.into();
-    SocketAddrV6::new(canonical_ip(ep.ip()), ep.port(), 0, 0)
-}
-
-/// The plain form of a canonical endpoint: v4-mapped addresses become [`SocketAddr::V4`].
-pub fn to_socket_addr(ep: SocketAddrV6) -> SocketAddr {
-    match ep.ip().to_ipv4_mapped() {
-        Some(v4) => SocketAddr::new(IpAddr::V4(v4), ep.port()),
-        None => SocketAddr::V6(ep),
-    }
-}
 
 /// Whether peers on local networks are allowed by default: true on beta and dev, false on live
 /// and test (§7.6, `allow_local_peers`).
 pub const fn allow_local_peers_default(network: Network) -> bool {
     matches!(network, Network::Beta | Network::Dev)
 }
+
+/// `::ffff:0:0`, the prefix of v4-mapped addresses, as a 128-bit number.
+const V4_MAPPED: u128 = 0xffff << 32;
 
 const fn v4(a: u8, b: u8, c: u8, d: u8) -> u128 {
     V4_MAPPED | u32::from_be_bytes([a, b, c, d]) as u128
@@ -113,8 +88,8 @@ fn in_ranges(bits: u128, ranges: &[(u128, u128)]) -> bool {
 /// `reserved_address`, §7.7): port 0 and the always-reserved ranges; the local ranges (RFC 1918,
 /// 100.64/10, fc00::–fd00:ffff:…) as well when `allow_local_peers` is false. Loopback is not
 /// reserved.
-pub fn is_reserved(ep: impl Into<SocketAddr>, allow_local_peers: bool) -> bool {
-    let ep = canonical(ep);
+pub fn is_reserved(ep: impl Into<Endpoint>, allow_local_peers: bool) -> bool {
+    let ep = ep.into();
     if ep.port() == 0 {
         return true;
     }
@@ -133,12 +108,12 @@ pub fn is_loopback(ip: impl Into<IpAddr>) -> bool {
 /// loopback address (127.0.0.0/8, `::1`) on `own_endpoint`'s port, since dialing that reaches
 /// this node.
 pub fn not_a_peer(
-    ep: impl Into<SocketAddr>,
+    ep: impl Into<Endpoint>,
     allow_local_peers: bool,
-    own_endpoint: impl Into<SocketAddr>,
+    own_endpoint: impl Into<Endpoint>,
 ) -> bool {
-    let ep = canonical(ep);
-    let own = canonical(own_endpoint);
+    let ep = ep.into();
+    let own = own_endpoint.into();
     let ip = *ep.ip();
     ip.is_unspecified()
         || ip == Ipv4Addr::UNSPECIFIED.to_ipv6_mapped()
@@ -147,120 +122,10 @@ pub fn not_a_peer(
         || (ep.port() == own.port() && is_loopback(ip))
 }
 
-fn v4_mapped_bits(bits: u128) -> bool {
-    bits >> 32 == 0xffff
-}
-
-/// The "same IP" key (§6.3 item 5, §7.2): the IPv4 address, or the IPv6 /48 network. Two
-/// endpoints are from the same IP when their keys are equal.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IpKey(u128);
-
-impl IpKey {
-    /// The key of an address (IPv4, v4-mapped or IPv6).
-    pub fn of(ip: impl Into<IpAddr>) -> IpKey {
-        let bits = canonical_ip(ip.into()).to_bits();
-        if v4_mapped_bits(bits) {
-            IpKey(bits)
-        } else {
-            IpKey(bits & !((1u128 << 80) - 1))
-        }
-    }
-
-    /// The key of an endpoint's address.
-    pub fn of_endpoint(ep: impl Into<SocketAddr>) -> IpKey {
-        IpKey::of(ep.into().ip())
-    }
-
-    /// The network address: the v4-mapped IPv4 address or the /48 prefix with zero host bits.
-    pub const fn network(self) -> Ipv6Addr {
-        Ipv6Addr::from_bits(self.0)
-    }
-
-    /// The key as a 128-bit number (the network address).
-    pub const fn to_bits(self) -> u128 {
-        self.0
-    }
-}
-
-/// The subnetwork key (§7.2): the IPv4 /24 or the IPv6 /32 network.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubnetKey(u128);
-
-impl SubnetKey {
-    /// The key of an address (IPv4, v4-mapped or IPv6).
-    pub fn of(ip: impl Into<IpAddr>) -> SubnetKey {
-        let bits = canonical_ip(ip.into()).to_bits();
-        if v4_mapped_bits(bits) {
-            SubnetKey(bits & !0xff)
-        } else {
-            SubnetKey(bits & !((1u128 << 96) - 1))
-        }
-    }
-
-    /// The key of an endpoint's address.
-    pub fn of_endpoint(ep: impl Into<SocketAddr>) -> SubnetKey {
-        SubnetKey::of(ep.into().ip())
-    }
-
-    /// The subnet of an IP key (an IP key's network lies inside exactly one subnet).
-    pub fn of_ip_key(key: IpKey) -> SubnetKey {
-        SubnetKey::of(key.network())
-    }
-
-    /// The network address with zero host bits, v4-mapped for IPv4.
-    pub const fn network(self) -> Ipv6Addr {
-        Ipv6Addr::from_bits(self.0)
-    }
-
-    /// The key as a 128-bit number (the network address).
-    pub const fn to_bits(self) -> u128 {
-        self.0
-    }
-}
-
-fn fmt_key(bits: u128, v4_len: u8, v6_len: u8, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let ip = Ipv6Addr::from_bits(bits);
-    match ip.to_ipv4_mapped() {
-        Some(v4) if v4_len == 32 => write!(f, "{v4}"),
-        Some(v4) => write!(f, "{v4}/{v4_len}"),
-        None => write!(f, "{ip}/{v6_len}"),
-    }
-}
-
-impl fmt::Display for IpKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_key(self.0, 32, 48, f)
-    }
-}
-
-impl fmt::Debug for IpKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IpKey({self})")
-    }
-}
-
-impl fmt::Display for SubnetKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_key(self.0, 24, 32, f)
-    }
-}
-
-impl fmt::Debug for SubnetKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SubnetKey({self})")
-    }
-}
-
-/// True when both addresses have the same [`IpKey`] (IPv4 address or IPv6 /48).
-pub fn is_same_ip(a: impl Into<IpAddr>, b: impl Into<IpAddr>) -> bool {
-    IpKey::of(a) == IpKey::of(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddrV4;
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 
     fn ep(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -401,103 +266,15 @@ mod tests {
         assert!(allow_local_peers_default(Network::Dev));
     }
 
-    #[test]
-    fn canonical_forms() {
-        let c = canonical(ep("1.2.3.4:5"));
-        assert_eq!(c.to_string(), "[::ffff:1.2.3.4]:5");
-        assert_eq!(canonical(c), c);
-        let scoped = SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 7, 3);
-        let cs = canonical(scoped);
-        assert_eq!((cs.flowinfo(), cs.scope_id()), (0, 0));
-        assert_eq!(to_socket_addr(c), ep("1.2.3.4:5"));
-        assert_eq!(to_socket_addr(cs), ep("[fe80::1]:9"));
-    }
-
-    #[test]
-    fn same_ip_key() {
-        assert_eq!(
-            IpKey::of(ip("192.168.1.1")),
-            IpKey::of(ip("::ffff:192.168.1.1"))
-        );
-        assert_ne!(IpKey::of(ip("192.168.1.1")), IpKey::of(ip("192.168.1.2")));
-        assert_eq!(
-            IpKey::of(ip("2001:0db8:85a3:0000:0000:8a2e:0370:7334")).network(),
-            "2001:db8:85a3::".parse::<Ipv6Addr>().unwrap()
-        );
-        assert!(is_same_ip(ip("2001:db8::1"), ip("2001:db8::2")));
-        assert!(is_same_ip(ip("2001:db8:0:ffff::1"), ip("2001:db8::2")));
-        assert!(!is_same_ip(ip("2001:db8::1"), ip("2001:db8:1::1")));
-        assert!(!is_same_ip(ip("192.168.1.1"), ip("::1")));
-        assert!(!is_same_ip(ip("10.0.0.1"), ip("::ffff:192.168.1.1")));
-        // A v4-mapped key never equals a /48 key.
-        assert_ne!(IpKey::of(ip("0.0.0.0")), IpKey::of(ip("::")));
-        assert_eq!(IpKey::of(ip("1.2.3.4")).to_string(), "1.2.3.4");
-        assert_eq!(
-            IpKey::of(ip("2001:db8:1:2::3")).to_string(),
-            "2001:db8:1::/48"
-        );
-    }
-
-    #[test]
-    fn subnet_key() {
-        assert_eq!(
-            SubnetKey::of(ip("192.168.1.100")).network().to_string(),
-            "::ffff:192.168.1.0"
-        );
-        assert_eq!(
-            SubnetKey::of(ip("192.168.1.1")),
-            SubnetKey::of(ip("192.168.1.255"))
-        );
-        assert_ne!(
-            SubnetKey::of(ip("192.168.1.1")),
-            SubnetKey::of(ip("192.168.2.1"))
-        );
-        assert_eq!(
-            SubnetKey::of(ip("2001:db8:abcd:0012::0"))
-                .network()
-                .to_string(),
-            "2001:db8::"
-        );
-        assert_eq!(
-            SubnetKey::of(ip("a719:0f12:536e:d88a:1331:ba53:4598:04e5")).network(),
-            "a719:f12::".parse::<Ipv6Addr>().unwrap()
-        );
-        assert_eq!(
-            SubnetKey::of(ip("2001:db8:ffff::1")),
-            SubnetKey::of(ip("2001:db8::1"))
-        );
-        assert_ne!(
-            SubnetKey::of(ip("2001:db8::1")),
-            SubnetKey::of(ip("2001:db9::1"))
-        );
-        assert_eq!(SubnetKey::of(ip("10.1.2.3")).to_string(), "10.1.2.0/24");
-        assert_eq!(
-            SubnetKey::of(ip("2001:db8:5::")).to_string(),
-            "2001:db8::/32"
-        );
-        let k = IpKey::of(ip("2001:db8:77::9"));
-        assert_eq!(SubnetKey::of_ip_key(k), SubnetKey::of(ip("2001:db8:1::")));
-    }
-
     proptest::proptest! {
         #[test]
-        fn v4_and_mapped_agree(a in proptest::prelude::any::<u32>(), port in proptest::prelude::any::<u16>(), local in proptest::prelude::any::<bool>()) {
+        fn v4_and_mapped_reserved_alike(a in proptest::prelude::any::<u32>(), port in proptest::prelude::any::<u16>(), local in proptest::prelude::any::<bool>()) {
             let v4 = Ipv4Addr::from_bits(a);
             let plain = SocketAddrV4::new(v4, port);
             let mapped = SocketAddrV6::new(v4.to_ipv6_mapped(), port, 0, 0);
             proptest::prop_assert_eq!(is_reserved(plain, local), is_reserved(mapped, local));
-            proptest::prop_assert_eq!(IpKey::of(v4), IpKey::of(v4.to_ipv6_mapped()));
-            proptest::prop_assert_eq!(SubnetKey::of(v4), SubnetKey::of(v4.to_ipv6_mapped()));
             // Allowing local peers only ever un-reserves.
             proptest::prop_assert!(!is_reserved(plain, true) || is_reserved(plain, false));
-        }
-
-        #[test]
-        fn ip_key_inside_subnet_key(bits in proptest::prelude::any::<u128>()) {
-            let a = Ipv6Addr::from_bits(bits);
-            let k = IpKey::of(a);
-            proptest::prop_assert_eq!(SubnetKey::of_ip_key(k), SubnetKey::of(a));
-            proptest::prop_assert_eq!(IpKey::of(k.network()), k);
         }
     }
 }

@@ -4,7 +4,6 @@
 //! [`ShardCore::screen_inbound`](super::shard::ShardCore::screen_inbound), over the same
 //! exclusion list and per-IP / per-subnet counts.
 
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -14,6 +13,7 @@ use super::config::ProtoConfig;
 use super::events::HandshakeOutcome;
 use super::exclusion::PeerExclusion;
 use crate::channels::{Channel, ChannelError, ChannelMap, Direction, NewChannel};
+use crate::endpoint::Endpoint;
 use crate::types::PublicKey;
 
 /// Channel admission (§6.3 item 5, §7.2): not a peer (unspecified, reserved unless local peers
@@ -33,7 +33,7 @@ pub fn admit(
     counted: bool,
     own_id: &PublicKey,
 ) -> Result<(Arc<Channel>, Option<Arc<Channel>>), HandshakeOutcome> {
-    let own = SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, config.listen_port, 0, 0);
+    let own = Endpoint::localhost(config.listen_port);
     if not_a_peer(new.remote, config.allow_local_peers, own) {
         return Err(HandshakeOutcome::NotAPeer);
     }

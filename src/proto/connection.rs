@@ -5,10 +5,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 
-use super::addr::to_socket_addr;
 use super::budget::Budget;
 use super::checks::Pending;
 use super::config::ProtoConfig;
@@ -20,6 +18,7 @@ use super::shard::{ShardOutput, ShardShared};
 use super::stats::ShardStats;
 use crate::channels::{Channel, ChannelId};
 use crate::crypto::{WorkThresholds, genesis_hash};
+use crate::endpoint::Endpoint;
 use crate::types::{BlockHash, Network};
 use crate::wire::{Deframer, HEADER_LEN, Header, MAX_HANDSHAKE_PAYLOAD, Message};
 
@@ -45,7 +44,7 @@ pub(super) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// The protocol state of one connection.
 pub(super) struct ConnState {
-    pub(super) remote: SocketAddrV6,
+    pub(super) remote: Endpoint,
     pub(super) outbound: bool,
     pub(super) connected_ms: u64,
     /// Counted in the map's per-IP/subnet limits as an unverified inbound connection.
@@ -74,7 +73,7 @@ impl ConnState {
     /// A connection from (or to, `outbound`) `remote`, established now; `epoch` tells it from
     /// earlier connections that had the same id.
     pub(super) fn new(
-        remote: SocketAddrV6,
+        remote: Endpoint,
         outbound: bool,
         epoch: u64,
         config: &ProtoConfig,
@@ -140,7 +139,7 @@ pub(super) struct ShardState {
     /// that had the same id never applies to a later one.
     pub(super) next_epoch: u64,
     pub(super) next_verify: u64,
-    pub(super) pending_dials: HashSet<SocketAddrV6>,
+    pub(super) pending_dials: HashSet<Endpoint>,
     pub(super) hs_deadlines: VecDeque<(u64, ConnId, u64)>,
     pub(super) last_purge_ms: u64,
     /// Eviction victims picked in advance (with whether each was verified when picked).
@@ -252,7 +251,7 @@ impl ShardState {
             && hs.query_sent()
         {
             // Our cookie for this endpoint, if still outstanding, dies with the connection.
-            self.cookies.take(to_socket_addr(st.remote));
+            self.cookies.take(st.remote);
         }
         if st.counted {
             st.counted = false;

@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::net::{IpAddr, SocketAddr};
+use std::net::Ipv6Addr;
 
 use rand::RngCore;
 
+use crate::endpoint::Endpoint;
 use crate::types::Cookie;
 
 /// Default cookie lifetime (`syn_cookie_cutoff`, all versions).
@@ -43,8 +44,8 @@ struct Entry_ {
 /// The syn-cookie table of one shard (each shard owns the cookies of its connections).
 #[derive(Debug)]
 pub struct SynCookies {
-    by_endpoint: HashMap<SocketAddr, Entry_>,
-    per_ip: HashMap<IpAddr, u32>,
+    by_endpoint: HashMap<Endpoint, Entry_>,
+    per_ip: HashMap<Ipv6Addr, u32>,
     max_per_ip: u32,
     max_total: usize,
 }
@@ -63,15 +64,14 @@ impl SynCookies {
     /// Creates and stores a fresh random cookie for `endpoint`.
     pub fn assign(
         &mut self,
-        endpoint: SocketAddr,
+        endpoint: Endpoint,
         now_ms: u64,
         rng: &mut impl RngCore,
     ) -> Result<Cookie, CookieError> {
-        let endpoint = canonical(endpoint);
         if self.by_endpoint.contains_key(&endpoint) {
             return Err(CookieError::Outstanding);
         }
-        let count = self.per_ip.get(&endpoint.ip()).copied().unwrap_or(0);
+        let count = self.per_ip.get(endpoint.ip()).copied().unwrap_or(0);
         if count >= self.max_per_ip {
             return Err(CookieError::PerIpLimit);
         }
@@ -88,21 +88,20 @@ impl SynCookies {
                 created_ms: now_ms,
             },
         );
-        *self.per_ip.entry(endpoint.ip()).or_insert(0) += 1;
+        *self.per_ip.entry(*endpoint.ip()).or_insert(0) += 1;
         Ok(cookie)
     }
 
     /// Takes (and erases) the cookie of `endpoint`: a cookie is good for one response only.
-    pub fn take(&mut self, endpoint: SocketAddr) -> Option<Cookie> {
-        let endpoint = canonical(endpoint);
+    pub fn take(&mut self, endpoint: Endpoint) -> Option<Cookie> {
         let entry = self.by_endpoint.remove(&endpoint)?;
-        self.release_ip(endpoint.ip());
+        self.release_ip(*endpoint.ip());
         Some(entry.cookie)
     }
 
     /// True when `endpoint` has an outstanding cookie.
-    pub fn contains(&self, endpoint: SocketAddr) -> bool {
-        self.by_endpoint.contains_key(&canonical(endpoint))
+    pub fn contains(&self, endpoint: Endpoint) -> bool {
+        self.by_endpoint.contains_key(&endpoint)
     }
 
     /// Drops cookies created more than `cutoff_ms` before `now_ms`; returns how many.
@@ -111,7 +110,7 @@ impl SynCookies {
         let per_ip = &mut self.per_ip;
         self.by_endpoint.retain(|ep, e| {
             let keep = now_ms.saturating_sub(e.created_ms) <= cutoff_ms;
-            if !keep && let Entry::Occupied(mut o) = per_ip.entry(ep.ip()) {
+            if !keep && let Entry::Occupied(mut o) = per_ip.entry(*ep.ip()) {
                 *o.get_mut() -= 1;
                 if *o.get() == 0 {
                     o.remove();
@@ -132,7 +131,7 @@ impl SynCookies {
         self.by_endpoint.is_empty()
     }
 
-    fn release_ip(&mut self, ip: IpAddr) {
+    fn release_ip(&mut self, ip: Ipv6Addr) {
         if let Entry::Occupied(mut o) = self.per_ip.entry(ip) {
             *o.get_mut() -= 1;
             if *o.get() == 0 {
@@ -142,24 +141,13 @@ impl SynCookies {
     }
 }
 
-/// IPv4 and v4-mapped IPv6 name the same peer: key both the same way.
-fn canonical(ep: SocketAddr) -> SocketAddr {
-    match ep {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => ep,
-        },
-        v4 => v4,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn ep(s: &str) -> SocketAddr {
+    fn ep(s: &str) -> Endpoint {
         s.parse().unwrap()
     }
 
@@ -200,8 +188,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut c = SynCookies::new(4, 10);
         for i in 0..10u16 {
-            c.assign(SocketAddr::from(([127, 0, 1, i as u8], 1)), 0, &mut rng)
-                .unwrap();
+            c.assign(
+                Endpoint::from(std::net::SocketAddr::from(([127, 0, 1, i as u8], 1))),
+                0,
+                &mut rng,
+            )
+            .unwrap();
         }
         assert_eq!(
             c.assign(ep("127.0.2.1:1"), 0, &mut rng),

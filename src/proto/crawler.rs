@@ -12,7 +12,6 @@
 //! reads from the map.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -28,6 +27,7 @@ use super::repcrawler::{QueryBoard, RepCrawler, RepCrawlerConfig, RepCrawlerStat
 pub use super::table::ChannelTable;
 use super::weights::RepWeights;
 use crate::channels::{Channel, ChannelId, ChannelMap};
+use crate::endpoint::Endpoint;
 use crate::types::PublicKey;
 use crate::wire::{Message, Publish, TelemetryData, VERSION_MIN};
 
@@ -52,9 +52,9 @@ pub struct CrawlerSetup {
     /// Number of shards (dials go round-robin).
     pub shard_count: u16,
     /// Peers from the peer store, most recent first.
-    pub stored_peers: Vec<SocketAddrV6>,
+    pub stored_peers: Vec<Endpoint>,
     /// Preconfigured peer addresses already known (port 0 = the default port); dev: none.
-    pub preconfigured: Vec<SocketAddrV6>,
+    pub preconfigured: Vec<Endpoint>,
     /// Stored online-weight samples, oldest first.
     pub online_samples: Vec<u128>,
     /// The telemetry builder; `None` = no telemetry broadcast.
@@ -158,8 +158,8 @@ pub struct CrawlerCore {
     reps: RepCrawler,
     telemetry_source: Option<TelemetrySource>,
     telemetry: BTreeMap<ChannelId, (Box<TelemetryData>, u64)>,
-    stored_peers: Vec<SocketAddrV6>,
-    preconfigured: Vec<SocketAddrV6>,
+    stored_peers: Vec<Endpoint>,
+    preconfigured: Vec<Endpoint>,
     keepalive_self_on_up: bool,
     next_keepalive_ms: u64,
     next_cleanup_ms: u64,
@@ -249,7 +249,7 @@ impl CrawlerCore {
     /// `merge_peer(ep)` now (§7.4): dial unless a refusal rule applies.
     pub fn merge_peer(
         &mut self,
-        ep: SocketAddrV6,
+        ep: Endpoint,
         now_ms: u64,
         out: &mut Vec<CrawlerOutput>,
     ) -> Result<u16, MergeRefusal> {
@@ -261,9 +261,9 @@ impl CrawlerCore {
         self.reachout.merge_peer(ep, now_ms, ctx, out)
     }
 
-    fn merge_default_port(&mut self, ep: SocketAddrV6, now_ms: u64, out: &mut Vec<CrawlerOutput>) {
+    fn merge_default_port(&mut self, ep: Endpoint, now_ms: u64, out: &mut Vec<CrawlerOutput>) {
         let ep = if ep.port() == 0 {
-            SocketAddrV6::new(*ep.ip(), self.config.network.default_port(), 0, 0)
+            ep.with_port(self.config.network.default_port())
         } else {
             ep
         };
@@ -274,7 +274,7 @@ impl CrawlerCore {
     /// port), subject to the reachout rules.
     pub fn on_preconfigured_resolved(
         &mut self,
-        addrs: Vec<SocketAddrV6>,
+        addrs: Vec<Endpoint>,
         now_ms: u64,
         out: &mut Vec<CrawlerOutput>,
     ) {
@@ -585,7 +585,7 @@ impl CrawlerCore {
     fn flush_peers(&mut self, now_ms: u64, out: &mut Vec<CrawlerOutput>) {
         self.stats.flushes += 1;
         let mut seen = HashSet::new();
-        let peers: Vec<SocketAddrV6> = self
+        let peers: Vec<Endpoint> = self
             .table
             .list()
             .iter()

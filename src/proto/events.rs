@@ -10,10 +10,10 @@
 //!              └─CrawlerOutput::Node(NodeAction)──► store / DNS
 //! ```
 
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 
 use crate::channels::{Channel, ChannelId};
+use crate::endpoint::Endpoint;
 use crate::types::{BlockHash, PublicKey, Signature};
 use crate::wire::{Block, HashRoot, SignedData, TelemetryData};
 
@@ -41,7 +41,7 @@ pub enum IoAction {
     /// Open an outbound connection; the loop answers with `on_connected` or `on_dial_failed`.
     Dial {
         /// Where to.
-        endpoint: SocketAddrV6,
+        endpoint: Endpoint,
     },
     /// Close the connection if it is still open at `at_ms` with no newer deadline set.
     Deadline {
@@ -175,7 +175,7 @@ pub enum CrawlerEvent {
         /// The channel.
         channel: ChannelId,
         /// The 8 advertised endpoints, as received.
-        peers: [SocketAddrV6; 8],
+        peers: [Endpoint; 8],
     },
     /// A confirm_ack whose signature verified.
     Vote {
@@ -220,7 +220,7 @@ pub enum CrawlerEvent {
     /// An outbound dial failed before a handshake could start.
     DialFailed {
         /// Where to.
-        endpoint: SocketAddrV6,
+        endpoint: Endpoint,
     },
 }
 
@@ -237,7 +237,7 @@ pub enum ShardCommand {
     /// Dial an endpoint (the reachout checks are done).
     Dial {
         /// Where to.
-        endpoint: SocketAddrV6,
+        endpoint: Endpoint,
     },
     /// Close a channel.
     Close {
@@ -252,7 +252,7 @@ pub enum ShardCommand {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAction {
     /// Write these peering endpoints to the peer store, stamped now (§7.6).
-    FlushPeers(Vec<SocketAddrV6>),
+    FlushPeers(Vec<Endpoint>),
     /// Store an online-weight sample (§8).
     SaveOnlineSample(u128),
     /// Resolve the preconfigured peers and hand the addresses back to the crawler.

@@ -23,9 +23,8 @@
 //! another (each pick lowers the counts of its subnet and IP), so a shard can pick a batch
 //! at once and hand them out as new connections arrive.
 
+use crate::endpoint::{IpKey, SubnetKey};
 use std::collections::HashMap;
-
-use super::addr::{IpKey, SubnetKey};
 
 /// Verified channels of distinct subnets, the longest connected, that are never evicted.
 pub const PROTECT_DIVERSE: usize = 8;

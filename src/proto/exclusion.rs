@@ -5,10 +5,9 @@
 //! Keyed by IP address, not port (IPv4 as v4-mapped IPv6). At most [`CAPACITY`] entries; when
 //! full, the entry with the soonest expiry is evicted. Time comes in as `now_ms`.
 
+use crate::endpoint::canonical_ip;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
-
-use super::addr::canonical_ip;
 
 /// The default capacity: at most this many addresses are remembered.
 pub const CAPACITY: usize = 5000;

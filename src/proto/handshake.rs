@@ -13,11 +13,8 @@
 //! cookie (taken and erased), signature (handed out as a verify request: the shard batches
 //! them), then channel admission ([`admit`]). Every failure is its own [`HandshakeOutcome`].
 
-use std::net::SocketAddr;
-
 use rand::RngCore;
 
-use super::addr::to_socket_addr;
 use super::admission::admit;
 use super::checks::Pending;
 use super::connection::{ConnState, ShardState};
@@ -27,10 +24,11 @@ use super::identity::NodeIdentity;
 use super::keepalive::keepalive_self_slots;
 use super::shard::{MAX_HELD_BYTES, MAX_HELD_FRAMES, ShardOutput};
 use crate::channels::{Direction, NewChannel};
+use crate::endpoint::Endpoint;
 use crate::types::{BlockHash, Cookie, PublicKey, Signature};
 use crate::wire::{
-    ConfirmReq, EMPTY_PEER, HandshakeQuery, HandshakeResponse, Header, Keepalive, MAX_PAYLOAD,
-    Message, MessageType, NodeIdHandshake, SignedData,
+    ConfirmReq, HandshakeQuery, HandshakeResponse, Header, Keepalive, MAX_PAYLOAD, Message,
+    MessageType, NodeIdHandshake, SignedData,
 };
 
 /// A response whose signature is being checked.
@@ -83,7 +81,7 @@ pub struct HandshakeCtx<'a> {
     /// Our genesis hash.
     pub genesis: BlockHash,
     /// The remote endpoint as we see it (ip and port of the TCP peer).
-    pub remote: SocketAddr,
+    pub remote: Endpoint,
     /// Now.
     pub now_ms: u64,
 }
@@ -303,7 +301,7 @@ impl ShardState {
                     cookies: &mut self.cookies,
                     identity: &self.shared.identity,
                     genesis: self.genesis,
-                    remote: to_socket_addr(st.remote),
+                    remote: st.remote,
                     now_ms,
                 };
                 let step = hs.on_message(&msg, header.version_using, &mut hctx, rng);
@@ -402,7 +400,7 @@ impl ShardState {
         st.channel = Some(ch.clone());
         self.by_channel.insert(ch.id(), conn);
         // keepalive_self at once (§6.2 step 5).
-        let mut peers = [EMPTY_PEER; 8];
+        let mut peers = [Endpoint::UNSPECIFIED; 8];
         let mut n = 0;
         for other in self.shared.channels.random_set(9, rng) {
             if other.id() != ch.id() && n < 8 {
@@ -411,7 +409,8 @@ impl ShardState {
             }
         }
         let k = Keepalive {
-            peers: keepalive_self_slots(self.shared.config.listen_port, &peers[..n]),
+            peers: keepalive_self_slots(self.shared.config.listen_port, &peers[..n])
+                .map(Endpoint::to_v6),
         };
         self.send(conn, Some(&ch), &Message::Keepalive(k), now_ms, out);
         // The rep crawler's first query, in the same turn (one segment with the keepalive).

@@ -4,14 +4,14 @@
 //! [`ChannelMap::snapshot`](crate::channels::ChannelMap::snapshot)) and an RNG, so the same
 //! seed and the same channel list give the same keepalive.
 
-use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::Arc;
 
 use rand::{Rng, RngCore};
 
 use crate::channels::Channel;
+use crate::endpoint::Endpoint;
 use crate::types::Network;
-use crate::wire::{EMPTY_PEER, KEEPALIVE_PEERS, Keepalive, Message};
+use crate::wire::{KEEPALIVE_PEERS, Keepalive, Message};
 
 /// The fan-out of a flood: ⌈scale·√n⌉ (`network::fanout`), at most `n`.
 pub fn fanout(scale: f64, n: usize) -> usize {
@@ -72,8 +72,8 @@ pub fn random_subset(
 
 /// A normal keepalive (`network::random_fill`): the peering endpoints of up to 8 random alive
 /// channels ([`random_set`]: at most 16 draws), then `[::]:0` padding.
-pub fn random_fill(channels: &[Arc<Channel>], rng: &mut impl RngCore) -> [SocketAddrV6; 8] {
-    let mut peers = [EMPTY_PEER; KEEPALIVE_PEERS];
+pub fn random_fill(channels: &[Arc<Channel>], rng: &mut impl RngCore) -> [Endpoint; 8] {
+    let mut peers = [Endpoint::UNSPECIFIED; KEEPALIVE_PEERS];
     for (slot, c) in peers
         .iter_mut()
         .zip(random_set(channels, KEEPALIVE_PEERS, rng))
@@ -89,30 +89,32 @@ pub fn keepalive_self(
     channels: &[Arc<Channel>],
     listen_port: u16,
     rng: &mut impl RngCore,
-) -> [SocketAddrV6; 8] {
+) -> [Endpoint; 8] {
     keepalive_self_slots(listen_port, &random_fill(channels, rng))
 }
 
 /// The slots of a keepalive_self (§4.1) from up to 8 random peering endpoints: slot 0
 /// `[::]:listen_port`, slot 1 `[::]:0`, slots 2–3 random peers 0–1, slots 4–7 random peers
 /// 4–7 (the reference overwrites slots 0–1 of its random fill after copying them to 2–3).
-pub fn keepalive_self_slots(listen_port: u16, random: &[SocketAddrV6]) -> [SocketAddrV6; 8] {
-    let mut peers = [EMPTY_PEER; 8];
+pub fn keepalive_self_slots(listen_port: u16, random: &[Endpoint]) -> [Endpoint; 8] {
+    let mut peers = [Endpoint::UNSPECIFIED; 8];
     for (slot, p) in peers.iter_mut().zip(random) {
         *slot = *p;
     }
     peers[2] = peers[0];
     peers[3] = peers[1];
-    peers[0] = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, listen_port, 0, 0);
-    peers[1] = EMPTY_PEER;
+    peers[0] = Endpoint::UNSPECIFIED.with_port(listen_port);
+    peers[1] = Endpoint::UNSPECIFIED;
     peers
 }
 
 /// The encoded keepalive message (header + 144 bytes), shareable by a whole fan-out.
-pub fn encode_keepalive(network: Network, peers: [SocketAddrV6; 8]) -> Arc<[u8]> {
-    Message::Keepalive(Keepalive { peers })
-        .encode(network)
-        .into()
+pub fn encode_keepalive(network: Network, peers: [Endpoint; 8]) -> Arc<[u8]> {
+    Message::Keepalive(Keepalive {
+        peers: peers.map(Endpoint::to_v6),
+    })
+    .encode(network)
+    .into()
 }
 
 #[cfg(test)]
@@ -126,11 +128,11 @@ mod tests {
     fn chans(n: u64) -> Vec<Arc<Channel>> {
         (1..=n)
             .map(|i| {
-                let ep = SocketAddrV6::new(
-                    Ipv6Addr::new(0x2001, 0x0db9, 0, 0, 0, 0, 0, i as u16),
+                let ep = Endpoint::new(
+                    std::net::IpAddr::from(std::net::Ipv6Addr::new(
+                        0x2001, 0x0db9, 0, 0, 0, 0, 0, i as u16,
+                    )),
                     1000 + i as u16,
-                    0,
-                    0,
                 );
                 Arc::new(Channel::new(
                     ChannelId(i),
@@ -162,12 +164,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let few = chans(3);
         let p = random_fill(&few, &mut rng);
-        assert_eq!(p.iter().filter(|e| **e != EMPTY_PEER).count(), 3);
-        assert!(p[3..].iter().all(|e| *e == EMPTY_PEER));
+        assert_eq!(p.iter().filter(|e| **e != Endpoint::UNSPECIFIED).count(), 3);
+        assert!(p[3..].iter().all(|e| *e == Endpoint::UNSPECIFIED));
         let many = chans(50);
         many[0].set_peering_port(7075);
         let p = random_fill(&many, &mut rng);
-        let mut v: Vec<_> = p.iter().filter(|e| **e != EMPTY_PEER).collect();
+        let mut v: Vec<_> = p.iter().filter(|e| **e != Endpoint::UNSPECIFIED).collect();
         let n = v.len();
         assert!((1..=8).contains(&n));
         v.sort();
@@ -181,7 +183,7 @@ mod tests {
             let p = random_fill(&many, &mut rng);
             assert!(
                 p.iter()
-                    .all(|e| *e == EMPTY_PEER || *e == many[0].peering_endpoint())
+                    .all(|e| *e == Endpoint::UNSPECIFIED || *e == many[0].peering_endpoint())
             );
         }
     }
@@ -193,8 +195,8 @@ mod tests {
         let list = chans(20);
         let fill = random_fill(&list, &mut a);
         let s = keepalive_self(&list, 7075, &mut b);
-        assert_eq!(s[0], SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 7075, 0, 0));
-        assert_eq!(s[1], EMPTY_PEER);
+        assert_eq!(s[0], Endpoint::UNSPECIFIED.with_port(7075));
+        assert_eq!(s[1], Endpoint::UNSPECIFIED);
         assert_eq!(s[2], fill[0]);
         assert_eq!(s[3], fill[1]);
         assert_eq!(&s[4..], &fill[4..]);
@@ -202,16 +204,16 @@ mod tests {
 
     #[test]
     fn keepalive_self_slots_from_fewer_than_eight_peers() {
-        let p = |i: u16| SocketAddrV6::new(Ipv6Addr::LOCALHOST, 1000 + i, 0, 0);
+        let p = |i: u16| Endpoint::localhost(1000 + i);
         let peers: Vec<_> = (0..8).map(p).collect();
         let k = keepalive_self_slots(7075, &peers);
-        assert_eq!(k[0], SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 7075, 0, 0));
-        assert_eq!(k[1], EMPTY_PEER);
+        assert_eq!(k[0], Endpoint::UNSPECIFIED.with_port(7075));
+        assert_eq!(k[1], Endpoint::UNSPECIFIED);
         assert_eq!(&k[2..4], &[p(0), p(1)]);
         assert_eq!(&k[4..], &[p(4), p(5), p(6), p(7)]);
         let k = keepalive_self_slots(1, &[p(0)]);
         assert_eq!(k[2], p(0));
-        assert_eq!(&k[3..], &[EMPTY_PEER; 5]);
+        assert_eq!(&k[3..], &[Endpoint::UNSPECIFIED; 5]);
     }
 
     #[test]

@@ -17,18 +17,18 @@
 //! than the cleanup cutoff are purged, and the pacing adds at most two entries per merge period.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV6};
+use std::net::Ipv4Addr;
 
 use parking_lot::Mutex;
 use rand::{Rng, RngCore};
 
-use super::addr::{canonical, is_loopback, not_a_peer};
+use super::addr::{is_loopback, not_a_peer};
 use super::config::ProtoConfig;
 use super::events::{CrawlerOutput, ShardCommand};
 use super::exclusion::PeerExclusion;
 use super::table::ChannelTable;
 use crate::channels::{ChannelError, ChannelId, ChannelMap};
-use crate::wire::EMPTY_PEER;
+use crate::endpoint::Endpoint;
 
 /// How long a peer flushed to the store stays in the walk of known peers (the peer store keeps
 /// entries for 1 h, §7.6).
@@ -173,11 +173,11 @@ pub struct MergeContext<'a> {
 #[derive(Debug)]
 pub struct Reachout {
     config: ReachoutConfig,
-    stored: BTreeMap<ChannelId, [SocketAddrV6; 8]>,
-    current: VecDeque<SocketAddrV6>,
+    stored: BTreeMap<ChannelId, [Endpoint; 8]>,
+    current: VecDeque<Endpoint>,
     next_keepalive_ms: u64,
-    known: BTreeMap<SocketAddrV6, u64>,
-    walk: VecDeque<SocketAddrV6>,
+    known: BTreeMap<Endpoint, u64>,
+    walk: VecDeque<Endpoint>,
     next_walk_start_ms: u64,
     next_known_ms: u64,
     next_shard: u16,
@@ -225,7 +225,7 @@ impl Reachout {
     /// records the attempt in the map and emits a dial to the next shard (round-robin).
     pub fn merge_peer(
         &mut self,
-        ep: SocketAddrV6,
+        ep: Endpoint,
         now_ms: u64,
         ctx: MergeContext<'_>,
         out: &mut Vec<CrawlerOutput>,
@@ -240,14 +240,12 @@ impl Reachout {
 
     fn check_and_dial(
         &mut self,
-        ep: SocketAddrV6,
+        ep: Endpoint,
         now_ms: u64,
         ctx: MergeContext<'_>,
         out: &mut Vec<CrawlerOutput>,
     ) -> Result<u16, MergeRefusal> {
-        let ep = canonical(ep);
-        let ep = SocketAddrV6::new(*ep.ip(), ep.port(), 0, 0);
-        if ep == EMPTY_PEER {
+        if ep == Endpoint::UNSPECIFIED {
             return Err(MergeRefusal::Empty);
         }
         let ip = *ep.ip();
@@ -255,7 +253,7 @@ impl Reachout {
         if ep.port() == self.config.listen_port && (unspecified || is_loopback(ip)) {
             return Err(MergeRefusal::OwnEndpoint);
         }
-        let own = SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, self.config.listen_port, 0, 0);
+        let own = Endpoint::localhost(self.config.listen_port);
         if not_a_peer(ep, self.config.allow_local_peers, own) {
             return Err(MergeRefusal::NotAPeer);
         }
@@ -294,8 +292,8 @@ impl Reachout {
     /// Keeps `peers` as the latest unconsumed keepalive of `channel`. When
     /// `max_stored_keepalives` channels already have one, a keepalive from another channel is
     /// dropped.
-    pub fn store_keepalive(&mut self, channel: ChannelId, peers: [SocketAddrV6; 8]) {
-        if peers.iter().all(|p| *p == EMPTY_PEER) {
+    pub fn store_keepalive(&mut self, channel: ChannelId, peers: [Endpoint; 8]) {
+        if peers.iter().all(|p| *p == Endpoint::UNSPECIFIED) {
             return;
         }
         let len = self.stored.len();
@@ -322,14 +320,14 @@ impl Reachout {
 
     /// Remembers peers for the cached walk (stored peers at start, flushed peers later),
     /// stamped `now_ms`; entries older than an hour and the oldest beyond the cap go.
-    pub fn remember_peers(&mut self, peers: &[SocketAddrV6], now_ms: u64) {
+    pub fn remember_peers(&mut self, peers: &[Endpoint], now_ms: u64) {
         for p in peers {
-            self.known.insert(canonical(*p), now_ms);
+            self.known.insert(*p, now_ms);
         }
         let cutoff = now_ms.saturating_sub(KNOWN_PEER_TTL_MS);
         self.known.retain(|_, &mut t| t >= cutoff);
         if self.known.len() > self.config.max_known_peers {
-            let mut by_age: Vec<(u64, SocketAddrV6)> =
+            let mut by_age: Vec<(u64, Endpoint)> =
                 self.known.iter().map(|(e, t)| (*t, *e)).collect();
             by_age.sort_unstable();
             let excess = self.known.len() - self.config.max_known_peers;
@@ -358,7 +356,10 @@ impl Reachout {
                 let i = rng.random_range(0..self.stored.len());
                 let key = *self.stored.keys().nth(i).expect("index in range");
                 let peers = self.stored.remove(&key).expect("key present");
-                self.current = peers.into_iter().filter(|p| *p != EMPTY_PEER).collect();
+                self.current = peers
+                    .into_iter()
+                    .filter(|p| *p != Endpoint::UNSPECIFIED)
+                    .collect();
                 self.stats.keepalives_sampled += 1;
             }
             if let Some(ep) = self.current.pop_front() {

@@ -15,6 +15,7 @@ use super::shard::ShardOutput;
 use super::telemetry::{TelemetryError, check_genesis, check_received};
 use crate::channels::ChannelId;
 use crate::crypto::{epoch_link, epoch_signer, vote_hash_of_bytes};
+use crate::endpoint::Endpoint;
 use crate::wire::{
     Block, Header, Keepalive, MessageType, Publish, TELEMETRY_SIGNED_FROM, TelemetryAck,
     TelemetryData, VoteView,
@@ -45,7 +46,7 @@ impl ShardState {
                     }
                     out.events.push(CrawlerEvent::Keepalive {
                         channel,
-                        peers: k.peers,
+                        peers: k.peers.map(Endpoint::from),
                     });
                 }
                 Err(e) => self.stats.payload_errors.record(&e),

@@ -26,13 +26,11 @@
 //! [`super::realtime`] the realtime message checks; [`super::checks`] the signature checks in
 //! flight; [`super::admission`] the channel policy; [`super::stats`] the counters.
 
-use std::net::{SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rand::RngCore;
 
-use super::addr::{IpKey, SubnetKey, canonical, to_socket_addr};
 use super::checks::Pending;
 use super::config::ProtoConfig;
 use super::connection::{ConnState, Connection, IdMap, ShardState};
@@ -47,6 +45,7 @@ use super::identity::NodeIdentity;
 use super::repcrawler::QueryBoard;
 use super::stats::ShardStats;
 use crate::channels::{Channel, ChannelError, ChannelId, ChannelMap};
+use crate::endpoint::{Endpoint, IpKey, SubnetKey};
 use crate::wire::{DecodeError, MAX_PAYLOAD, Message};
 
 pub use super::checks::{MAX_INFLIGHT_PER_CONN, SUSPECT_CHECKS};
@@ -212,8 +211,7 @@ impl ShardCore {
     /// (the shard's inbound table is at its cap) an inbound connection is picked to evict
     /// (see [`super::eviction`]); with none to evict the newcomer is refused. Every refusal
     /// and eviction is counted ([`AdmissionStats`](super::stats::AdmissionStats)) and logged at debug.
-    pub fn screen_inbound(&mut self, remote: SocketAddr, full: bool, now_ms: u64) -> Screening {
-        let remote = canonical(remote);
+    pub fn screen_inbound(&mut self, remote: Endpoint, full: bool, now_ms: u64) -> Screening {
         let state = &mut self.state;
         if state.shared.exclusion.lock().check(*remote.ip(), now_ms) {
             state.stats.admission.excluded += 1;
@@ -308,7 +306,7 @@ impl ShardCore {
     pub fn on_connected(
         &mut self,
         conn: ConnId,
-        remote: SocketAddr,
+        remote: Endpoint,
         outbound: bool,
         now_ms: u64,
         rng: &mut impl RngCore,
@@ -318,7 +316,6 @@ impl ShardCore {
             // The loop reused a live id: forget the old connection first.
             self.on_closed(conn, now_ms, out);
         }
-        let remote = canonical(remote);
         let outbound = self.state.pending_dials.remove(&remote) || outbound;
         self.state.stats.connections += 1;
         let mut st = ConnState::new(
@@ -343,7 +340,7 @@ impl ShardCore {
                 cookies: &mut state.cookies,
                 identity: &state.shared.identity,
                 genesis: state.genesis,
-                remote: to_socket_addr(remote),
+                remote,
                 now_ms,
             };
             match Handshake::initiate(&mut hctx, rng) {
@@ -378,8 +375,7 @@ impl ShardCore {
     }
 
     /// A dial requested with [`ShardCommand::Dial`] failed before connecting.
-    pub fn on_dial_failed(&mut self, endpoint: SocketAddrV6, _now_ms: u64, out: &mut ShardOutput) {
-        let endpoint = canonical(endpoint);
+    pub fn on_dial_failed(&mut self, endpoint: Endpoint, _now_ms: u64, out: &mut ShardOutput) {
         self.state.pending_dials.remove(&endpoint);
         self.state.stats.dials_failed += 1;
         out.events.push(CrawlerEvent::DialFailed { endpoint });
@@ -514,7 +510,6 @@ impl ShardCore {
                 }
             }
             ShardCommand::Dial { endpoint } => {
-                let endpoint = canonical(endpoint);
                 self.state.stats.dials += 1;
                 if self.state.pending_dials.len() < MAX_PENDING_DIALS {
                     self.state.pending_dials.insert(endpoint);

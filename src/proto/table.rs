@@ -3,11 +3,11 @@
 //! peering-endpoint checks of reachout. The crawler core keeps it and reachout reads it.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use super::addr::canonical;
 use crate::channels::{Channel, ChannelId};
+use crate::endpoint::Endpoint;
 
 /// The crawler's own view of the channels: ordered by id (for deterministic sampling), with
 /// an index by remote IP (for peering-endpoint lookups). Kept current by ChannelUp /
@@ -82,8 +82,8 @@ impl ChannelTable {
     }
 
     /// True when an alive channel has `ep` as its remote or peering endpoint.
-    pub fn has_peering_endpoint(&self, ep: &SocketAddrV6) -> bool {
-        let ep = canonical(*ep);
+    pub fn has_peering_endpoint(&self, ep: &Endpoint) -> bool {
+        let ep = *ep;
         self.by_ip.get(ep.ip()).is_some_and(|v| {
             v.iter()
                 .any(|c| c.is_alive() && (c.peering_endpoint() == ep || c.remote() == ep))

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::Ipv6Addr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,7 @@ use redb::{
 };
 
 use super::{StoreError, ensure_data_dir};
+use crate::endpoint::Endpoint;
 
 /// File name of the database in the data directory.
 pub const DB_FILE_NAME: &str = "peers.redb";
@@ -45,16 +46,12 @@ const ONLINE_WEIGHT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("onlin
 type Key = [u8; 18];
 
 /// The 18-byte `endpoint_key` of an endpoint: IPv6 address bytes ‖ port big-endian. IPv4
-/// addresses are stored v4-mapped (`::ffff:a.b.c.d`); flow info and scope id are dropped.
-pub fn endpoint_key(endpoint: SocketAddr) -> [u8; 18] {
-    let v6 = match endpoint {
-        SocketAddr::V4(v4) => SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0),
-        SocketAddr::V6(v6) => v6,
-    };
-    v6_key(&v6)
+/// addresses are stored v4-mapped (`::ffff:a.b.c.d`), the canonical form of an [`Endpoint`].
+pub fn endpoint_key(endpoint: impl Into<Endpoint>) -> [u8; 18] {
+    v6_key(&endpoint.into())
 }
 
-fn v6_key(endpoint: &SocketAddrV6) -> Key {
+fn v6_key(endpoint: &Endpoint) -> Key {
     let mut key = [0u8; 18];
     key[..16].copy_from_slice(&endpoint.ip().octets());
     key[16..].copy_from_slice(&endpoint.port().to_be_bytes());
@@ -62,16 +59,16 @@ fn v6_key(endpoint: &SocketAddrV6) -> Key {
 }
 
 /// The endpoint of an 18-byte `endpoint_key`, or `None` if `bytes` is not 18 bytes long.
-pub fn parse_endpoint_key(bytes: &[u8]) -> Option<SocketAddrV6> {
+pub fn parse_endpoint_key(bytes: &[u8]) -> Option<Endpoint> {
     let key: &Key = bytes.try_into().ok()?;
     Some(key_endpoint(key))
 }
 
-fn key_endpoint(key: &Key) -> SocketAddrV6 {
+fn key_endpoint(key: &Key) -> Endpoint {
     let mut ip = [0u8; 16];
     ip.copy_from_slice(&key[..16]);
     let port = u16::from_be_bytes([key[16], key[17]]);
-    SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, 0)
+    Endpoint::new(Ipv6Addr::from(ip).into(), port)
 }
 
 /// Entries found at open whose key or value had the wrong length; they are ignored and deleted
@@ -202,7 +199,7 @@ impl PeerStore {
 
     /// The stored peers seen within the last hour and not in the future, with their last-seen
     /// time, most recent first. Reads no disk.
-    pub fn load(&self, now_ms: u64) -> Vec<(SocketAddrV6, u64)> {
+    pub fn load(&self, now_ms: u64) -> Vec<(Endpoint, u64)> {
         let cutoff = now_ms.saturating_sub(PEER_TTL_MS);
         self.mirror
             .by_time
@@ -217,7 +214,7 @@ impl PeerStore {
     /// transaction. Nothing is written when nothing changes. On error the store is unchanged.
     pub fn flush(
         &mut self,
-        live_peering_endpoints: &[SocketAddrV6],
+        live_peering_endpoints: &[Endpoint],
         now_ms: u64,
     ) -> Result<FlushStats, StoreError> {
         self.ensure_open()?;

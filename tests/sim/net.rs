@@ -23,12 +23,12 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use nanopeer::channels::{Channel, ChannelId, ChannelLimits, ChannelMap};
 use nanopeer::crypto::{KeyPair, genesis_account, genesis_hash, verify, vote_hash};
-use nanopeer::proto::addr::{IpKey, canonical};
+use nanopeer::endpoint::{Endpoint, IpKey};
 use nanopeer::proto::config::ProtoConfig;
 use nanopeer::proto::crawler::{CrawlerCore, CrawlerSetup};
 use nanopeer::proto::events::{
@@ -67,8 +67,11 @@ pub fn dev_genesis_key() -> KeyPair {
 }
 
 /// `127.0.0.ip:port` as the canonical (v4-mapped) endpoint.
-pub fn ep(ip: u8, port: u16) -> SocketAddrV6 {
-    SocketAddrV6::new(Ipv4Addr::new(127, 0, 0, ip).to_ipv6_mapped(), port, 0, 0)
+pub fn ep(ip: u8, port: u16) -> Endpoint {
+    Endpoint::new(
+        std::net::IpAddr::from(Ipv4Addr::new(127, 0, 0, ip).to_ipv6_mapped()),
+        port,
+    )
 }
 
 /// Network behaviour.
@@ -119,9 +122,9 @@ pub struct NodeOpts {
     /// Channel map limits (max_peers_per_ip mirrored from `config`).
     pub limits: ChannelLimits,
     /// Answer to ResolvePreconfigured.
-    pub preconfigured: Vec<SocketAddrV6>,
+    pub preconfigured: Vec<Endpoint>,
     /// Peers from the peer store at start (most recent first).
-    pub stored_peers: Vec<SocketAddrV6>,
+    pub stored_peers: Vec<Endpoint>,
     /// Broadcast signed telemetry.
     pub telemetry: bool,
     /// Rep crawler override.
@@ -158,7 +161,7 @@ impl NodeOpts {
     }
 
     /// The listening endpoint.
-    pub fn endpoint(&self) -> SocketAddrV6 {
+    pub fn endpoint(&self) -> Endpoint {
         ep(self.ip, self.port)
     }
 
@@ -181,7 +184,7 @@ pub struct Node {
     /// What its shard shares (map, filter, identity…).
     pub shared: ShardShared,
     /// The in-memory peer store: endpoint → time written.
-    pub store: BTreeMap<SocketAddrV6, u64>,
+    pub store: BTreeMap<Endpoint, u64>,
     /// Online-weight samples saved.
     pub samples: Vec<u128>,
     /// False while stopped (refuses connections).
@@ -207,7 +210,7 @@ impl Node {
     }
 
     /// The listening endpoint.
-    pub fn endpoint(&self) -> SocketAddrV6 {
+    pub fn endpoint(&self) -> Endpoint {
         self.opts.endpoint()
     }
 
@@ -270,12 +273,12 @@ enum Ev {
         dialer: usize,
         dialer_inc: u32,
         listener: usize,
-        endpoint: SocketAddrV6,
+        endpoint: Endpoint,
     },
     DialFailed {
         node: usize,
         inc: u32,
-        endpoint: SocketAddrV6,
+        endpoint: Endpoint,
     },
     Deliver {
         node: usize,
@@ -369,7 +372,7 @@ pub struct SimNet {
     next_conn: u64,
     next_port: u16,
     halves: BTreeMap<(usize, u64), Half>,
-    listeners: BTreeMap<SocketAddrV6, usize>,
+    listeners: BTreeMap<Endpoint, usize>,
     digest: blake2b_simd::State,
     /// Bytes delivered to raw peers, by raw connection.
     pub raw_inbox: BTreeMap<u64, Vec<Vec<u8>>>,
@@ -498,8 +501,7 @@ impl SimNet {
             self.stop(i);
         }
         let old = &self.nodes[i];
-        let mut stored: Vec<(u64, SocketAddrV6)> =
-            old.store.iter().map(|(e, t)| (*t, *e)).collect();
+        let mut stored: Vec<(u64, Endpoint)> = old.store.iter().map(|(e, t)| (*t, *e)).collect();
         stored.sort_by(|a, b| b.cmp(a));
         let mut opts = old.opts.clone();
         opts.stored_peers = stored.into_iter().map(|(_, e)| e).collect();
@@ -680,7 +682,7 @@ impl SimNet {
                 let mut out = ShardOutput::default();
                 self.nodes[dialer].shard.on_connected(
                     ConnId(dc),
-                    SocketAddr::V6(endpoint),
+                    endpoint,
                     true,
                     now,
                     &mut self.rng,
@@ -690,7 +692,7 @@ impl SimNet {
                 let mut out = ShardOutput::default();
                 self.nodes[listener].shard.on_connected(
                     ConnId(lc),
-                    SocketAddr::V6(from),
+                    from,
                     false,
                     now,
                     &mut self.rng,
@@ -899,7 +901,6 @@ impl SimNet {
                     }
                 }
                 IoAction::Dial { endpoint } => {
-                    let endpoint = canonical(endpoint);
                     let inc = self.nodes[i].incarnation;
                     let target = self.listeners.get(&endpoint).copied();
                     let fail =
@@ -1063,7 +1064,7 @@ impl SimNet {
         let mut out = ShardOutput::default();
         self.nodes[to].shard.on_connected(
             ConnId(lc),
-            SocketAddr::V6(ep(ip, port)),
+            ep(ip, port),
             false,
             now,
             &mut self.rng,

@@ -5,12 +5,12 @@
 //! in the [module docs](super).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv6Addr, SocketAddrV6};
 
 use super::script::NETWORK;
 use super::world::{Call, Driver, Inc, Req, SHARD};
 use crate::channels::Direction;
-use crate::proto::addr::{IpKey, SubnetKey, not_a_peer};
+use crate::endpoint::{Endpoint, IpKey, SubnetKey};
+use crate::proto::addr::not_a_peer;
 use crate::proto::events::{CloseReason, CrawlerEvent, IoAction, SignedMessage, VerifyRequest};
 use crate::proto::shard::{MAX_INFLIGHT_PER_CONN, ShardOutput};
 use crate::wire::{HEADER_LEN, MessageType, decode_message};
@@ -285,7 +285,7 @@ impl Driver<'_> {
                     c.outbound
                 );
                 let config = &self.shared.config;
-                let own_ep = SocketAddrV6::new(Ipv6Addr::LOCALHOST, config.listen_port, 0, 0);
+                let own_ep = Endpoint::localhost(config.listen_port);
                 inv!(
                     self,
                     !not_a_peer(c.remote, config.allow_local_peers, own_ep),
@@ -485,7 +485,7 @@ impl Driver<'_> {
                     .all(|&n| n <= limits.max_peers_per_subnetwork),
             "channel limits exceeded: {with_channel} channels, per IP {per_ip:?}, per subnet {per_subnet:?}"
         );
-        let endpoints: HashSet<SocketAddrV6> = open.iter().map(|c| c.remote).collect();
+        let endpoints: HashSet<Endpoint> = open.iter().map(|c| c.remote).collect();
         let cookies = self.core.cookies();
         inv!(
             self,
@@ -530,7 +530,6 @@ fn brief(out: &ShardOutput) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::addr::canonical;
     use crate::proto::drive::{Options, endpoint};
     use crate::proto::events::ConnId;
 
@@ -541,7 +540,7 @@ mod tests {
         // Pretend the driver opened a connection the core never heard of.
         d.incs.push(Inc {
             id: ConnId(99),
-            remote: canonical(endpoint(5, 2)),
+            remote: Endpoint::from(endpoint(5, 2)),
             outbound: false,
             opened_ms: 0,
             open: true,

@@ -2,12 +2,12 @@
 //! keepalives, votes, blocks with or without solved work, telemetry, raw headers, vote floods),
 //! and a well-behaved peer's whole side of a handshake ([`Op::Establish`](super::Op::Establish)).
 
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 
 use super::script::{Frame, NETWORK, PORTS, endpoint, raw_header};
 use super::world::Driver;
 use crate::crypto::{WorkThresholds, epoch_link, epoch_signer};
-use crate::proto::addr::canonical;
+use crate::endpoint::Endpoint;
 use crate::proto::events::ConnId;
 use crate::types::{Amount, BlockHash, Cookie, PublicKey, Signature};
 use crate::wire::{
@@ -109,9 +109,11 @@ impl Driver<'_> {
                 for (slot, pair) in k.peers.iter_mut().zip(peers.chunks(2)) {
                     let (a, p) = (pair[0], pair[1]);
                     *slot = if a % 17 == 16 {
-                        SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, PORTS[usize::from(p % 4)], 0, 0)
+                        Endpoint::UNSPECIFIED
+                            .with_port(PORTS[usize::from(p % 4)])
+                            .to_v6()
                     } else {
-                        canonical(endpoint(a, p))
+                        Endpoint::from(endpoint(a, p)).to_v6()
                     };
                 }
                 Message::Keepalive(k)

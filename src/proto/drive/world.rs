@@ -4,7 +4,7 @@
 //! against.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::script::{NETWORK, Op, SLOTS, TICK_STEPS_MS, endpoint};
 use crate::channels::{Channel, ChannelId, ChannelLimits, ChannelMap};
 use crate::crypto::genesis_hash;
-use crate::proto::addr::canonical;
+use crate::endpoint::Endpoint;
 use crate::proto::config::ProtoConfig;
 use crate::proto::events::{CloseReason, ConnId, ShardCommand};
 use crate::proto::exclusion::PeerExclusion;
@@ -94,7 +94,7 @@ fn identity() -> Arc<NodeIdentity> {
 /// One connection as the driver opened it.
 pub(super) struct Inc {
     pub(super) id: ConnId,
-    pub(super) remote: SocketAddrV6,
+    pub(super) remote: Endpoint,
     pub(super) outbound: bool,
     pub(super) opened_ms: u64,
     pub(super) open: bool,
@@ -125,8 +125,8 @@ pub(super) enum Call {
     Tick,
     CmdSend { inc: Option<usize>, bytes: Vec<u8> },
     CmdClose { inc: Option<usize> },
-    CmdDial { endpoint: SocketAddrV6 },
-    DialFailed { endpoint: SocketAddrV6 },
+    CmdDial { endpoint: Endpoint },
+    DialFailed { endpoint: Endpoint },
 }
 
 /// The core under test, its shared state, the loop's model of the connections and checks,
@@ -148,7 +148,7 @@ pub(super) struct Driver<'s> {
     pub(super) max_id: u64,
     pub(super) channels: Vec<ChannelId>,
     pub(super) channel_inc: HashMap<ChannelId, usize>,
-    pub(super) pending_dials: HashSet<SocketAddrV6>,
+    pub(super) pending_dials: HashSet<Endpoint>,
     pub(super) step: usize,
     pub(super) op: &'s Op,
     pub(super) summary: Summary,
@@ -309,14 +309,14 @@ impl Driver<'_> {
             }
             Op::CmdDial { addr, port } => {
                 let to = endpoint(*addr, *port);
-                let endpoint = canonical(to);
+                let endpoint = Endpoint::from(to);
                 let command = ShardCommand::Dial { endpoint };
                 self.call(Call::CmdDial { endpoint }, |core, rng, now, out| {
                     core.on_command(command, now, rng, out)
                 });
             }
             Op::DialFailed { addr, port } => {
-                let endpoint = canonical(endpoint(*addr, *port));
+                let endpoint = Endpoint::from(endpoint(*addr, *port));
                 self.pending_dials.remove(&endpoint);
                 self.call(Call::DialFailed { endpoint }, |core, _, now, out| {
                     core.on_dial_failed(endpoint, now, out)
@@ -372,7 +372,7 @@ impl Driver<'_> {
         if current != Some(id) {
             self.slots[s] = (Some(id), current);
         }
-        let remote_c = canonical(remote);
+        let remote_c = Endpoint::from(remote);
         let outbound = self.pending_dials.remove(&remote_c) || outbound;
         let inc = self.incs.len();
         self.incs.push(Inc {
@@ -392,7 +392,7 @@ impl Driver<'_> {
         self.summary.connects += 1;
         let flag = outbound;
         self.call(Call::Connect { inc, replaced }, |core, rng, now, out| {
-            core.on_connected(id, remote, flag, now, rng, out)
+            core.on_connected(id, Endpoint::from(remote), flag, now, rng, out)
         });
         self.incs[inc].open.then_some(inc)
     }
@@ -405,7 +405,9 @@ impl Driver<'_> {
             .filter(|&i| self.incs[i].open && !self.incs[i].outbound)
             .collect();
         let full = inbound.len() >= INBOUND_CAP;
-        let verdict = self.core.screen_inbound(remote, full, self.now);
+        let verdict = self
+            .core
+            .screen_inbound(Endpoint::from(remote), full, self.now);
         match verdict {
             Screening::Accept => {
                 inv!(self, !full, "accepted {remote} into a full table");

@@ -3,11 +3,11 @@
 //! in the [module docs](super); the known and online weight, sufficiency, and the status the
 //! RPC shows.
 
-use std::net::SocketAddrV6;
 use std::sync::Arc;
 
 use super::RepCrawler;
 use crate::channels::{Channel, ChannelId};
+use crate::endpoint::Endpoint;
 use crate::types::PublicKey;
 
 /// Most representatives the rep crawler keeps. The principal-representative weight is 0.1 %
@@ -69,7 +69,7 @@ pub struct RepInfo {
     /// The account.
     pub account: PublicKey,
     /// The channel's remote endpoint.
-    pub endpoint: SocketAddrV6,
+    pub endpoint: Endpoint,
     /// Its weight (raw).
     pub weight: u128,
     /// Last counted response (ms).

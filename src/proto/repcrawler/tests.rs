@@ -1,8 +1,9 @@
 use super::*;
 use crate::channels::Direction;
+use crate::endpoint::Endpoint;
 use crate::wire::HashRoot;
 use rand::SeedableRng;
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::Ipv6Addr;
 
 fn key(i: u32) -> PublicKey {
     let mut k = [0u8; 32];
@@ -17,11 +18,9 @@ fn hash(i: u32) -> BlockHash {
 
 /// A channel with id `id` to the node `node`.
 fn chan(id: u64, node: u32) -> Arc<Channel> {
-    let remote = SocketAddrV6::new(
-        Ipv6Addr::new(0x2a00, id as u16, 0, 0, 0, 0, 0, 1),
+    let remote = Endpoint::new(
+        std::net::IpAddr::from(Ipv6Addr::new(0x2a00, id as u16, 0, 0, 0, 0, 0, 1)),
         7075,
-        0,
-        0,
     );
     Arc::new(Channel::new(
         ChannelId(id),
