@@ -176,7 +176,7 @@ fn keepalive_fanout_counts_self_layout_and_idle() {
     // by the flood or the keepalive_self; nobody gets two random keepalives
     let normal_ids: BTreeSet<ChannelId> = normal.iter().map(|(c, _)| *c).collect();
     assert_eq!(normal_ids.len(), normal.len());
-    let st = r.core.stats().clone();
+    let st = *r.core.stats();
     assert_eq!(st.keepalive_flood, 8);
     assert_eq!(st.keepalive_self, 3);
     assert_eq!(normal.len() as u64, 8 + st.keepalive_idle);
@@ -419,7 +419,7 @@ fn attempt_table_stays_bounded_under_bogus_peers() {
     assert!(given >= 10_000);
     // dev: one merge per 10 ms, attempts purged after 5 s, cleanup every 1 s
     // the walker dials one peer per merge period while it has work; the rest were replaced
-    let st = r.core.reachout_stats().clone();
+    let st = *r.core.reachout_stats();
     assert!(dialed > 400, "dialed {dialed}");
     assert_eq!(st.dials as usize, dialed);
     assert!(st.keepalives_replaced > 0);

@@ -793,7 +793,7 @@ fn one_peer_answering_with_100k_fresh_keys_leaves_the_rep_map_within_its_cap() {
     sim.run_for(30);
     let ch = sim.nodes[0].channel_to(&one).unwrap();
     let reps = |s: &SimNet| s.nodes[0].crawler.rep_crawler().rep_count();
-    let stats = |s: &SimNet| s.nodes[0].crawler.rep_stats().clone();
+    let stats = |s: &SimNet| *s.nodes[0].crawler.rep_stats();
     assert!(sim.nodes[0].crawler.rep_crawler().outstanding_queries() >= 1);
     let before = stats(&sim);
     let genesis = genesis_hash(NET);
@@ -886,7 +886,7 @@ fn a_peer_voting_with_weighted_keys_stops_at_the_cap_keeping_the_heaviest() {
     });
     assert!(done.is_some(), "{} keys used", sim.nodes[1].sybil_used);
     sim.run_for(100);
-    let st = sim.nodes[0].crawler.rep_stats().clone();
+    let st = *sim.nodes[0].crawler.rep_stats();
     let table = sim.nodes[0].crawler.rep_crawler();
     // never above the cap, and full at the end
     assert!(max_seen <= REPS_MAX, "{max_seen}");
@@ -945,7 +945,7 @@ fn a_replayed_rep_vote_on_another_channel_does_not_move_the_rep() {
     // node 2's channel is asked every round (500 ms) and never answers: its query is open
     sim.run_for(600);
     let home = sim.nodes[0].channel_to(&host).unwrap();
-    let stats = |s: &SimNet| s.nodes[0].crawler.rep_stats().clone();
+    let stats = |s: &SimNet| *s.nodes[0].crawler.rep_stats();
     let before = stats(&sim);
     let genesis = genesis_hash(NET);
     for ts in 1..=5 {
@@ -1022,7 +1022,7 @@ fn a_rep_query_is_consumed_by_its_first_answer() {
     assert!(sim.inject(1, 0, signed_vote(&genesis_key, vec![g], 2, false)));
     assert!(sim.inject(1, 0, signed_vote(&second, vec![g], 1, false)));
     sim.run_for(50);
-    let st = rc(&sim).stats().clone();
+    let st = *rc(&sim).stats();
     assert_eq!((st.responses, st.votes_query_used), (1, 2));
     assert_eq!(st.votes_unsolicited, 0);
     assert_eq!(rc(&sim).rep_count(), 1);

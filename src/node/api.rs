@@ -107,74 +107,16 @@ fn stat(rows: &mut Rows, stat_type: &str, detail: &str, dir: &str, value: u64) {
 /// The `stats` counters (nano-node's `type`/`detail`/`dir` layout) of a node's counters.
 pub(crate) fn stat_entries(s: &NodeStats) -> Vec<StatEntry> {
     let mut e = Rows::default();
-    // Every declared counter names its own rows; the crawler's and the thread health below
-    // are written out here.
+    // Every declared counter names its own rows; only what is not a counter (each thread's
+    // health, the open-files limits) is written out here.
     e.add_set(&s.proto);
     e.add_set(&s.io);
     e.add_set(&s.batch);
     e.add_set(&s.queue);
     let cr = &s.crawler;
-    let st = &cr.stats;
-    for (detail, dir, v) in [
-        ("keepalive_flood", "out", st.keepalive_flood),
-        ("keepalive_self", "out", st.keepalive_self),
-        ("keepalive_idle", "out", st.keepalive_idle),
-        ("keepalive", "in", st.keepalives_received),
-        ("channel_up", "in", st.channels_up),
-        ("channel_down", "in", st.channels_down),
-        ("purged", "out", st.purged),
-        ("cleanup", "in", st.cleanups),
-        ("blocks_relayed", "out", st.blocks_relayed),
-    ] {
-        stat(&mut e, "network", detail, dir, v);
-    }
-    let r = &cr.reachout;
-    for (detail, v) in [
-        ("dial", r.dials),
-        ("own_endpoint", r.own_endpoint),
-        ("not_a_peer", r.not_a_peer),
-        ("max_per_ip", r.ip_limit),
-        ("max_per_subnetwork", r.subnet_limit),
-        ("excluded", r.excluded),
-        ("connected", r.connected),
-        ("attempted_recently", r.attempted_recently),
-        ("max_attempts", r.attempts_full),
-        ("keepalive_stored", r.keepalives_stored),
-    ] {
-        stat(&mut e, "reachout", detail, "out", v);
-    }
-    let rc = &cr.rep_crawler;
-    for (detail, v) in [
-        ("loop", rc.rounds),
-        ("query_sent", rc.queries_sent),
-        ("query_timeout", rc.queries_expired),
-        ("vote", rc.votes),
-        ("vote_rebroadcasted", rc.votes_rebroadcasted),
-        ("vote_unsolicited", rc.votes_unsolicited),
-        ("vote_query_used", rc.votes_query_used),
-        ("vote_no_weight", rc.votes_no_weight),
-        ("vote_low_weight", rc.votes_low_weight),
-        ("response", rc.responses),
-        ("rep_new", rc.reps_added),
-        ("rep_moved", rc.reps_moved),
-        ("rep_rebound", rc.reps_rebound),
-        ("rep_rebind_refused", rc.reps_rebind_refused),
-        ("rep_evicted", rc.reps_evicted),
-        ("rep_cap_evicted", rc.reps_cap_evicted),
-        ("rep_cap_refused", rc.reps_cap_refused),
-        ("keepalive_preconfigured", rc.preconfigured_resolves),
-        ("online_weight_sample", rc.samples),
-    ] {
-        stat(&mut e, "rep_crawler", detail, "in", v);
-    }
-    for (detail, dir, v) in [
-        ("broadcast", "out", st.telemetry_broadcasts),
-        ("telemetry_ack", "out", st.telemetry_sends),
-        ("process", "in", st.telemetry_received),
-        ("evicted", "in", st.telemetry_evicted),
-    ] {
-        stat(&mut e, "telemetry", detail, dir, v);
-    }
+    e.add_set(&cr.stats);
+    e.add_set(&cr.reachout);
+    e.add_set(&cr.rep_crawler);
     e.add_set(&cr.thread);
     // Thread health: one row per thread (`shard-0`, …, `crawler`) and measure.
     for t in &s.threads {
@@ -370,6 +312,9 @@ mod tests {
     use super::*;
     use crate::node::{BatchMetrics, CrawlerStatus, OpenFiles, ShardMetrics, ThreadHealth};
     use crate::ops::metrics::{parse_text, render};
+    use crate::proto::crawler::CrawlerStats;
+    use crate::proto::reachout::ReachoutStats;
+    use crate::proto::repcrawler::RepCrawlerStats;
     use crate::proto::stats::ShardStats;
     use std::time::Duration;
 
@@ -412,9 +357,18 @@ mod tests {
                     sufficient: false,
                 },
                 telemetry: Vec::new(),
-                stats: Default::default(),
-                reachout: Default::default(),
-                rep_crawler: Default::default(),
+                stats: CrawlerStats {
+                    telemetry_received: 11,
+                    ..CrawlerStats::default()
+                },
+                reachout: ReachoutStats {
+                    ip_limit: 12,
+                    ..ReachoutStats::default()
+                },
+                rep_crawler: RepCrawlerStats {
+                    queries_sent: 13,
+                    ..RepCrawlerStats::default()
+                },
                 thread: Default::default(),
                 store_ok: true,
             },
@@ -479,8 +433,12 @@ mod tests {
             Some(5)
         );
         assert_eq!(entry(&e, "vote", "invalid_signature", "in"), Some(6));
-        assert!(entry(&e, "rep_crawler", "query_sent", "in").is_some());
-        assert!(entry(&e, "telemetry", "process", "in").is_some());
+        // the crawler's three sets, under their nano-node names
+        assert_eq!(entry(&e, "telemetry", "process", "in"), Some(11));
+        assert_eq!(entry(&e, "reachout", "max_per_ip", "out"), Some(12));
+        assert_eq!(entry(&e, "rep_crawler", "query_sent", "in"), Some(13));
+        // reachout's ten rows only: its counters without a row (empty slots, …) add none
+        assert_eq!(e.iter().filter(|x| x.stat_type == "reachout").count(), 10);
         assert_eq!(
             entry(&e, "thread_progress_age_ms", "shard-1", "in"),
             Some(9000)

@@ -111,9 +111,9 @@ impl CrawlerStatus {
         CrawlerStatus {
             rep_status: core.rep_status(now_ms),
             telemetry: Vec::new(),
-            stats: core.stats().clone(),
-            reachout: core.reachout_stats().clone(),
-            rep_crawler: core.rep_stats().clone(),
+            stats: *core.stats(),
+            reachout: *core.reachout_stats(),
+            rep_crawler: *core.rep_stats(),
             thread: CrawlerThreadStats::default(),
             store_ok: true,
         }
@@ -442,9 +442,9 @@ impl CrawlerThread {
         let status = CrawlerStatus {
             rep_status: self.core.rep_status(now),
             telemetry,
-            stats: self.core.stats().clone(),
-            reachout: self.core.reachout_stats().clone(),
-            rep_crawler: self.core.rep_stats().clone(),
+            stats: *self.core.stats(),
+            reachout: *self.core.reachout_stats(),
+            rep_crawler: *self.core.rep_stats(),
             thread: self.stats,
             store_ok: !self.store_failed,
         };

@@ -98,54 +98,56 @@ impl CrawlerSetup {
     }
 }
 
-/// Crawler counters (reachout and rep crawler counters are separate, see
-/// [`CrawlerCore::reachout_stats`] and [`CrawlerCore::rep_stats`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CrawlerStats {
-    /// Keepalive rounds.
-    pub keepalive_rounds: u64,
-    /// Random-peer keepalives sent by the flood.
-    pub keepalive_flood: u64,
-    /// keepalive_self sent.
-    pub keepalive_self: u64,
-    /// Keepalives sent to idle channels.
-    pub keepalive_idle: u64,
-    /// Keepalives received.
-    pub keepalives_received: u64,
-    /// ChannelUp events.
-    pub channels_up: u64,
-    /// ChannelDown events.
-    pub channels_down: u64,
-    /// Channels closed by the purge.
-    pub purged: u64,
-    /// Cleanup runs.
-    pub cleanups: u64,
-    /// Peer store flushes.
-    pub flushes: u64,
-    /// Blocks relayed.
-    pub blocks_relayed: u64,
-    /// Publish messages sent by relays.
-    pub relay_sends: u64,
-    /// Telemetry broadcasts.
-    pub telemetry_broadcasts: u64,
-    /// telemetry_ack messages sent.
-    pub telemetry_sends: u64,
-    /// Telemetry entries received and stored.
-    pub telemetry_received: u64,
-    /// Telemetry entries evicted (cache full) or gone stale.
-    pub telemetry_evicted: u64,
-    /// Genesis mismatches (exclusions).
-    pub genesis_mismatches: u64,
-    /// Dials that failed.
-    pub dials_failed: u64,
-    /// Events naming a channel the crawler does not know.
-    pub unknown_channel: u64,
-    /// Preconfigured addresses received.
-    pub preconfigured_resolved: u64,
-    /// Verified votes received (all representatives).
-    pub votes: u64,
-    /// Votes of accounts beyond [`MAX_VOTE_COUNTERS`], counted only here.
-    pub votes_untracked: u64,
+crate::counter_set! {
+    /// Crawler counters (reachout and rep crawler counters are separate, see
+    /// [`CrawlerCore::reachout_stats`] and [`CrawlerCore::rep_stats`]).
+    pub struct CrawlerStats {
+        groups {}
+        /// Keepalive rounds.
+        keepalive_rounds,
+        /// Random-peer keepalives sent by the flood.
+        keepalive_flood ["network", "keepalive_flood", "out"],
+        /// keepalive_self sent.
+        keepalive_self ["network", "keepalive_self", "out"],
+        /// Keepalives sent to idle channels.
+        keepalive_idle ["network", "keepalive_idle", "out"],
+        /// Keepalives received.
+        keepalives_received ["network", "keepalive", "in"],
+        /// ChannelUp events.
+        channels_up ["network", "channel_up", "in"],
+        /// ChannelDown events.
+        channels_down ["network", "channel_down", "in"],
+        /// Channels closed by the purge.
+        purged ["network", "purged", "out"],
+        /// Cleanup runs.
+        cleanups ["network", "cleanup", "in"],
+        /// Peer store flushes.
+        flushes,
+        /// Blocks relayed.
+        blocks_relayed ["network", "blocks_relayed", "out"],
+        /// Publish messages sent by relays.
+        relay_sends,
+        /// Telemetry broadcasts.
+        telemetry_broadcasts ["telemetry", "broadcast", "out"],
+        /// telemetry_ack messages sent.
+        telemetry_sends ["telemetry", "telemetry_ack", "out"],
+        /// Telemetry entries received and stored.
+        telemetry_received ["telemetry", "process", "in"],
+        /// Telemetry entries evicted (cache full) or gone stale.
+        telemetry_evicted ["telemetry", "evicted", "in"],
+        /// Genesis mismatches (exclusions).
+        genesis_mismatches,
+        /// Dials that failed.
+        dials_failed,
+        /// Events naming a channel the crawler does not know.
+        unknown_channel,
+        /// Preconfigured addresses received.
+        preconfigured_resolved,
+        /// Verified votes received (all representatives).
+        votes,
+        /// Votes of accounts beyond [`MAX_VOTE_COUNTERS`], counted only here.
+        votes_untracked,
+    }
 }
 
 /// The crawler core. See the [module docs](self).

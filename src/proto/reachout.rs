@@ -57,39 +57,41 @@ pub enum MergeRefusal {
     AttemptsFull,
 }
 
-/// Reachout counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReachoutStats {
-    /// Dials emitted.
-    pub dials: u64,
-    /// Empty slots skipped.
-    pub empty: u64,
-    /// Refused: our own endpoint.
-    pub own_endpoint: u64,
-    /// Refused: not a peer / reserved.
-    pub not_a_peer: u64,
-    /// Refused: per-IP limit.
-    pub ip_limit: u64,
-    /// Refused: per-subnet limit.
-    pub subnet_limit: u64,
-    /// Refused: excluded.
-    pub excluded: u64,
-    /// Refused: already connected.
-    pub connected: u64,
-    /// Refused: attempted recently.
-    pub attempted_recently: u64,
-    /// Refused: attempts table full.
-    pub attempts_full: u64,
-    /// Keepalives stored for pacing.
-    pub keepalives_stored: u64,
-    /// Keepalives that replaced an unconsumed one of the same channel.
-    pub keepalives_replaced: u64,
-    /// Keepalives dropped because the store was full.
-    pub keepalives_dropped: u64,
-    /// Stored keepalives taken for merging.
-    pub keepalives_sampled: u64,
-    /// Known peers walked.
-    pub known_walked: u64,
+crate::counter_set! {
+    /// Reachout counters.
+    pub struct ReachoutStats {
+        groups {}
+        /// Dials emitted.
+        dials ["reachout", "dial", "out"],
+        /// Empty slots skipped.
+        empty,
+        /// Refused: our own endpoint.
+        own_endpoint ["reachout", "own_endpoint", "out"],
+        /// Refused: not a peer / reserved.
+        not_a_peer ["reachout", "not_a_peer", "out"],
+        /// Refused: per-IP limit.
+        ip_limit ["reachout", "max_per_ip", "out"],
+        /// Refused: per-subnet limit.
+        subnet_limit ["reachout", "max_per_subnetwork", "out"],
+        /// Refused: excluded.
+        excluded ["reachout", "excluded", "out"],
+        /// Refused: already connected.
+        connected ["reachout", "connected", "out"],
+        /// Refused: attempted recently.
+        attempted_recently ["reachout", "attempted_recently", "out"],
+        /// Refused: attempts table full.
+        attempts_full ["reachout", "max_attempts", "out"],
+        /// Keepalives stored for pacing.
+        keepalives_stored ["reachout", "keepalive_stored", "out"],
+        /// Keepalives that replaced an unconsumed one of the same channel.
+        keepalives_replaced,
+        /// Keepalives dropped because the store was full.
+        keepalives_dropped,
+        /// Stored keepalives taken for merging.
+        keepalives_sampled,
+        /// Known peers walked.
+        known_walked,
+    }
 }
 
 impl ReachoutStats {

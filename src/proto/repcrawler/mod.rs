@@ -161,49 +161,51 @@ impl RepCrawlerConfig {
     }
 }
 
-/// Rep crawler counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RepCrawlerStats {
-    /// Rounds run.
-    pub rounds: u64,
-    /// confirm_req sent (one per target).
-    pub queries_sent: u64,
-    /// Queries that expired.
-    pub queries_expired: u64,
-    /// Votes seen.
-    pub votes: u64,
-    /// Votes ignored: rebroadcasted.
-    pub votes_rebroadcasted: u64,
-    /// Votes ignored: zero account.
-    pub votes_zero_account: u64,
-    /// Votes ignored: no hash queried on that channel (or expired), or the channel is closed.
-    pub votes_unsolicited: u64,
-    /// Answers refused: the query they answer was already consumed by a counted answer.
-    pub votes_query_used: u64,
-    /// Answers refused: the account has no weight (not in the weights table).
-    pub votes_no_weight: u64,
-    /// Answers refused: weight below the minimum (but not 0).
-    pub votes_low_weight: u64,
-    /// Responses counted.
-    pub responses: u64,
-    /// New reps.
-    pub reps_added: u64,
-    /// Reps that moved to a new channel of the same node id, or away from a closed channel.
-    pub reps_moved: u64,
-    /// Reps rebound to another node id after their bound node stopped answering.
-    pub reps_rebound: u64,
-    /// Answers refused: the rep is bound to another node that still answers (a replay).
-    pub reps_rebind_refused: u64,
-    /// Reps dropped because their channel closed.
-    pub reps_evicted: u64,
-    /// Reps evicted at the cap ([`REPS_MAX`]) to make room for a heavier one.
-    pub reps_cap_evicted: u64,
-    /// New reps refused at the cap: not heavier than the lightest rep kept.
-    pub reps_cap_refused: u64,
-    /// ResolvePreconfigured emitted.
-    pub preconfigured_resolves: u64,
-    /// Online-weight samples taken.
-    pub samples: u64,
+crate::counter_set! {
+    /// Rep crawler counters.
+    pub struct RepCrawlerStats {
+        groups {}
+        /// Rounds run.
+        rounds ["rep_crawler", "loop", "in"],
+        /// confirm_req sent (one per target).
+        queries_sent ["rep_crawler", "query_sent", "in"],
+        /// Queries that expired.
+        queries_expired ["rep_crawler", "query_timeout", "in"],
+        /// Votes seen.
+        votes ["rep_crawler", "vote", "in"],
+        /// Votes ignored: rebroadcasted.
+        votes_rebroadcasted ["rep_crawler", "vote_rebroadcasted", "in"],
+        /// Votes ignored: zero account.
+        votes_zero_account,
+        /// Votes ignored: no hash queried on that channel (or expired), or the channel is closed.
+        votes_unsolicited ["rep_crawler", "vote_unsolicited", "in"],
+        /// Answers refused: the query they answer was already consumed by a counted answer.
+        votes_query_used ["rep_crawler", "vote_query_used", "in"],
+        /// Answers refused: the account has no weight (not in the weights table).
+        votes_no_weight ["rep_crawler", "vote_no_weight", "in"],
+        /// Answers refused: weight below the minimum (but not 0).
+        votes_low_weight ["rep_crawler", "vote_low_weight", "in"],
+        /// Responses counted.
+        responses ["rep_crawler", "response", "in"],
+        /// New reps.
+        reps_added ["rep_crawler", "rep_new", "in"],
+        /// Reps that moved to a new channel of the same node id, or away from a closed channel.
+        reps_moved ["rep_crawler", "rep_moved", "in"],
+        /// Reps rebound to another node id after their bound node stopped answering.
+        reps_rebound ["rep_crawler", "rep_rebound", "in"],
+        /// Answers refused: the rep is bound to another node that still answers (a replay).
+        reps_rebind_refused ["rep_crawler", "rep_rebind_refused", "in"],
+        /// Reps dropped because their channel closed.
+        reps_evicted ["rep_crawler", "rep_evicted", "in"],
+        /// Reps evicted at the cap ([`REPS_MAX`]) to make room for a heavier one.
+        reps_cap_evicted ["rep_crawler", "rep_cap_evicted", "in"],
+        /// New reps refused at the cap: not heavier than the lightest rep kept.
+        reps_cap_refused ["rep_crawler", "rep_cap_refused", "in"],
+        /// ResolvePreconfigured emitted.
+        preconfigured_resolves ["rep_crawler", "keepalive_preconfigured", "in"],
+        /// Online-weight samples taken.
+        samples ["rep_crawler", "online_weight_sample", "in"],
+    }
 }
 
 /// The rep crawler's state: the settings and weights, the rep table, the query ledger, the
