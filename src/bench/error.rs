@@ -25,9 +25,9 @@ pub enum BenchError {
     /// The bench data directory or a tune output file.
     #[error("{what} {path}: {source}")]
     File {
-        /// What was being done.
+        /// The failed step, first in the message (`cannot create`, `cannot write`, …).
         what: &'static str,
-        /// The path.
+        /// The directory or file the step was about.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,

@@ -41,11 +41,12 @@ pub struct BenchReport {
     pub efficiency: f64,
     /// The node driven.
     pub target: String,
-    /// Its network.
+    /// The network's name (`live`, `dev`, …), as
+    /// [`Network::name`](crate::types::Network::name) gives it.
     pub network: String,
     /// Concurrent handshakes of the load generator.
     pub connections: usize,
-    /// Load threads.
+    /// Load generator threads, one io_uring each.
     pub load_threads: usize,
     /// Whether channels were held open.
     pub hold: bool,

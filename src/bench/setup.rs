@@ -18,9 +18,9 @@ use crate::types::Network;
 /// One in-process bench run, as `bench` and every `tune` point run it.
 #[derive(Debug, Clone)]
 pub struct BenchPlan {
-    /// Node shards.
+    /// Shards of the in-process node (1..=1024); pinned, they take cores `0..shards`.
     pub shards: usize,
-    /// Verify batch size.
+    /// The node's verify batch size, 1..=[`MAX_BATCH`](crate::crypto::MAX_BATCH).
     pub batch_max: usize,
     /// Batch delay, µs.
     pub batch_delay_us: u64,
@@ -32,7 +32,7 @@ pub struct BenchPlan {
     pub connections: usize,
     /// Load threads; `None` = the cores the node leaves free (at least 1).
     pub load_threads: Option<usize>,
-    /// Network.
+    /// Network of the node and of the load driving it.
     pub network: Network,
     /// Verify the node's signatures in the load generator.
     pub verify_node: bool,
@@ -51,7 +51,8 @@ pub struct Placement {
     pub pin_node: bool,
     /// Cores of the load threads (empty: not pinned).
     pub load_cores: Vec<usize>,
-    /// Load threads.
+    /// Load threads to run: the number asked for, else the cores the shards leave free; at
+    /// least 1.
     pub load_threads: usize,
     /// A one-line description for the output.
     pub description: String,

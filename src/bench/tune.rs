@@ -77,9 +77,9 @@ pub const WITHIN: f64 = 0.05;
 /// The setting `tune` recommends.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
-    /// Shards.
+    /// Shard count to run with (`node.shards`).
     pub shards: usize,
-    /// Verify batch size.
+    /// Verify batch size to run with (`verify.batch_max`).
     pub batch_max: usize,
     /// Its measured rate.
     pub handshakes_per_sec: f64,

@@ -95,7 +95,8 @@ crate::counter_set! {
     /// Counters of a [`BatchVerifier`] since it was made.
     pub struct BatchStats {
         groups {}
-        /// Items pushed.
+        /// Items accepted by `push`/`push_key`, including those screened out as invalid there;
+        /// a push refused with [`CryptoError::BatchFull`] is not counted.
         items,
         /// Multiscalar batch checks run.
         batches ["signature_batch", "batches", "in"],

@@ -21,7 +21,7 @@ pub struct ShardConfig {
     /// `None`: the shard only dials out. Read by [`spawn`](super::spawn) and
     /// [`spawn_shards`](super::spawn_shards); the `_on` variants take listeners bound before.
     pub listen: Option<SocketAddr>,
-    /// `listen(2)` backlog.
+    /// `listen(2)` backlog; must be positive. Unused by the `_on` spawn variants.
     pub backlog: i32,
     /// Cores to pin shards to: shard `i` runs on `cores[i % len]`. Empty: no pinning.
     pub cores: Vec<usize>,
@@ -54,7 +54,8 @@ pub struct ShardConfig {
     /// handshake rides on the first data segment (in this protocol the dialer always speaks
     /// first) instead of going out alone: one segment less per dial.
     pub delayed_connect_ack: bool,
-    /// Capacity of the cross-thread command queue.
+    /// Capacity of the cross-thread command queue, in commands; when it is full
+    /// [`ShardHandle::send_command`](super::ShardHandle::send_command) hands the command back.
     pub command_queue: usize,
     /// Commands handled per loop turn at most (the rest wait for the next turn).
     pub commands_per_turn: usize,
@@ -88,7 +89,8 @@ impl Default for ShardConfig {
 }
 
 impl ShardConfig {
-    /// Checks value ranges.
+    /// Checks value ranges (buffer counts and sizes, ring entries, connection caps, positive
+    /// queue caps and backlog); the first value out of range gives [`IoError::Config`] naming it.
     pub fn validate(&self) -> Result<(), IoError> {
         if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
             return Err(IoError::Config(

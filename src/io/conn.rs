@@ -10,8 +10,8 @@ use super::deadline;
 use super::sys::RawAddr;
 
 /// A connection of one shard: a slot index plus a generation, so a stale id never names the
-/// connection that reuses the slot. `index()` is dense (below `max_connections`): handlers
-/// can keep their per-connection state in a `Vec` indexed by it.
+/// connection that reuses the slot. `index()` is dense (below the slab size, see
+/// [`ConnId::index`]): handlers can keep their per-connection state in a `Vec` indexed by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     idx: u32,
@@ -23,7 +23,8 @@ impl ConnId {
         ConnId { idx, generation }
     }
 
-    /// The slot index, below the shard's `max_connections`.
+    /// The slot index, below the shard's slab size: `max_connections + max_outbound`, plus an
+    /// eighth of that and 16 for connections still closing.
     pub fn index(self) -> usize {
         self.idx as usize
     }

@@ -33,7 +33,8 @@ crate::counter_set! {
             @ "nanopeer_shard_connects_failed_total",
         /// Receive completions that carried data.
         recv_completions @ "nanopeer_shard_recv_completions_total",
-        /// Bytes received.
+        /// Bytes in receive completions (message headers included), counted even when the
+        /// connection was already closing and the data went unread.
         recv_bytes @ "nanopeer_shard_recv_bytes_total",
         /// Multishot receives re-armed after the kernel ended them.
         recv_rearms @ "nanopeer_shard_recv_rearms_total",
@@ -41,9 +42,10 @@ crate::counter_set! {
         buf_ring_exhausted @ "nanopeer_buffer_ring_exhausted_total",
         /// Messages queued for sending.
         send_messages @ "nanopeer_shard_send_messages_total",
-        /// Send completions.
+        /// Successful send completions on open connections: one kernel send each, which may
+        /// carry several coalesced messages or only part of one (`partial_sends`).
         sends,
-        /// Bytes sent.
+        /// Bytes the kernel took in successful send completions.
         send_bytes @ "nanopeer_shard_send_bytes_total",
         /// Sends that wrote only part of their buffer (the rest is re-sent).
         partial_sends @ "nanopeer_shard_partial_sends_total",

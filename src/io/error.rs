@@ -16,7 +16,7 @@ pub enum IoError {
     /// A setup syscall (socket, bind, listen, eventfd, pinning, ring creation) failed.
     #[error("{what} failed: {source}")]
     Setup {
-        /// The operation that failed.
+        /// The operation that failed, as a short phrase (e.g. `"spawn shard thread"`).
         what: &'static str,
         /// The OS error.
         source: std::io::Error,

@@ -73,7 +73,7 @@ impl<C: Send> ShardHandle<C> {
         self.shared.signal();
     }
 
-    /// The shard's index.
+    /// The index the shard was spawned with (see [`ShardInfo::index`](super::ShardInfo::index)).
     pub fn index(&self) -> usize {
         self.shared.index
     }

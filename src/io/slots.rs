@@ -132,7 +132,7 @@ impl Io {
         self.now
     }
 
-    /// This shard's index.
+    /// The index this shard was spawned with (see [`ShardInfo::index`](super::ShardInfo::index)).
     pub fn shard(&self) -> usize {
         self.shard
     }

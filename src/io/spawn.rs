@@ -26,7 +26,8 @@ use super::sys;
 /// What a handler factory learns about the shard it builds a handler for.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardInfo {
-    /// The shard's index.
+    /// The `index` given to [`spawn_on`] (0.. in a group): it names the thread (`shard-{index}`)
+    /// and picks the core, `cores[index % cores.len()]`.
     pub index: usize,
     /// The address its listener is bound to, if it listens.
     pub local_addr: Option<SocketAddr>,

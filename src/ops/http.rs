@@ -29,7 +29,8 @@ pub enum HttpError {
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// The address.
+        /// The address asked for (bind, reading back the bound address, or going
+        /// non-blocking failed).
         addr: SocketAddr,
         /// The OS error.
         source: std::io::Error,
@@ -110,7 +111,7 @@ impl HttpServer {
         })
     }
 
-    /// The bound address.
+    /// The bound address: the port the OS picked when `start` was given port 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

@@ -302,12 +302,13 @@ pub struct Sample {
     pub name: String,
     /// Labels in order, unescaped.
     pub labels: Vec<(String, String)>,
-    /// The value.
+    /// The value text parsed as `f64` (`+Inf`, `-Inf` and `NaN` included); never negative
+    /// for a counter family.
     pub value: f64,
 }
 
 impl Sample {
-    /// The value of a label.
+    /// The value of label `key`, or `None` when the sample has no such label.
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels
             .iter()

@@ -27,7 +27,8 @@ use crate::wire::TelemetryData;
 pub struct PeerInfo {
     /// The remote endpoint of the connection.
     pub endpoint: SocketAddr,
-    /// The channel's protocol version.
+    /// The `version_using` the peer sent in its handshake; the value `peers` prints per
+    /// endpoint.
     pub protocol_version: u8,
     /// The peer's node ID, once the handshake has completed.
     pub node_id: Option<PublicKey>,
@@ -46,7 +47,7 @@ pub struct VersionInfo {
     pub node_vendor: String,
     /// e.g. `redb 4`.
     pub store_vendor: String,
-    /// The network.
+    /// The network, printed by [`Network::name`] (`live`, `beta`, `dev`, `test`).
     pub network: Network,
     /// The network's genesis block hash.
     pub network_identifier: BlockHash,
@@ -80,7 +81,7 @@ pub struct QuorumInfo {
     pub trended_stake_total: u128,
     /// Weight of representatives reached through our channels.
     pub peers_stake_total: u128,
-    /// Those representatives.
+    /// Those representatives; printed only with `peer_details`.
     pub peers: Vec<RepPeer>,
 }
 
@@ -93,14 +94,15 @@ pub struct StatEntry {
     pub detail: String,
     /// `in` or `out`.
     pub dir: String,
-    /// The count.
+    /// The row's value: a counter since node start, or a gauge for a few rows
+    /// (`thread_progress_age_ms`); printed as a decimal string.
     pub value: u64,
 }
 
 /// What `stats` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatsInfo {
-    /// The counters.
+    /// The rows, in the order `stats` prints them (one counter may add several).
     pub entries: Vec<StatEntry>,
     /// Seconds since the counters started (node start).
     pub duration_seconds: u64,
@@ -109,19 +111,19 @@ pub struct StatsInfo {
 /// The node as the RPC and metrics server see it. Every method is called from an HTTP worker
 /// thread and must not block for long.
 pub trait NodeApi: Send + Sync {
-    /// Open channels.
+    /// Open channels (handshake done); `peers` sorts them by endpoint.
     fn peers(&self) -> Vec<PeerInfo>;
     /// Our node ID public key (never the private key).
     fn node_id(&self) -> PublicKey;
     /// Starts a connection (reachout) to `addr`; `Err` says why it was refused.
     fn keepalive(&self, addr: SocketAddr) -> Result<(), String>;
-    /// Local counters.
+    /// The counter rows `stats` prints; local only, nothing of it goes on the wire.
     fn stats(&self) -> StatsInfo;
-    /// Version information.
+    /// What `version` prints.
     fn version(&self) -> VersionInfo;
     /// Representatives seen online, with their weight in raw.
     fn representatives_online(&self) -> Vec<(PublicKey, u128)>;
-    /// Quorum figures.
+    /// What `confirmation_quorum` prints.
     fn quorum(&self) -> QuorumInfo;
     /// Our own telemetry (as we would broadcast it).
     fn local_telemetry(&self) -> TelemetryData;

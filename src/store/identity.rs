@@ -29,11 +29,11 @@ const MAX_FILE_LEN: u64 = 256;
 /// The node ID key and where it came from.
 #[derive(Debug)]
 pub struct NodeKey {
-    /// The private key.
+    /// The node ID private key: the file's 64 hex digits, or the key just generated.
     pub secret: NodeSecret,
     /// True if the key file did not exist and was created by this call.
     pub created: bool,
-    /// The key file.
+    /// `<dir>/node_id_private.key` ([`KEY_FILE_NAME`]), read or, with `created`, written.
     pub path: PathBuf,
 }
 

@@ -44,7 +44,7 @@ pub enum StoreError {
     /// The data directory path exists but is not a directory.
     #[error("data directory {path} exists but is not a directory")]
     DataDirNotDirectory {
-        /// The path.
+        /// The data directory as given; it, or one of its parents, is not a directory.
         path: PathBuf,
     },
     /// A file could not be created in the data directory.
@@ -58,7 +58,7 @@ pub enum StoreError {
     /// A path where a regular file belongs holds something else (e.g. a directory).
     #[error("{path} is not a regular file; move it away")]
     NotAFile {
-        /// The path.
+        /// The key file or the database file.
         path: PathBuf,
     },
     /// The database is already open, by this or another process.

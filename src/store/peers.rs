@@ -177,7 +177,7 @@ impl PeerStore {
         })
     }
 
-    /// The database file.
+    /// `<data>/peers.redb` ([`DB_FILE_NAME`]); a write after a failed one reopens it.
     pub fn path(&self) -> &Path {
         &self.path
     }

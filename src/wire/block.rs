@@ -166,7 +166,8 @@ impl Block {
         }
     }
 
-    /// The signature field.
+    /// Signature over the block hash (§4.2), whatever the kind; checked by
+    /// [`verify_block_signature`](crate::crypto::verify_block_signature).
     pub fn signature(&self) -> &Signature {
         match self {
             Block::Send(b) => &b.signature,
@@ -177,7 +178,8 @@ impl Block {
         }
     }
 
-    /// The work nonce.
+    /// The proof-of-work nonce, whatever the kind (decoded from LE for legacy blocks, BE for
+    /// state blocks); [`Block::work_value`] scores it against the root.
     pub fn work(&self) -> u64 {
         match self {
             Block::Send(b) => b.work,

@@ -114,7 +114,7 @@ impl FrontierReq {
 /// bulk_pull_account: pending entries of an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BulkPullAccount {
-    /// The account.
+    /// Account whose pending entries are asked for.
     pub account: PublicKey,
     /// Smallest amount of interest (BE).
     pub minimum_amount: Amount,
@@ -170,7 +170,8 @@ impl AscPullType {
 /// carry unknown trailing data, §2.7).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AscPull {
-    /// The pull type.
+    /// The leading type byte; any byte other than 1–3 fails decoding with
+    /// [`DecodeError::AscPullType`](super::DecodeError::AscPullType).
     pub kind: AscPullType,
     /// Request id, echoed by the ack.
     pub id: u64,

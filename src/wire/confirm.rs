@@ -16,7 +16,8 @@ use crate::types::{BlockHash, PublicKey, Signature};
 /// One confirm_req entry: a block hash and its root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HashRoot {
-    /// The block hash.
+    /// Hash of the block a vote is asked for; a pair whose hash and root are both zero
+    /// is skipped on receive (§4.3).
     pub hash: BlockHash,
     /// The block's root (§4.2).
     pub root: BlockHash,
@@ -88,7 +89,7 @@ impl ConfirmReq {
 pub struct ConfirmAck {
     /// The vote; [`Message::encode`](super::Message::encode) writes at most 255 hashes.
     pub vote: Vote,
-    /// The rebroadcasted flag.
+    /// Ext bit 2 (V27+): the vote is a rebroadcast (§2.5); older nodes ignore it.
     pub rebroadcasted: bool,
 }
 
@@ -165,7 +166,7 @@ impl<'a> VoteView<'a> {
         PublicKey(a)
     }
 
-    /// The signature.
+    /// Signature by [`account`](Self::account) over the vote hash (§4.4), bytes 32..96.
     pub fn signature(&self) -> Signature {
         let mut s = [0u8; 64];
         s.copy_from_slice(&self.fixed[32..96]);
@@ -179,7 +180,7 @@ impl<'a> VoteView<'a> {
         u64::from_le_bytes(t)
     }
 
-    /// Number of hashes.
+    /// Number of hashes: the header count (0..=255), checked by [`VoteView::new`].
     pub fn len(&self) -> usize {
         self.hashes.len() / 32
     }
@@ -194,7 +195,7 @@ impl<'a> VoteView<'a> {
         self.hashes
     }
 
-    /// The hashes.
+    /// The block hashes voted for, each copied out of the payload (32 bytes apiece).
     pub fn hashes(&self) -> impl ExactSizeIterator<Item = BlockHash> + 'a {
         self.hashes.chunks_exact(32).map(|c| {
             let mut h = [0u8; 32];

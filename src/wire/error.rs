@@ -52,7 +52,8 @@ pub enum DecodeError {
     /// The payload is shorter than its type (and header) require.
     #[error("payload: {message_type} needs {expected} bytes, got {got}")]
     PayloadTooShort {
-        /// The message type.
+        /// The message being decoded (publish also when [`Block::decode`](super::Block::decode)
+        /// is called on its own).
         message_type: MessageType,
         /// Bytes required.
         expected: usize,
@@ -62,7 +63,7 @@ pub enum DecodeError {
     /// Bytes left over after the payload (only where §2.7 requires exact consumption).
     #[error("payload: trailing bytes: {message_type} takes {expected} bytes, got {got}")]
     TrailingBytes {
-        /// The message type.
+        /// The message being decoded (publish also for a lone block).
         message_type: MessageType,
         /// Bytes the message takes.
         expected: usize,
@@ -96,7 +97,7 @@ pub enum DecodeError {
     AscPullType {
         /// asc_pull_req or asc_pull_ack.
         message_type: MessageType,
-        /// The type byte.
+        /// The type byte found (known ones are 1, 2 and 3).
         kind: u8,
     },
 }

@@ -18,7 +18,7 @@ pub const RESPONSE_V2_LEN: usize = 160;
 /// is authenticated no larger frame is accepted.
 pub const MAX_HANDSHAKE_PAYLOAD: usize = QUERY_LEN + RESPONSE_V2_LEN;
 
-/// A handshake query.
+/// The query part of a node_id_handshake (ext bit 0): a cookie for the peer to sign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HandshakeQuery {
     /// The syn cookie the peer must sign.
@@ -57,7 +57,7 @@ pub struct SignedData {
 }
 
 impl SignedData {
-    /// The bytes.
+    /// The signed bytes: 32 for a v1 response, 96 for v2.
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or(&self.buf)
     }

@@ -192,7 +192,7 @@ impl Extensions {
         Extensions((self.0 & !Self::BLOCK_TYPE_MASK) | ((t as u16) << 8))
     }
 
-    /// publish: the originator flag.
+    /// publish: the sender originated the block (bit 2, V27+).
     pub const fn originator(self) -> bool {
         self.has(Self::ORIGINATOR)
     }
@@ -233,7 +233,7 @@ impl Extensions {
         }
     }
 
-    /// confirm_ack: the rebroadcasted flag.
+    /// confirm_ack: the vote is a rebroadcast (bit 2, V27+).
     pub const fn rebroadcasted(self) -> bool {
         self.has(Self::REBROADCASTED)
     }
@@ -248,7 +248,8 @@ impl Extensions {
         self.has(Self::RESPONSE)
     }
 
-    /// node_id_handshake: the v2 bit.
+    /// node_id_handshake: bit 2, whose meaning depends on whether a response is present
+    /// (see [`Self::HANDSHAKE_V2`]).
     pub const fn handshake_v2(self) -> bool {
         self.has(Self::HANDSHAKE_V2)
     }
@@ -290,9 +291,9 @@ pub struct Header {
     pub version_using: u8,
     /// Lowest version the sender accepts (not checked).
     pub version_min: u8,
-    /// The message type.
+    /// Byte 5 (§2.4); with `extensions` it fixes [`payload_len`](Self::payload_len).
     pub message_type: MessageType,
-    /// The extensions field.
+    /// Bytes 6–7, LE (§2.5); which bits mean what depends on `message_type`.
     pub extensions: Extensions,
 }
 

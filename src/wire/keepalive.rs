@@ -18,7 +18,8 @@ pub const EMPTY_PEER: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0,
 /// travel as v4-mapped IPv6 addresses. Flow info and scope id are not sent (decoded as 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Keepalive {
-    /// The 8 slots.
+    /// The 8 slots in wire order. Order matters: in a "keepalive self" slot 0 is
+    /// `[::]:<listening port>`, read as the sender's own peering port (§4.1).
     pub peers: [SocketAddrV6; KEEPALIVE_PEERS],
 }
 

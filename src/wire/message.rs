@@ -42,7 +42,7 @@ pub enum Message {
 }
 
 impl Message {
-    /// The message type.
+    /// The type this variant is sent as (header byte 5).
     pub fn message_type(&self) -> MessageType {
         match self {
             Message::Keepalive(_) => MessageType::Keepalive,

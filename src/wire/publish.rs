@@ -10,9 +10,10 @@ use crate::types::{Amount, BlockHash, PublicKey, Signature};
 /// A publish message: one block, and whether the sender originated it (ext bit 2, V27+).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publish {
-    /// The block.
+    /// The block; its type travels in header ext bits 8–11, not in the payload (§4.2).
     pub block: Block,
-    /// The originator flag.
+    /// Ext bit 2 (V27+): the sender created or first broadcast the block; older nodes
+    /// ignore it.
     pub originator: bool,
 }
 

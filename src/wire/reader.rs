@@ -82,7 +82,7 @@ impl<'a> Reader<'a> {
         self.buf
     }
 
-    /// Ok when everything was read.
+    /// Ok when everything was read; leftover bytes give [`DecodeError::TrailingBytes`].
     #[inline]
     pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         if self.buf.is_empty() {

@@ -26,17 +26,18 @@ pub struct TelemetryData {
     pub cemented_count: u64,
     /// Unchecked blocks.
     pub unchecked_count: u64,
-    /// Accounts.
+    /// Accounts in the sender's ledger.
     pub account_count: u64,
     /// Bandwidth limit in bytes/s (0 = unlimited).
     pub bandwidth_cap: u64,
-    /// Connected peers.
+    /// The sender's channel count (§9); the one 4-byte integer of the layout.
     pub peer_count: u32,
-    /// Protocol version.
+    /// The sender's protocol version (HEAD sends 0x15, §9).
     pub protocol_version: u8,
     /// Uptime in seconds.
     pub uptime: u64,
-    /// Genesis block hash.
+    /// The sender's genesis block hash; a receiver whose genesis differs excludes the
+    /// peer (§9).
     pub genesis_block: BlockHash,
     /// Node major version.
     pub major_version: u8,
@@ -50,7 +51,7 @@ pub struct TelemetryData {
     pub maker: u8,
     /// Milliseconds since the Unix epoch.
     pub timestamp: u64,
-    /// Active difficulty.
+    /// The sender's active work difficulty; HEAD sends its base threshold (§9).
     pub active_difficulty: u64,
     /// Bytes after the 202 known ones (future fields); kept and signed.
     /// [`Message::encode`](super::Message::encode) writes at most 821 of them (size ≤ 0x3FF).

@@ -13,9 +13,10 @@ use crate::types::Network;
 pub struct AttackConfig {
     /// The node attacked.
     pub target: SocketAddr,
-    /// Its network.
+    /// The target's network (default dev): every attack message is framed for it, and the
+    /// honest load runs on it whatever its own `network` says.
     pub network: Network,
-    /// The kind.
+    /// What the attack connections do; see [`AttackKind`].
     pub kind: AttackKind,
     /// Attack connections open (or in flight) at once; cut ones are reopened.
     pub connections: usize,

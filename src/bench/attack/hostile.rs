@@ -35,7 +35,7 @@ pub(super) struct AttackShared {
     pub(super) held_peak: AtomicU64,
     /// Connections the node closed while the attack ran.
     pub(super) cut: AtomicU64,
-    /// Bytes sent.
+    /// Bytes the io layer accepted for sending (a refused send is not counted).
     pub(super) bytes: AtomicU64,
     /// `poison`: handshakes completed.
     pub(super) handshakes: AtomicU64,

@@ -13,7 +13,7 @@ use crate::node::NodeStats;
 /// The result of an attack run.
 #[derive(Debug, Clone)]
 pub struct AttackReport {
-    /// The kind.
+    /// The attack that ran ([`AttackConfig::kind`](super::AttackConfig::kind)).
     pub kind: AttackKind,
     /// Wall time of the run.
     pub wall: Duration,
@@ -27,7 +27,8 @@ pub struct AttackReport {
     pub held_end: u64,
     /// Attack connections the node closed while the attack ran.
     pub cut_by_node: u64,
-    /// Attack bytes sent.
+    /// Attack bytes handed to the io layer (queued, not necessarily on the wire yet); 0 for
+    /// `bad-sig`, whose peers are counted in `bad_sig`.
     pub bytes_sent: u64,
     /// `poison`: handshakes completed by the attackers.
     pub poison_handshakes: u64,

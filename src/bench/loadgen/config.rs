@@ -45,7 +45,8 @@ pub struct LoadConfig {
     pub key_pool: usize,
     /// Verification batch size of the node's signatures.
     pub verify_batch: usize,
-    /// Connect timeout.
+    /// Time a dial may take to connect; past it the dial counts as
+    /// [`Failure::ConnectTimeout`](super::Failure::ConnectTimeout).
     pub connect_timeout: Duration,
     /// Handshake timeout, from the established connection to completion.
     pub handshake_timeout: Duration,

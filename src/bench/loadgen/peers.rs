@@ -130,7 +130,7 @@ pub(super) struct LoadHandler {
 pub(super) struct ThreadSetup {
     /// The node to drive.
     pub(super) target: SocketAddr,
-    /// Its network.
+    /// The node's network: the deframers' and the genesis the node must answer with.
     pub(super) network: Network,
     /// Hold channels open (up to `hold_limit`).
     pub(super) hold: bool,
@@ -138,13 +138,14 @@ pub(super) struct ThreadSetup {
     pub(super) verify_node: bool,
     /// From the established connection to the completed handshake.
     pub(super) handshake_timeout: Duration,
-    /// Connect timeout.
+    /// Per dial; past it the dial fails with [`Failure::ConnectTimeout`].
     pub(super) connect_timeout: Duration,
     /// Verification batch size.
     pub(super) verify_batch: usize,
     /// Percentage of peers that sign wrongly.
     pub(super) bad_pct: u32,
-    /// This thread's index.
+    /// This thread's index among `threads`: its source addresses are
+    /// `source_ip(index + threads · k)`, k < `src_count`.
     pub(super) index: usize,
     /// Load threads in all.
     pub(super) threads: usize,

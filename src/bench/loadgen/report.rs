@@ -102,11 +102,11 @@ pub struct Snapshot {
 pub struct LoadReport {
     /// The node driven.
     pub target: SocketAddr,
-    /// Its network.
+    /// Copied from [`LoadConfig::network`](super::LoadConfig::network).
     pub network: Network,
     /// Concurrency asked for.
     pub connections: usize,
-    /// Load threads.
+    /// Load threads, as configured ([`LoadConfig::threads`](super::LoadConfig::threads)).
     pub threads: usize,
     /// Whether channels were held.
     pub hold: bool,

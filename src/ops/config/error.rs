@@ -9,7 +9,7 @@ pub enum ConfigError {
     /// The configuration file could not be read.
     #[error("cannot read config file {path}: {message}")]
     Read {
-        /// The file.
+        /// The path as given (`--config FILE`).
         path: String,
         /// The OS error.
         message: String,
@@ -44,11 +44,11 @@ pub enum ConfigError {
         "config key `{key}`: {addr} is not a loopback address; set `{section}.allow_remote = true` to allow it"
     )]
     RemoteBind {
-        /// The dotted key.
+        /// `rpc.address` or `metrics.address`.
         key: String,
         /// The section (`rpc` or `metrics`).
         section: String,
-        /// The address.
+        /// The non-loopback address that was refused.
         addr: SocketAddr,
     },
 }

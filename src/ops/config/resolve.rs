@@ -135,7 +135,8 @@ impl NodeConfig {
         cores.saturating_sub(1).max(1)
     }
 
-    /// Verification batch flush delay.
+    /// `verify.batch_delay_us` as a [`Duration`]: how long a batch's oldest entry may wait
+    /// before the batch is verified.
     pub fn batch_delay(&self) -> Duration {
         Duration::from_micros(self.verify.batch_delay_us)
     }

@@ -15,7 +15,8 @@ use crate::types::Network;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
-    /// The network.
+    /// `live` (default), `beta`, `dev` or `test`; every unset network-dependent key takes
+    /// this network's value.
     #[serde(with = "network_serde")]
     pub network: Network,
     /// Data directory; unset: `$HOME/.nanopeer/<network>`.
@@ -116,24 +117,26 @@ impl Default for LimitsSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimingSection {
-    /// Keepalive period.
+    /// Keepalive period; unset: 15 000 (dev: 1 000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalive_period_ms: Option<u64>,
-    /// Socket idle timeout.
+    /// Socket idle timeout, also the header wait before the handshake; unset: 120 000
+    /// (dev: 15 000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_ms: Option<u64>,
     /// Handshake deadline after connecting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handshake_timeout_ms: Option<u64>,
-    /// Outbound connect timeout.
+    /// Outbound connect timeout; default: the io runtime's (10 000), on every network.
     pub connect_timeout_ms: u64,
-    /// Cleanup (purge) period.
+    /// How often channels silent past `cleanup_cutoff_ms` are purged; unset: 5 000
+    /// (dev: 1 000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleanup_period_ms: Option<u64>,
     /// Channels silent (nothing sent) for longer are purged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleanup_cutoff_ms: Option<u64>,
-    /// Syn cookie lifetime.
+    /// Syn cookie lifetime; unset: 5 000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_cookie_cutoff_ms: Option<u64>,
     /// Pacing between reachout attempts.
@@ -142,10 +145,10 @@ pub struct TimingSection {
     /// A reachout to one endpoint is not repeated within this time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reachout_cutoff_ms: Option<u64>,
-    /// Peer store flush interval.
+    /// Peer store flush interval; unset: 15 000 (dev: 1 000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_store_interval_ms: Option<u64>,
-    /// Telemetry broadcast period.
+    /// Telemetry broadcast period; unset: 60 000 (dev: 500).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_period_ms: Option<u64>,
     /// Telemetry entries are stale after this.
@@ -201,7 +204,7 @@ pub struct IoSection {
     pub recv_buffers: u16,
     /// Size of each receive buffer, bytes.
     pub recv_buffer_size: u32,
-    /// `listen(2)` backlog.
+    /// `listen(2)` backlog of each shard's listener; must be positive.
     pub backlog: i32,
     /// Capacity of each shard's command queue.
     pub command_queue: usize,
@@ -264,7 +267,8 @@ pub struct ServerSection {
     /// `ADDR:PORT`, or a bare `PORT` (bound on 127.0.0.1); unset: off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// Allow a non-loopback address.
+    /// Allow a non-loopback `address`; without it one fails with
+    /// [`ConfigError::RemoteBind`](super::ConfigError::RemoteBind).
     pub allow_remote: bool,
 }
 

@@ -552,9 +552,10 @@ pub enum FloodPeers {
     /// `peers` attackers streaming invalid votes of `hashes` hashes each, from
     /// [`FloodSource::Many`] addresses.
     BadVoters {
-        /// How many.
+        /// Attackers, one connection each; attacker `i` dials from
+        /// `FloodSource::Many.address(i)`.
         peers: usize,
-        /// Hashes per vote.
+        /// Hashes per vote, at most 255.
         hashes: usize,
     },
     /// One honest voter per pool voter (from [`honest_voter_ip`]), each paced at `rate`

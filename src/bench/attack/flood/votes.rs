@@ -85,7 +85,8 @@ pub(super) fn now_unix_ms() -> u64 {
 /// The valid votes of one honest voter: its representative key and one signature per vote.
 #[derive(Debug, Clone)]
 pub struct VoterPool {
-    /// The voting account.
+    /// The voting account: a fresh random key made by [`VotePool::sign`], which signs every
+    /// vote of this pool.
     pub account: PublicKey,
     seed: u64,
     base_ms: u64,
