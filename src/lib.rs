@@ -25,8 +25,12 @@
 //!                                                                      └───────────────────────┘
 //! ```
 //!
-//! Modules:
+//! Modules, from the bottom up (each imports only modules above it in this list):
 //! - [`types`]: networks, hashes, keys, signatures, amounts.
+//! - [`endpoint`]: a peer's endpoint in its one canonical form, and the per-IP / per-subnet
+//!   keys.
+//! - [`counters`]: the one counter schema (`counter_set!`): storage, summing, RPC rows and
+//!   `/metrics` samples generated from each counter's declaration.
 //! - [`wire`]: the sans-IO codec (header, every message, blocks, TCP deframer).
 //! - [`io`]: the io_uring runtime (shards, buffer rings, command queues); the only `unsafe`.
 //! - [`crypto`]: Ed25519-Blake2b keys, signing, single and batch verification, hashes, PoW,
@@ -34,8 +38,36 @@
 //! - [`store`]: the data directory: peer store and online-weight samples (redb), node ID key.
 //! - [`channels`]: the shared channel map and its admission limits.
 //! - [`proto`]: the sans-IO peering logic (cookies, handshake, keepalive, rep crawler).
+//! - [`node`]: wiring: shards + crawler thread + store; start, stats, stop.
+//! - [`bench`](mod@bench): the load generator and tuner behind `nanopeer bench` / `nanopeer tune`.
+//! - [`ops`]: the operator's side: CLI, config file, logging, RPC and `/metrics` servers and
+//!   the node as they see it.
 //!
-//! `wire`, `crypto` and `proto` never open a socket, read a clock or spawn a thread.
+//! `wire`, `crypto` and `proto` never open a socket, read a clock or a file, or spawn a thread.
+//!
+//! ## Follow one handshake
+//!
+//! An inbound `node_id_handshake`, from the accept to the channel, passes five files:
+//!
+//! 1. `src/io/accept.rs`: the multishot accept completes; the handler screens the peer
+//!    ([`io::Handler::screen_inbound`]) before it gets a slot or is read, then `on_accept`.
+//!    Its bytes come the same way (`src/io/recv.rs`, `Handler::on_data`).
+//! 2. `src/node/shard.rs`: the node's handler turns the socket address into an
+//!    [`endpoint::Endpoint`] (the only conversion) and calls the core; it batches the
+//!    signature checks the core asks for and answers each with `on_verified`.
+//! 3. `src/proto/shard.rs`: [`proto::shard::ShardCore`] screens the peer (exclusion, per-IP and
+//!    per-subnet counts, eviction when full), deframes, steps the connection's handshake with
+//!    every frame before the channel exists and issues the signature check it names; once
+//!    that verifies, it admits the peer (`proto/admission.rs`), sends keepalive_self and tells
+//!    the crawler (`ChannelUp`).
+//! 4. `src/proto/handshake.rs`: the [`proto::handshake::Handshake`] state machine answers the
+//!    query with ours and a signed response, and checks the peer's response (node id,
+//!    genesis, cookie) before naming the signature to verify.
+//! 5. `src/channels/mod.rs`: [`channels::ChannelMap::try_insert_resolving`] makes the channel
+//!    under the per-IP, per-subnet and total limits, settling a duplicate of the same node.
+//!
+//! On the way it calls into leaves: [`wire`] decodes the frame, `proto/checks.rs` issues the
+//! check, [`crypto`] verifies the batch, [`proto::stats`] counts the outcome.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use nanopeer::io::{Fault, ShardConfig};
 use nanopeer::node::fds::{FD_RESERVE, FDS_PER_SHARD, MIN_CONNECTIONS_PER_SHARD};
-use nanopeer::node::{FdFit, Node, NodeError, NodeOptions, SharedNode, fit_connections};
+use nanopeer::node::{FdFit, Node, NodeError, NodeOptions, fit_connections};
+use nanopeer::ops::api::SharedNode;
 use nanopeer::ops::metrics::parse_text;
 use nanopeer::ops::rpc::NodeApi;
 use nanopeer::types::{Network, PublicKey};

@@ -484,7 +484,7 @@ fn full_disk_child_entry() {
         "{:?}",
         a.peers()
     );
-    let shared = nanopeer::node::SharedNode::new(a);
+    let shared = nanopeer::ops::api::SharedNode::new(a);
     let text = nanopeer::ops::metrics::render(&shared.metrics());
     assert!(text.contains("\nnanopeer_peer_store_ok 0\n"), "{text}");
     std::fs::write(da.path().join("child-ok"), b"").ok();

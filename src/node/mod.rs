@@ -27,7 +27,6 @@
 //! thread's last progress is in [`Node::threads`], and a watchdog warns about a thread that
 //! has work but makes no progress for [`NodeOptions::stall_warning`].
 
-mod api;
 mod crawler;
 mod error;
 pub mod fds;
@@ -37,7 +36,6 @@ mod shard;
 mod start;
 mod stats;
 
-pub use api::{STORE_VERSION, SharedNode};
 pub use crawler::{CrawlerStatus, CrawlerThreadStats, PeerTelemetry, resolve_peer};
 pub use error::NodeError;
 pub use fds::{FdFit, OpenFiles, fds_needed, fit_connections};

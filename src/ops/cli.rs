@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+use super::api::SharedNode;
 use super::config::{ConfigError, NodeConfig, default_toml};
 use super::http::{HttpError, HttpServer, ServerOptions};
 use super::rpc::NodeApi;
 use crate::io::Fault;
-use crate::node::{Node, NodeOptions, SharedNode};
+use crate::node::{Node, NodeOptions};
 use crate::types::{Cookie, Network};
 
 /// nanopeer: the peering layer of a Nano node.

@@ -1,6 +1,7 @@
 //! The operator surface: command line, decoding for inspection, configuration, logging,
 //! metrics, JSON RPC and the HTTP server that carries both.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod decode;

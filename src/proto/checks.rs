@@ -5,44 +5,15 @@
 //! it was issued for. An invalid signature makes its source suspect (its next checks are made
 //! alone, outside the shared batch) and costs it from its invalid-signature budget.
 
-use std::sync::Arc;
-
-use super::connection::{ConnState, ShardState};
+use super::connection::{ConnState, Pending, ShardOutput, ShardState};
 use super::events::{ConnId, Misbehaviour, SignedMessage, VerifyRequest};
-use super::shard::ShardOutput;
-use crate::channels::ChannelId;
-use crate::types::{BlockHash, PublicKey, Signature};
-use crate::wire::{Block, TelemetryData};
+use crate::types::{PublicKey, Signature};
 
 /// Most signature checks in flight per connection; more are dropped (counted).
 pub const MAX_INFLIGHT_PER_CONN: u32 = 128;
 /// After an invalid signature, this many of the source's next signature checks are made on
 /// their own (outside the shared batch), so its failures fall back on its own items only.
 pub const SUSPECT_CHECKS: u32 = 64;
-
-/// What a check in flight was issued for: the step to take with its result.
-pub(super) enum Pending {
-    Handshake,
-    Vote {
-        channel: ChannelId,
-        account: PublicKey,
-        hashes: Vec<BlockHash>,
-        timestamp: u64,
-        rebroadcasted: bool,
-    },
-    Block {
-        channel: ChannelId,
-        hash: BlockHash,
-        block: Arc<Block>,
-        /// The epoch signer to try if the account's signature fails (state blocks with an
-        /// epoch link).
-        retry: Option<PublicKey>,
-    },
-    Telemetry {
-        channel: ChannelId,
-        data: Box<TelemetryData>,
-    },
-}
 
 impl ShardState {
     /// A fresh verify request id.

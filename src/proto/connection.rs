@@ -7,20 +7,26 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use super::budget::Budget;
-use super::checks::Pending;
 use super::config::ProtoConfig;
 use super::cookies::SynCookies;
+use super::events::VerifyRequest;
 use super::events::{CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, Misbehaviour};
-use super::exclusion::SCORE_LIMIT;
+use super::exclusion::{PeerExclusion, SCORE_LIMIT};
+use super::filter::DuplicateFilter;
 use super::handshake::Handshake;
-use super::shard::{ShardOutput, ShardShared};
+use super::identity::NodeIdentity;
+use super::repcrawler::QueryBoard;
 use super::stats::ShardStats;
-use crate::channels::{Channel, ChannelId};
+use crate::channels::{Channel, ChannelId, ChannelMap};
 use crate::crypto::{WorkThresholds, genesis_hash};
 use crate::endpoint::Endpoint;
-use crate::types::{BlockHash, Network};
-use crate::wire::{Deframer, HEADER_LEN, Header, MAX_HANDSHAKE_PAYLOAD, Message};
+use crate::types::{BlockHash, Network, PublicKey};
+use crate::wire::{
+    Block, Deframer, HEADER_LEN, Header, MAX_HANDSHAKE_PAYLOAD, Message, TelemetryData,
+};
 
 /// A hasher for integer ids (connection, channel, verify ids): one multiply, no SipHash.
 #[derive(Default, Clone, Copy)]
@@ -41,6 +47,86 @@ impl Hasher for IdHasher {
 }
 
 pub(super) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// What one call into the shard core produced. The loop drains it (or calls
+/// [`ShardOutput::clear`]) after each call.
+#[derive(Debug, Default)]
+pub struct ShardOutput {
+    /// Socket actions, in order.
+    pub io: Vec<IoAction>,
+    /// Signature checks to run; answer each with [`ShardCore::on_verified`](super::shard::ShardCore::on_verified).
+    pub verify: Vec<VerifyRequest>,
+    /// Events for the crawler core.
+    pub events: Vec<CrawlerEvent>,
+}
+
+impl ShardOutput {
+    /// Empties all three lists, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.io.clear();
+        self.verify.clear();
+        self.events.clear();
+    }
+
+    /// True when nothing was produced.
+    pub fn is_empty(&self) -> bool {
+        self.io.is_empty() && self.verify.is_empty() && self.events.is_empty()
+    }
+}
+
+/// What every shard core of a node shares.
+#[derive(Clone)]
+pub struct ShardShared {
+    /// The channel map.
+    pub channels: Arc<ChannelMap>,
+    /// The duplicate filter for publish and confirm_ack payloads.
+    pub filter: Arc<DuplicateFilter>,
+    /// Protocol settings.
+    pub config: Arc<ProtoConfig>,
+    /// Our node id.
+    pub identity: Arc<NodeIdentity>,
+    /// Excluded peers (read on admission only).
+    pub exclusion: Arc<Mutex<PeerExclusion>>,
+    /// The rep crawler's query candidates (the crawler's [`CrawlerSetup::query_board`]): the
+    /// first query of a new channel is picked from it.
+    ///
+    /// [`CrawlerSetup::query_board`]: super::crawler::CrawlerSetup::query_board
+    pub query_board: Arc<QueryBoard>,
+}
+
+impl std::fmt::Debug for ShardShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardShared")
+            .field("channels", &self.channels.len())
+            .field("identity", &self.identity)
+            .field("network", &self.config.network)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a check in flight was issued for: the step to take with its result.
+pub(super) enum Pending {
+    Handshake,
+    Vote {
+        channel: ChannelId,
+        account: PublicKey,
+        hashes: Vec<BlockHash>,
+        timestamp: u64,
+        rebroadcasted: bool,
+    },
+    Block {
+        channel: ChannelId,
+        hash: BlockHash,
+        block: Arc<Block>,
+        /// The epoch signer to try if the account's signature fails (state blocks with an
+        /// epoch link).
+        retry: Option<PublicKey>,
+    },
+    Telemetry {
+        channel: ChannelId,
+        data: Box<TelemetryData>,
+    },
+}
 
 /// The protocol state of one connection.
 pub(super) struct ConnState {

@@ -11,25 +11,17 @@
 //! v2 is the default; a peer's v1 query (ext bit 2 clear) gets a v1 response, and a v1 response
 //! to our query is accepted. The checks run in the order of §6.3: own node id, genesis (v2),
 //! cookie (taken and erased), signature (handed out as a verify request: the shard batches
-//! them), then channel admission ([`admit`]). Every failure is its own [`HandshakeOutcome`].
+//! them), then channel admission ([`admit`](super::admission::admit), run by the shard). Every
+//! failure is its own [`HandshakeOutcome`].
 
 use rand::RngCore;
 
-use super::admission::admit;
-use super::checks::Pending;
-use super::connection::{ConnState, ShardState};
 use super::cookies::SynCookies;
-use super::events::{CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, SignedMessage};
+use super::events::HandshakeOutcome;
 use super::identity::NodeIdentity;
-use super::keepalive::keepalive_self_slots;
-use super::shard::{MAX_HELD_BYTES, MAX_HELD_FRAMES, ShardOutput};
-use crate::channels::{Direction, NewChannel};
 use crate::endpoint::Endpoint;
 use crate::types::{BlockHash, Cookie, PublicKey, Signature};
-use crate::wire::{
-    ConfirmReq, HandshakeQuery, HandshakeResponse, Header, Keepalive, MAX_PAYLOAD, Message,
-    MessageType, NodeIdHandshake, SignedData,
-};
+use crate::wire::{HandshakeQuery, HandshakeResponse, NodeIdHandshake, SignedData};
 
 /// A response whose signature is being checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,187 +247,6 @@ fn answer(q: &HandshakeQuery, ctx: &HandshakeCtx<'_>, rng: &mut impl RngCore) ->
         (Cookie(salt), ctx.genesis)
     });
     ctx.identity.handshake_response(&q.cookie, v2)
-}
-
-// The shard's side: what a shard core does with the state machine's steps.
-impl ShardState {
-    /// A frame before the channel exists: a node_id_handshake steps the state machine (its
-    /// reply sent, its signature check issued, or the connection closed); while a response
-    /// is verified, frames are held (the peer may be realtime already); bootstrap types and
-    /// anything else close the connection. Returns a new payload limit for the deframer
-    /// once the peer's handshake messages are all in.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn handshake_frame(
-        &mut self,
-        conn: ConnId,
-        st: &mut ConnState,
-        header: Header,
-        payload: &[u8],
-        now_ms: u64,
-        rng: &mut impl RngCore,
-        out: &mut ShardOutput,
-    ) -> Option<usize> {
-        if st.hs.as_ref().is_some_and(|h| h.pending().is_some()) {
-            // The peer may be realtime already: hold its frames until our check completes.
-            if st.held.len() < MAX_HELD_FRAMES && st.held_bytes + payload.len() <= MAX_HELD_BYTES {
-                st.held_bytes += payload.len();
-                st.held.push((header, payload.into()));
-            } else {
-                self.stats.held_dropped += 1;
-            }
-            return None;
-        }
-        match header.message_type {
-            MessageType::NodeIdHandshake => {
-                let msg = match NodeIdHandshake::decode_payload(header.extensions, payload) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        // Neither flag (the only way a sized handshake payload fails).
-                        self.stats.payload_errors.record(&e);
-                        self.fail_handshake(conn, st, HandshakeOutcome::Protocol, out);
-                        return None;
-                    }
-                };
-                let hs = st.hs.as_mut()?;
-                let mut hctx = HandshakeCtx {
-                    cookies: &mut self.cookies,
-                    identity: &self.shared.identity,
-                    genesis: self.genesis,
-                    remote: st.remote,
-                    now_ms,
-                };
-                let step = hs.on_message(&msg, header.version_using, &mut hctx, rng);
-                if let Some(reply) = step.reply {
-                    self.send(conn, None, &Message::NodeIdHandshake(reply), now_ms, out);
-                }
-                match step.verdict {
-                    Verdict::Continue => {}
-                    Verdict::Verify(check) => {
-                        self.request(
-                            conn,
-                            st,
-                            check.key,
-                            SignedMessage::Handshake(check.signed),
-                            check.signature,
-                            Pending::Handshake,
-                            now_ms,
-                            out,
-                        );
-                        // The peer's handshake messages are all in: what follows may be
-                        // realtime traffic (held until the check completes).
-                        return Some(MAX_PAYLOAD);
-                    }
-                    Verdict::Abort(outcome) => self.fail_handshake(conn, st, outcome, out),
-                }
-            }
-            MessageType::BulkPull
-            | MessageType::BulkPullAccount
-            | MessageType::BulkPush
-            | MessageType::FrontierReq => {
-                self.close(conn, st, CloseReason::BootstrapNotServed, true, out);
-            }
-            _ => self.close(conn, st, CloseReason::MessageBeforeHandshake, true, out),
-        }
-        None
-    }
-
-    /// The signature check of the peer's response came back: admit it ([`admit`]), settle a
-    /// channel of the same node it replaces, send keepalive_self (§6.2 step 5) and, with
-    /// [`ProtoConfig::query_on_up`](super::config::ProtoConfig::query_on_up), the rep
-    /// crawler's first query in the same turn, then replay the frames held meanwhile.
-    pub(super) fn handshake_verified(
-        &mut self,
-        conn: ConnId,
-        st: &mut ConnState,
-        ok: bool,
-        now_ms: u64,
-        rng: &mut impl RngCore,
-        out: &mut ShardOutput,
-    ) {
-        let Some(hs) = st.hs.as_mut() else {
-            return;
-        };
-        let peer = match hs.on_verified(ok) {
-            Ok(p) => p,
-            Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
-        };
-        let new = NewChannel {
-            node_id: peer.node_id,
-            protocol_version: peer.version_using,
-            remote: st.remote,
-            shard: self.shard,
-            direction: if st.outbound {
-                Direction::Outbound
-            } else {
-                Direction::Inbound
-            },
-            now_ms,
-        };
-        let shared = &self.shared;
-        let own = shared.identity.node_id();
-        let (ch, replaced) = match admit(
-            &shared.channels,
-            &shared.exclusion,
-            &shared.config,
-            new,
-            st.counted,
-            &own,
-        ) {
-            Ok(x) => x,
-            Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
-        };
-        if let Some(old) = replaced {
-            self.stats.channels_replaced += 1;
-            tracing::debug!(node_id = %old.node_id(), old = %old.remote(), new = %ch.remote(), "channel replaced by another connection of the same node");
-            if old.shard() == self.shard {
-                self.replaced.push(old.id());
-            } else {
-                out.events.push(CrawlerEvent::Replaced(old));
-            }
-        }
-        // The channel took over the unverified connection's place in the limits.
-        st.counted = false;
-        self.stats.handshake.record(HandshakeOutcome::Ok);
-        st.hs = None;
-        st.channel = Some(ch.clone());
-        self.by_channel.insert(ch.id(), conn);
-        // keepalive_self at once (§6.2 step 5).
-        let mut peers = [Endpoint::UNSPECIFIED; 8];
-        let mut n = 0;
-        for other in self.shared.channels.random_set(9, rng) {
-            if other.id() != ch.id() && n < 8 {
-                peers[n] = other.peering_endpoint();
-                n += 1;
-            }
-        }
-        let k = Keepalive {
-            peers: keepalive_self_slots(self.shared.config.listen_port, &peers[..n])
-                .map(Endpoint::to_v6),
-        };
-        self.send(conn, Some(&ch), &Message::Keepalive(k), now_ms, out);
-        // The rep crawler's first query, in the same turn (one segment with the keepalive).
-        let query = self.shared.config.query_on_up.then(|| {
-            let q = self.shared.query_board.pick(rng);
-            let req = Message::ConfirmReq(ConfirmReq { pairs: vec![q] });
-            self.send(conn, Some(&ch), &req, now_ms, out);
-            self.stats.queries_on_up += 1;
-            q
-        });
-        out.events.push(CrawlerEvent::ChannelUp(ch.clone(), query));
-        st.deadline_sent_ms = now_ms;
-        out.io.push(IoAction::Deadline {
-            conn,
-            at_ms: now_ms.saturating_add(self.shared.config.idle_timeout_ms),
-        });
-        let held = std::mem::take(&mut st.held);
-        st.held_bytes = 0;
-        for (header, payload) in held {
-            if st.closed {
-                break;
-            }
-            self.realtime(conn, st, header, &payload, now_ms, out);
-        }
-    }
 }
 
 #[cfg(test)]

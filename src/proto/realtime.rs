@@ -8,10 +8,8 @@
 use std::sync::Arc;
 
 use super::checks::MAX_INFLIGHT_PER_CONN;
-use super::checks::Pending;
-use super::connection::{ConnState, ShardState};
+use super::connection::{ConnState, Pending, ShardOutput, ShardState};
 use super::events::{CloseReason, ConnId, CrawlerEvent, SignedMessage};
-use super::shard::ShardOutput;
 use super::telemetry::{TelemetryError, check_genesis, check_received};
 use crate::channels::ChannelId;
 use crate::crypto::{epoch_link, epoch_signer, vote_hash_of_bytes};

@@ -13,40 +13,40 @@
 //! the peer's final response is being verified, frames that arrive (the peer may be realtime
 //! already) are held, up to [`MAX_HELD_FRAMES`] / [`MAX_HELD_BYTES`], and replayed once the
 //! channel exists. When the handshake completes the shard sends keepalive_self and, with
-//! [`ProtoConfig::query_on_up`], the rep crawler's first confirm_req for the channel (a pair
-//! from the shared [`QueryBoard`]) in the same turn, so the loop packs both into one send; the
+//! [`ProtoConfig::query_on_up`](super::config::ProtoConfig::query_on_up), the rep crawler's first confirm_req for the channel (a pair
+//! from the shared [`QueryBoard`](super::repcrawler::QueryBoard)) in the same turn, so the loop packs both into one send; the
 //! pair travels to the crawler in [`CrawlerEvent::ChannelUp`], which records the query.
 //! After the handshake: keepalive, publish, confirm_ack and telemetry_ack are processed; confirm_req
 //! (we do not vote), telemetry_req, asc_pull_*, bootstrap and handshake messages are counted and
 //! ignored.
 //!
-//! The core is split by job: this file holds the entry points and the connection table;
-//! [`super::connection`] the per-connection state and its lifecycle (send, close, cut);
-//! [`super::handshake`] the handshake state machine and what the shard does with its steps;
+//! The core is split by job: this file holds the entry points, the connection table and what
+//! the shard does with each step of a connection's handshake; [`super::connection`] the
+//! per-connection state and its lifecycle (send, close, cut); [`super::handshake`] the
+//! handshake state machine itself (pure: messages in, a reply and a verdict out);
 //! [`super::realtime`] the realtime message checks; [`super::checks`] the signature checks in
 //! flight; [`super::admission`] the channel policy; [`super::stats`] the counters.
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use rand::RngCore;
 
-use super::checks::Pending;
-use super::config::ProtoConfig;
-use super::connection::{ConnState, Connection, IdMap, ShardState};
+use super::admission::admit;
+use super::connection::{ConnState, Connection, IdMap, Pending, ShardState};
+pub use super::connection::{ShardOutput, ShardShared};
 use super::events::{
-    CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, ShardCommand, VerifyRequest,
+    CloseReason, ConnId, CrawlerEvent, HandshakeOutcome, IoAction, ShardCommand, SignedMessage,
 };
 use super::eviction::{Candidate, select_victims};
-use super::exclusion::PeerExclusion;
-use super::filter::DuplicateFilter;
-use super::handshake::{Handshake, HandshakeCtx};
-use super::identity::NodeIdentity;
-use super::repcrawler::QueryBoard;
+use super::handshake::{Handshake, HandshakeCtx, Verdict};
+use super::keepalive::keepalive_self_slots;
 use super::stats::ShardStats;
-use crate::channels::{Channel, ChannelError, ChannelId, ChannelMap};
+use crate::channels::{Channel, ChannelError, ChannelId};
+use crate::channels::{Direction, NewChannel};
 use crate::endpoint::{Endpoint, IpKey, SubnetKey};
-use crate::wire::{DecodeError, MAX_PAYLOAD, Message};
+use crate::wire::{
+    ConfirmReq, DecodeError, Header, Keepalive, MAX_PAYLOAD, Message, MessageType, NodeIdHandshake,
+};
 
 pub use super::checks::{MAX_INFLIGHT_PER_CONN, SUSPECT_CHECKS};
 
@@ -73,62 +73,6 @@ pub enum Screening {
     Refuse,
     /// Close this connection (already counted as evicted), then admit the new one.
     Evict(ConnId),
-}
-
-/// What one call into the shard core produced. The loop drains it (or calls
-/// [`ShardOutput::clear`]) after each call.
-#[derive(Debug, Default)]
-pub struct ShardOutput {
-    /// Socket actions, in order.
-    pub io: Vec<IoAction>,
-    /// Signature checks to run; answer each with [`ShardCore::on_verified`].
-    pub verify: Vec<VerifyRequest>,
-    /// Events for the crawler core.
-    pub events: Vec<CrawlerEvent>,
-}
-
-impl ShardOutput {
-    /// Empties all three lists, keeping their capacity.
-    pub fn clear(&mut self) {
-        self.io.clear();
-        self.verify.clear();
-        self.events.clear();
-    }
-
-    /// True when nothing was produced.
-    pub fn is_empty(&self) -> bool {
-        self.io.is_empty() && self.verify.is_empty() && self.events.is_empty()
-    }
-}
-
-/// What every shard core of a node shares.
-#[derive(Clone)]
-pub struct ShardShared {
-    /// The channel map.
-    pub channels: Arc<ChannelMap>,
-    /// The duplicate filter for publish and confirm_ack payloads.
-    pub filter: Arc<DuplicateFilter>,
-    /// Protocol settings.
-    pub config: Arc<ProtoConfig>,
-    /// Our node id.
-    pub identity: Arc<NodeIdentity>,
-    /// Excluded peers (read on admission only).
-    pub exclusion: Arc<Mutex<PeerExclusion>>,
-    /// The rep crawler's query candidates (the crawler's [`CrawlerSetup::query_board`]): the
-    /// first query of a new channel is picked from it.
-    ///
-    /// [`CrawlerSetup::query_board`]: super::crawler::CrawlerSetup::query_board
-    pub query_board: Arc<QueryBoard>,
-}
-
-impl std::fmt::Debug for ShardShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardShared")
-            .field("channels", &self.channels.len())
-            .field("identity", &self.identity)
-            .field("network", &self.config.network)
-            .finish_non_exhaustive()
-    }
 }
 
 /// One shard's protocol state machine. See the module docs.
@@ -547,6 +491,187 @@ impl ShardCore {
             if expired && let Some(mut c) = self.conns.remove(&conn) {
                 state.close(conn, &mut c.st, CloseReason::Timeout, true, out);
             }
+        }
+    }
+}
+
+// The shard's side: what a shard core does with the state machine's steps.
+impl ShardState {
+    /// A frame before the channel exists: a node_id_handshake steps the state machine (its
+    /// reply sent, its signature check issued, or the connection closed); while a response
+    /// is verified, frames are held (the peer may be realtime already); bootstrap types and
+    /// anything else close the connection. Returns a new payload limit for the deframer
+    /// once the peer's handshake messages are all in.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handshake_frame(
+        &mut self,
+        conn: ConnId,
+        st: &mut ConnState,
+        header: Header,
+        payload: &[u8],
+        now_ms: u64,
+        rng: &mut impl RngCore,
+        out: &mut ShardOutput,
+    ) -> Option<usize> {
+        if st.hs.as_ref().is_some_and(|h| h.pending().is_some()) {
+            // The peer may be realtime already: hold its frames until our check completes.
+            if st.held.len() < MAX_HELD_FRAMES && st.held_bytes + payload.len() <= MAX_HELD_BYTES {
+                st.held_bytes += payload.len();
+                st.held.push((header, payload.into()));
+            } else {
+                self.stats.held_dropped += 1;
+            }
+            return None;
+        }
+        match header.message_type {
+            MessageType::NodeIdHandshake => {
+                let msg = match NodeIdHandshake::decode_payload(header.extensions, payload) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // Neither flag (the only way a sized handshake payload fails).
+                        self.stats.payload_errors.record(&e);
+                        self.fail_handshake(conn, st, HandshakeOutcome::Protocol, out);
+                        return None;
+                    }
+                };
+                let hs = st.hs.as_mut()?;
+                let mut hctx = HandshakeCtx {
+                    cookies: &mut self.cookies,
+                    identity: &self.shared.identity,
+                    genesis: self.genesis,
+                    remote: st.remote,
+                    now_ms,
+                };
+                let step = hs.on_message(&msg, header.version_using, &mut hctx, rng);
+                if let Some(reply) = step.reply {
+                    self.send(conn, None, &Message::NodeIdHandshake(reply), now_ms, out);
+                }
+                match step.verdict {
+                    Verdict::Continue => {}
+                    Verdict::Verify(check) => {
+                        self.request(
+                            conn,
+                            st,
+                            check.key,
+                            SignedMessage::Handshake(check.signed),
+                            check.signature,
+                            Pending::Handshake,
+                            now_ms,
+                            out,
+                        );
+                        // The peer's handshake messages are all in: what follows may be
+                        // realtime traffic (held until the check completes).
+                        return Some(MAX_PAYLOAD);
+                    }
+                    Verdict::Abort(outcome) => self.fail_handshake(conn, st, outcome, out),
+                }
+            }
+            MessageType::BulkPull
+            | MessageType::BulkPullAccount
+            | MessageType::BulkPush
+            | MessageType::FrontierReq => {
+                self.close(conn, st, CloseReason::BootstrapNotServed, true, out);
+            }
+            _ => self.close(conn, st, CloseReason::MessageBeforeHandshake, true, out),
+        }
+        None
+    }
+
+    /// The signature check of the peer's response came back: admit it ([`admit`]), settle a
+    /// channel of the same node it replaces, send keepalive_self (§6.2 step 5) and, with
+    /// [`ProtoConfig::query_on_up`](super::config::ProtoConfig::query_on_up), the rep
+    /// crawler's first query in the same turn, then replay the frames held meanwhile.
+    pub(super) fn handshake_verified(
+        &mut self,
+        conn: ConnId,
+        st: &mut ConnState,
+        ok: bool,
+        now_ms: u64,
+        rng: &mut impl RngCore,
+        out: &mut ShardOutput,
+    ) {
+        let Some(hs) = st.hs.as_mut() else {
+            return;
+        };
+        let peer = match hs.on_verified(ok) {
+            Ok(p) => p,
+            Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
+        };
+        let new = NewChannel {
+            node_id: peer.node_id,
+            protocol_version: peer.version_using,
+            remote: st.remote,
+            shard: self.shard,
+            direction: if st.outbound {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
+            now_ms,
+        };
+        let shared = &self.shared;
+        let own = shared.identity.node_id();
+        let (ch, replaced) = match admit(
+            &shared.channels,
+            &shared.exclusion,
+            &shared.config,
+            new,
+            st.counted,
+            &own,
+        ) {
+            Ok(x) => x,
+            Err(outcome) => return self.fail_handshake(conn, st, outcome, out),
+        };
+        if let Some(old) = replaced {
+            self.stats.channels_replaced += 1;
+            tracing::debug!(node_id = %old.node_id(), old = %old.remote(), new = %ch.remote(), "channel replaced by another connection of the same node");
+            if old.shard() == self.shard {
+                self.replaced.push(old.id());
+            } else {
+                out.events.push(CrawlerEvent::Replaced(old));
+            }
+        }
+        // The channel took over the unverified connection's place in the limits.
+        st.counted = false;
+        self.stats.handshake.record(HandshakeOutcome::Ok);
+        st.hs = None;
+        st.channel = Some(ch.clone());
+        self.by_channel.insert(ch.id(), conn);
+        // keepalive_self at once (§6.2 step 5).
+        let mut peers = [Endpoint::UNSPECIFIED; 8];
+        let mut n = 0;
+        for other in self.shared.channels.random_set(9, rng) {
+            if other.id() != ch.id() && n < 8 {
+                peers[n] = other.peering_endpoint();
+                n += 1;
+            }
+        }
+        let k = Keepalive {
+            peers: keepalive_self_slots(self.shared.config.listen_port, &peers[..n])
+                .map(Endpoint::to_v6),
+        };
+        self.send(conn, Some(&ch), &Message::Keepalive(k), now_ms, out);
+        // The rep crawler's first query, in the same turn (one segment with the keepalive).
+        let query = self.shared.config.query_on_up.then(|| {
+            let q = self.shared.query_board.pick(rng);
+            let req = Message::ConfirmReq(ConfirmReq { pairs: vec![q] });
+            self.send(conn, Some(&ch), &req, now_ms, out);
+            self.stats.queries_on_up += 1;
+            q
+        });
+        out.events.push(CrawlerEvent::ChannelUp(ch.clone(), query));
+        st.deadline_sent_ms = now_ms;
+        out.io.push(IoAction::Deadline {
+            conn,
+            at_ms: now_ms.saturating_add(self.shared.config.idle_timeout_ms),
+        });
+        let held = std::mem::take(&mut st.held);
+        st.held_bytes = 0;
+        for (header, payload) in held {
+            if st.closed {
+                break;
+            }
+            self.realtime(conn, st, header, &payload, now_ms, out);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The one error type of the codec and what a receiver does about each error (§2.7).
 
-use super::header::{HEADER_LEN, MIN_VERSION_USING, MessageType};
+use super::protocol::{HEADER_LEN, MIN_VERSION_USING, MessageType};
 use crate::types::Network;
 
 /// What a TCP receiver does after a [`DecodeError`] (§2.7).

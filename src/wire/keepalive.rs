@@ -6,8 +6,7 @@ use super::error::DecodeError;
 use super::header::MessageType;
 use super::reader::Reader;
 
-/// Payload bytes of a keepalive.
-pub const KEEPALIVE_LEN: usize = 144;
+pub use super::protocol::KEEPALIVE_LEN;
 /// Endpoints in a keepalive.
 pub const KEEPALIVE_PEERS: usize = 8;
 

@@ -61,6 +61,7 @@ mod handshake;
 mod header;
 mod keepalive;
 mod message;
+mod protocol;
 mod publish;
 mod reader;
 mod telemetry;

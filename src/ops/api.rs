@@ -13,17 +13,17 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::metrics::{Histogram, MetricsSnapshot, ThreadMetrics};
+use super::rpc::{
+    NodeApi, PeerInfo as RpcPeer, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
+};
 use crate::counters::{Row, Rows, Samples};
 use crate::crypto::genesis_hash;
 use crate::io::Counters;
-use crate::ops::metrics::{Histogram, MetricsSnapshot, ThreadMetrics};
-use crate::ops::rpc::{
-    NodeApi, PeerInfo as RpcPeer, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
-};
 use crate::types::{Network, PublicKey};
 use crate::wire::{TelemetryData, VERSION_USING};
 
-use super::{BATCH_BUCKETS, Node, NodeError, NodeStats};
+use crate::node::{BATCH_BUCKETS, Node, NodeError, NodeStats};
 
 /// Schema version of the data directory's store, as `version` reports it.
 pub const STORE_VERSION: u32 = 1;
