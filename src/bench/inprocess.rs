@@ -239,17 +239,21 @@ mod tests {
             per_sec: 1000.0,
             per_cpu_sec: 1000.0,
         };
-        let before: usize = std::fs::read_dir(std::env::temp_dir())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .starts_with("nanopeer-bench-")
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
+        // Bench data directories left in the temp dir.
+        let bench_dirs = || -> usize {
+            std::fs::read_dir(std::env::temp_dir())
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| {
+                            e.file_name()
+                                .to_string_lossy()
+                                .starts_with("nanopeer-bench-")
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let before = bench_dirs();
         let o = bench_in_process(&plan, ceiling, &Progress::hidden()).unwrap();
         assert!(o.report.handshakes > 0, "{:?}", o.report);
         assert_eq!(o.report.failures_total, 0, "{:?}", o.report.failures);
@@ -260,17 +264,7 @@ mod tests {
         assert_eq!(v["shards"], 1);
         assert!(v["bench_limits"]["max_channels"].as_u64().unwrap() >= 4096);
         // the data directory is gone
-        let after: usize = std::fs::read_dir(std::env::temp_dir())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .starts_with("nanopeer-bench-")
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
+        let after = bench_dirs();
         assert!(after <= before, "{before} → {after}");
     }
 }

@@ -217,21 +217,13 @@ impl BatchVerifier {
         msg: &[u8],
         sig: &Signature,
     ) -> Result<usize, CryptoError> {
-        if self.is_full() {
-            return Err(CryptoError::BatchFull);
-        }
-        let item = if !s_in_range(sig) {
-            Item::invalid()
-        } else {
-            match CompressedEdwardsY(key.0).decompress() {
-                None => Item::invalid(),
-                Some(a) => {
-                    let small = encoding_is_small_order(&key.0);
-                    prepare(&key.0, -a, small, false, msg, sig)
-                }
+        self.push_checked(sig, || match CompressedEdwardsY(key.0).decompress() {
+            None => Item::invalid(),
+            Some(a) => {
+                let small = encoding_is_small_order(&key.0);
+                prepare(&key.0, -a, small, false, msg, sig)
             }
-        };
-        Ok(self.push_item(item))
+        })
     }
 
     /// Queues an item whose key is already decompressed (from a [`KeyCache`](super::KeyCache)).
@@ -243,14 +235,27 @@ impl BatchVerifier {
         msg: &[u8],
         sig: &Signature,
     ) -> Result<usize, CryptoError> {
+        self.push_checked(sig, || {
+            let single = key.is_small_order() || !key.is_torsion_free();
+            prepare(&key.public().0, *key.neg_point(), single, true, msg, sig)
+        })
+    }
+
+    /// Queues the item `make` prepares, unless the batch is full; a signature whose `S` is not
+    /// below the group order is invalid without preparing anything.
+    #[inline]
+    fn push_checked(
+        &mut self,
+        sig: &Signature,
+        make: impl FnOnce() -> Item,
+    ) -> Result<usize, CryptoError> {
         if self.is_full() {
             return Err(CryptoError::BatchFull);
         }
-        let item = if !s_in_range(sig) {
-            Item::invalid()
+        let item = if s_in_range(sig) {
+            make()
         } else {
-            let single = key.is_small_order() || !key.is_torsion_free();
-            prepare(&key.public().0, *key.neg_point(), single, true, msg, sig)
+            Item::invalid()
         };
         Ok(self.push_item(item))
     }

@@ -311,7 +311,7 @@ impl NodeApi for SharedNode {
 mod tests {
     use super::*;
     use crate::node::{BatchMetrics, CrawlerStatus, OpenFiles, ShardMetrics, ThreadHealth};
-    use crate::ops::metrics::{parse_text, render};
+    use crate::ops::metrics::{assert_samples, parse_text, render};
     use crate::proto::crawler::CrawlerStats;
     use crate::proto::reachout::ReachoutStats;
     use crate::proto::repcrawler::RepCrawlerStats;
@@ -474,56 +474,38 @@ mod tests {
         );
         assert_eq!(m.counters.get("nanopeer_verify_failed_total", &[]), Some(7));
         let samples = parse_text(&render(&m)).unwrap();
-        let find = |name: &str, labels: &[(&str, &str)]| {
-            samples
-                .iter()
-                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
-                .map(|s| s.value)
-        };
-        assert_eq!(
-            find("nanopeer_verify_batch_size_bucket", &[("le", "1")]),
-            Some(2.0)
+        assert_samples(
+            &samples,
+            &[
+                ("nanopeer_verify_batch_size_bucket", &[("le", "1")], 2.0),
+                ("nanopeer_verify_batch_size_bucket", &[("le", "63")], 2.0),
+                ("nanopeer_verify_batch_size_bucket", &[("le", "127")], 3.0),
+                ("nanopeer_verify_batch_size_sum", &[], 66.0),
+                ("nanopeer_handshakes_total", &[("outcome", "ok")], 2.0),
+                (
+                    "nanopeer_messages_total",
+                    &[("direction", "in"), ("type", "keepalive")],
+                    7.0,
+                ),
+                (
+                    "nanopeer_buffer_ring_exhausted_total",
+                    &[("shard", "0")],
+                    4.0,
+                ),
+                (
+                    "nanopeer_buffer_ring_exhausted_total",
+                    &[("shard", "1")],
+                    0.0,
+                ),
+                ("nanopeer_uptime_seconds", &[], 11.0),
+                (
+                    "nanopeer_thread_progress_age_seconds",
+                    &[("thread", "shard-1")],
+                    9.0,
+                ),
+                ("nanopeer_thread_alive", &[("thread", "shard-1")], 0.0),
+                ("nanopeer_shard_connection_cap", &[], 2048.0),
+            ],
         );
-        assert_eq!(
-            find("nanopeer_verify_batch_size_bucket", &[("le", "63")]),
-            Some(2.0)
-        );
-        assert_eq!(
-            find("nanopeer_verify_batch_size_bucket", &[("le", "127")]),
-            Some(3.0)
-        );
-        assert_eq!(find("nanopeer_verify_batch_size_sum", &[]), Some(66.0));
-        assert_eq!(
-            find("nanopeer_handshakes_total", &[("outcome", "ok")]),
-            Some(2.0)
-        );
-        assert_eq!(
-            find(
-                "nanopeer_messages_total",
-                &[("direction", "in"), ("type", "keepalive")]
-            ),
-            Some(7.0)
-        );
-        assert_eq!(
-            find("nanopeer_buffer_ring_exhausted_total", &[("shard", "0")]),
-            Some(4.0)
-        );
-        assert_eq!(
-            find("nanopeer_buffer_ring_exhausted_total", &[("shard", "1")]),
-            Some(0.0)
-        );
-        assert_eq!(find("nanopeer_uptime_seconds", &[]), Some(11.0));
-        assert_eq!(
-            find(
-                "nanopeer_thread_progress_age_seconds",
-                &[("thread", "shard-1")]
-            ),
-            Some(9.0)
-        );
-        assert_eq!(
-            find("nanopeer_thread_alive", &[("thread", "shard-1")]),
-            Some(0.0)
-        );
-        assert_eq!(find("nanopeer_shard_connection_cap", &[]), Some(2048.0));
     }
 }

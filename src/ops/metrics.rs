@@ -323,6 +323,30 @@ fn valid_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// A sample expected in rendered text: its name, labels it must carry (it may carry more),
+/// and its value.
+pub type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// The value of the first of `samples` named `name` that carries every label of `labels`.
+pub fn sample_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+        .map(|s| s.value)
+}
+
+/// Panics, naming the first miss, unless every expected sample is in `samples` with its value
+/// (for tests of what [`render`] writes).
+pub fn assert_samples(samples: &[Sample], expected: &[Expected<'_>]) {
+    for (name, labels, want) in expected {
+        assert_eq!(
+            sample_value(samples, name, labels),
+            Some(*want),
+            "{name} {labels:?}"
+        );
+    }
+}
+
 /// Reads the text format strictly: every line is `# HELP`, `# TYPE` or a sample; every sample
 /// belongs to the family declared by the last `# TYPE` (histogram samples by suffix); a family
 /// is declared once; label values are unescaped; histogram buckets are cumulative and end with
@@ -581,91 +605,63 @@ mod tests {
                 "{name}"
             );
         }
-        let find = |name: &str, labels: &[(&str, &str)]| {
-            samples
-                .iter()
-                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
-                .map(|s| s.value)
-        };
-        assert_eq!(
-            find(
-                "nanopeer_messages_total",
-                &[("direction", "in"), ("type", "confirm_ack")]
-            ),
-            Some(9.0)
-        );
-        assert_eq!(
-            find(
-                "nanopeer_inbound_rejected_total",
-                &[("reason", "max_per_ip")]
-            ),
-            Some(6.0)
-        );
-        assert_eq!(
-            find("nanopeer_inbound_rejected_total", &[("reason", "evicted")]),
-            Some(2.0)
-        );
-        assert_eq!(
-            find(
-                "nanopeer_misbehaviour_total",
-                &[("cause", "invalid_signatures")]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            find(
-                "nanopeer_handshakes_total",
-                &[("outcome", "weird \"reason\"\\\nx")]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            find("nanopeer_verify_batch_size_bucket", &[("le", "4")]),
-            Some(2.0)
-        );
-        assert_eq!(
-            find("nanopeer_verify_batch_size_bucket", &[("le", "64")]),
-            Some(4.0)
-        );
-        assert_eq!(
-            find("nanopeer_verify_batch_size_bucket", &[("le", "+Inf")]),
-            Some(5.0)
-        );
-        assert_eq!(find("nanopeer_verify_batch_size_sum", &[]), Some(5132.0));
-        assert_eq!(
-            find("nanopeer_buffer_ring_exhausted_total", &[("shard", "0")]),
-            Some(3.0)
-        );
-        assert_eq!(
-            find("nanopeer_shard_live_connections", &[("shard", "0")]),
-            Some(4.0)
-        );
-        assert_eq!(
-            find(
-                "nanopeer_shard_closed_total",
-                &[("shard", "0"), ("reason", "peer")]
-            ),
-            Some(2.0)
-        );
-        assert_eq!(find("nanopeer_cookies", &[]), Some(4.0));
-        assert_eq!(
-            find("nanopeer_thread_alive", &[("thread", "shard-0")]),
-            Some(0.0)
-        );
-        assert_eq!(
-            find("nanopeer_thread_alive", &[("thread", "crawler")]),
-            Some(1.0)
-        );
-        assert_eq!(
-            find(
-                "nanopeer_thread_progress_age_seconds",
-                &[("thread", "shard-0")]
-            ),
-            Some(7.5)
-        );
-        assert_eq!(
-            find("nanopeer_thread_stalls_total", &[("thread", "shard-0")]),
-            Some(1.0)
+        assert_samples(
+            &samples,
+            &[
+                (
+                    "nanopeer_messages_total",
+                    &[("direction", "in"), ("type", "confirm_ack")],
+                    9.0,
+                ),
+                (
+                    "nanopeer_inbound_rejected_total",
+                    &[("reason", "max_per_ip")],
+                    6.0,
+                ),
+                (
+                    "nanopeer_inbound_rejected_total",
+                    &[("reason", "evicted")],
+                    2.0,
+                ),
+                (
+                    "nanopeer_misbehaviour_total",
+                    &[("cause", "invalid_signatures")],
+                    1.0,
+                ),
+                (
+                    "nanopeer_handshakes_total",
+                    &[("outcome", "weird \"reason\"\\\nx")],
+                    1.0,
+                ),
+                ("nanopeer_verify_batch_size_bucket", &[("le", "4")], 2.0),
+                ("nanopeer_verify_batch_size_bucket", &[("le", "64")], 4.0),
+                ("nanopeer_verify_batch_size_bucket", &[("le", "+Inf")], 5.0),
+                ("nanopeer_verify_batch_size_sum", &[], 5132.0),
+                (
+                    "nanopeer_buffer_ring_exhausted_total",
+                    &[("shard", "0")],
+                    3.0,
+                ),
+                ("nanopeer_shard_live_connections", &[("shard", "0")], 4.0),
+                (
+                    "nanopeer_shard_closed_total",
+                    &[("shard", "0"), ("reason", "peer")],
+                    2.0,
+                ),
+                ("nanopeer_cookies", &[], 4.0),
+                ("nanopeer_thread_alive", &[("thread", "shard-0")], 0.0),
+                ("nanopeer_thread_alive", &[("thread", "crawler")], 1.0),
+                (
+                    "nanopeer_thread_progress_age_seconds",
+                    &[("thread", "shard-0")],
+                    7.5,
+                ),
+                (
+                    "nanopeer_thread_stalls_total",
+                    &[("thread", "shard-0")],
+                    1.0,
+                ),
+            ],
         );
     }
 
