@@ -24,9 +24,7 @@ use crate::channels::{Channel, ChannelId, ChannelMap};
 use crate::crypto::{WorkThresholds, genesis_hash};
 use crate::endpoint::Endpoint;
 use crate::types::{BlockHash, Network, PublicKey};
-use crate::wire::{
-    Block, Deframer, HEADER_LEN, Header, MAX_HANDSHAKE_PAYLOAD, Message, TelemetryData,
-};
+use crate::wire::{Deframer, HEADER_LEN, Header, MAX_HANDSHAKE_PAYLOAD, Message};
 
 /// A hasher for integer ids (connection, channel, verify ids): one multiply, no SipHash.
 #[derive(Default, Clone, Copy)]
@@ -105,26 +103,18 @@ impl std::fmt::Debug for ShardShared {
 }
 
 /// What a check in flight was issued for: the step to take with its result.
+// Not boxed: most checks in flight are votes, and a box would cost an allocation each; the
+// map of checks in flight is bounded (per connection and by the connection caps).
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Pending {
+    /// The peer's handshake response: admit the peer, or close.
     Handshake,
-    Vote {
-        channel: ChannelId,
-        account: PublicKey,
-        hashes: Vec<BlockHash>,
-        timestamp: u64,
-        rebroadcasted: bool,
-    },
-    Block {
-        channel: ChannelId,
-        hash: BlockHash,
-        block: Arc<Block>,
-        /// The epoch signer to try if the account's signature fails (state blocks with an
-        /// epoch link).
+    /// A vote, a block or a telemetry_ack: the event the crawler gets if the signature
+    /// verifies. `retry`: for a state block with an epoch link, the epoch signer to try if
+    /// the account's signature fails.
+    Event {
+        event: CrawlerEvent,
         retry: Option<PublicKey>,
-    },
-    Telemetry {
-        channel: ChannelId,
-        data: Box<TelemetryData>,
     },
 }
 

@@ -122,10 +122,12 @@ impl ShardState {
             }
         };
         let signature = *block.signature();
-        let pending = Pending::Block {
-            channel,
-            hash,
-            block: Arc::new(block),
+        let pending = Pending::Event {
+            event: CrawlerEvent::Block {
+                channel,
+                hash,
+                block: Arc::new(block),
+            },
             retry,
         };
         if !self.request(
@@ -174,12 +176,15 @@ impl ShardState {
         }
         let timestamp = view.timestamp();
         let digest = vote_hash_of_bytes(view.hash_bytes(), timestamp);
-        let pending = Pending::Vote {
-            channel,
-            account,
-            hashes: view.hashes().collect(),
-            timestamp,
-            rebroadcasted: header.extensions.rebroadcasted(),
+        let pending = Pending::Event {
+            event: CrawlerEvent::Vote {
+                channel,
+                account,
+                hashes: view.hashes().collect(),
+                timestamp,
+                rebroadcasted: header.extensions.rebroadcasted(),
+            },
+            retry: None,
         };
         self.request(
             conn,
@@ -237,9 +242,12 @@ impl ShardState {
             key,
             SignedMessage::Bytes(signed.to_vec()),
             signature,
-            Pending::Telemetry {
-                channel,
-                data: Box::new(data),
+            Pending::Event {
+                event: CrawlerEvent::Telemetry {
+                    channel,
+                    data: Box::new(data),
+                },
+                retry: None,
             },
             now_ms,
             out,
@@ -257,70 +265,15 @@ impl ShardState {
         now_ms: u64,
         out: &mut ShardOutput,
     ) {
-        match kind {
-            Pending::Handshake => {}
-            Pending::Vote {
-                channel,
-                account,
-                hashes,
-                timestamp,
-                rebroadcasted,
-            } => {
-                if ok {
-                    self.stats.votes_valid += 1;
-                    st.useful_ms = now_ms;
-                    out.events.push(CrawlerEvent::Vote {
-                        channel,
-                        account,
-                        hashes,
-                        timestamp,
-                        rebroadcasted,
-                    });
-                } else {
-                    self.stats.invalid_vote_signature += 1;
-                    self.invalid_signature(conn, st, now_ms, out);
-                }
-            }
-            Pending::Block {
-                channel,
-                hash,
-                block,
-                retry,
-            } => {
-                if ok {
-                    st.useful_ms = now_ms;
-                    out.events.push(CrawlerEvent::Block {
-                        channel,
-                        hash,
-                        block,
-                    });
-                } else if let Some(key) = retry {
-                    let signature = *block.signature();
-                    self.request(
-                        conn,
-                        st,
-                        key,
-                        SignedMessage::Digest(hash),
-                        signature,
-                        Pending::Block {
-                            channel,
-                            hash,
-                            block,
-                            retry: None,
-                        },
-                        now_ms,
-                        out,
-                    );
-                } else {
-                    self.stats.invalid_block_signature += 1;
-                    self.invalid_signature(conn, st, now_ms, out);
-                }
-            }
-            Pending::Telemetry { channel, data } => {
-                if !ok {
-                    self.stats.invalid_telemetry_signature += 1;
-                    self.invalid_signature(conn, st, now_ms, out);
-                } else if check_genesis(&data, self.network) == Err(TelemetryError::GenesisMismatch)
+        let Pending::Event { event, retry } = kind else {
+            return;
+        };
+        if ok {
+            match &event {
+                CrawlerEvent::Vote { .. } => self.stats.votes_valid += 1,
+                CrawlerEvent::Telemetry { data, .. }
+                    if check_genesis(data, self.network)
+                        == Err(TelemetryError::GenesisMismatch) =>
                 {
                     self.stats.genesis_mismatch += 1;
                     if let Some(ch) = st.channel.clone() {
@@ -328,11 +281,35 @@ impl ShardState {
                             .push(CrawlerEvent::GenesisMismatch { channel: ch });
                     }
                     self.close(conn, st, CloseReason::Excluded, true, out);
-                } else {
-                    st.useful_ms = now_ms;
-                    out.events.push(CrawlerEvent::Telemetry { channel, data });
+                    return;
                 }
+                _ => {}
             }
+            st.useful_ms = now_ms;
+            out.events.push(event);
+            return;
         }
+        match (&event, retry) {
+            // A state block with an epoch link: try the epoch signer before giving up.
+            (CrawlerEvent::Block { hash, block, .. }, Some(key)) => {
+                let (hash, signature) = (*hash, *block.signature());
+                let again = Pending::Event { event, retry: None };
+                self.request(
+                    conn,
+                    st,
+                    key,
+                    SignedMessage::Digest(hash),
+                    signature,
+                    again,
+                    now_ms,
+                    out,
+                );
+                return;
+            }
+            (CrawlerEvent::Vote { .. }, _) => self.stats.invalid_vote_signature += 1,
+            (CrawlerEvent::Block { .. }, _) => self.stats.invalid_block_signature += 1,
+            _ => self.stats.invalid_telemetry_signature += 1,
+        }
+        self.invalid_signature(conn, st, now_ms, out);
     }
 }
