@@ -92,7 +92,7 @@ impl HttpServer {
             .map_err(|source| HttpError::Bind { addr, source })?;
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
-        let ctx = Ctx {
+        let ctx = Service {
             api,
             options: Arc::new(options),
             stop: stop.clone(),
@@ -147,8 +147,10 @@ impl Drop for HttpServer {
     }
 }
 
+/// What every connection thread of the server shares: the node, the options, the stop flag
+/// and the count of connections being served.
 #[derive(Clone)]
-struct Ctx {
+struct Service {
     api: Arc<dyn NodeApi>,
     options: Arc<ServerOptions>,
     stop: Arc<AtomicBool>,
@@ -164,7 +166,7 @@ impl Drop for ActiveGuard {
     }
 }
 
-fn accept_loop(listener: TcpListener, ctx: Ctx) {
+fn accept_loop(listener: TcpListener, ctx: Service) {
     while !ctx.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -216,7 +218,7 @@ enum Reject {
     Gone,
 }
 
-fn serve(mut stream: TcpStream, ctx: &Ctx) {
+fn serve(mut stream: TcpStream, ctx: &Service) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(READ_SLICE));
     let _ = stream.set_write_timeout(Some(ctx.options.read_timeout));
@@ -255,7 +257,7 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn read_request(stream: &mut TcpStream, ctx: &Ctx) -> Result<Request, Reject> {
+fn read_request(stream: &mut TcpStream, ctx: &Service) -> Result<Request, Reject> {
     let deadline = Instant::now() + ctx.options.read_timeout;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -332,7 +334,7 @@ fn read_some(
     chunk: &mut [u8],
     buf: &mut Vec<u8>,
     deadline: Instant,
-    ctx: &Ctx,
+    ctx: &Service,
 ) -> Result<(), Reject> {
     loop {
         if ctx.stop.load(Ordering::Relaxed) {
