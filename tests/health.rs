@@ -13,13 +13,13 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nanopeer::io::{Fault, ShardConfig};
+use nanopeer::io::Fault;
 use nanopeer::node::fds::{FD_RESERVE, FDS_PER_SHARD, MIN_CONNECTIONS_PER_SHARD};
 use nanopeer::node::{FdFit, Node, NodeError, NodeOptions, fit_connections};
 use nanopeer::ops::api::SharedNode;
 use nanopeer::ops::metrics::parse_text;
 use nanopeer::ops::rpc::NodeApi;
-use nanopeer::types::{Network, PublicKey};
+use nanopeer::types::PublicKey;
 
 mod common;
 use common::{serial, wait_until};
@@ -27,22 +27,7 @@ use common::{serial, wait_until};
 const BIN: &str = env!("CARGO_BIN_EXE_nanopeer");
 
 fn opts(dir: &Path, shards: usize) -> NodeOptions {
-    let mut o = NodeOptions::new(Network::Dev, dir);
-    o.listen = "127.0.0.1:0".parse().unwrap();
-    o.shards = Some(shards);
-    o.preconfigured_peers = Some(Vec::new());
-    o.io = ShardConfig {
-        ring_entries: 256,
-        recv_buffers: 64,
-        max_connections: 256,
-        send_pool_buffers: 16,
-        command_queue: 1024,
-        ..ShardConfig::default()
-    };
-    o.filter_slots = 1 << 12;
-    o.event_queue = 4096;
-    o.key_cache = 256;
-    o
+    common::small_node(dir, shards, 256)
 }
 
 fn shard_of(node: &Node, id: &PublicKey) -> Option<u16> {
@@ -443,22 +428,5 @@ fn fd_limit_child_entry() {
 #[test]
 fn small_open_file_limit_is_raised_then_fitted() {
     let _g = serial();
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            "--exact",
-            "fd_limit_child_entry",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(FD_LIMIT_CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("CHILD-OK"),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_child("fd_limit_child_entry", FD_LIMIT_CHILD);
 }

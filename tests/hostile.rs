@@ -497,22 +497,5 @@ fn full_disk_child_entry() {
 #[test]
 fn full_data_directory_keeps_peering_without_persistence() {
     let _g = serial();
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "full_disk_child_entry",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(FULL_DISK_CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("CHILD-OK"),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_child("full_disk_child_entry", FULL_DISK_CHILD);
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use nanopeer::channels::Direction;
 use nanopeer::crypto::{KeyPair, genesis_hash};
-use nanopeer::io::ShardConfig;
 use nanopeer::node::{Node, NodeError, NodeOptions, NodeStats};
 use nanopeer::types::{Cookie, Network, PublicKey};
 use nanopeer::wire::{
@@ -23,21 +22,8 @@ mod common;
 use common::{serial, wait_until};
 
 fn opts(dir: &Path, peers: &[SocketAddr]) -> NodeOptions {
-    let mut o = NodeOptions::new(Network::Dev, dir);
-    o.listen = "127.0.0.1:0".parse().unwrap();
-    o.shards = Some(1);
+    let mut o = common::small_node(dir, 1, 256);
     o.preconfigured_peers = Some(peers.iter().map(|p| p.to_string()).collect());
-    o.io = ShardConfig {
-        ring_entries: 256,
-        recv_buffers: 64,
-        max_connections: 256,
-        send_pool_buffers: 16,
-        command_queue: 1024,
-        ..ShardConfig::default()
-    };
-    o.filter_slots = 1 << 12;
-    o.event_queue = 4096;
-    o.key_cache = 256;
     o
 }
 

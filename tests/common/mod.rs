@@ -32,6 +32,25 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs the test `entry` of this test binary in a child process with `env` set to `1` (the
+/// entry does its work only then, so a plain run skips it), and fails unless the child passed
+/// and printed `CHILD-OK`. For tests that change process-wide state (resource limits, a full
+/// disk).
+pub fn run_child(entry: &str, env: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", entry, "--nocapture", "--test-threads", "1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A dev node on 127.0.0.1 (a free port), no preconfigured peers, `shards` shards of
 /// `max_connections` inbound connections each, rings and queues sized for tests.
 pub fn small_node(dir: &Path, shards: usize, max_connections: usize) -> NodeOptions {
