@@ -530,11 +530,6 @@ impl Samples {
             })
             .map(|t| t.value)
     }
-
-    /// Whether nothing was taken.
-    pub fn is_empty(&self) -> bool {
-        self.taken.is_empty()
-    }
 }
 
 #[cfg(test)]
