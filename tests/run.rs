@@ -28,12 +28,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_nanopeer");
 const UP_WITHIN: Duration = Duration::from_secs(10);
 const EXIT_WITHIN: Duration = Duration::from_secs(5);
 
-/// A loopback port that was free a moment ago.
+/// `N` distinct loopback ports that were free a moment ago. All `N` are held at once while
+/// they are picked: ports picked one after another may repeat (the kernel may hand out a
+/// port again as soon as its socket is closed), and a node given the same port for two
+/// servers fails to start.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("local address").port())
+}
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+    free_ports::<1>()[0]
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -87,11 +94,7 @@ struct Proc {
 impl Proc {
     /// Starts `nanopeer run --network dev` in `data` (log in `data/../<name>.log`).
     fn spawn(root: &Path, name: &str, data: &Path, peers: &[SocketAddr]) -> Proc {
-        let (listen, rpc, metrics) = (
-            loopback(free_port()),
-            loopback(free_port()),
-            loopback(free_port()),
-        );
+        let [listen, rpc, metrics] = free_ports::<3>().map(loopback);
         let log = root.join(format!("{name}.log"));
         let mut cmd = Command::new(BIN);
         cmd.args(["run", "--network", "dev", "--shards", "1"])
