@@ -1,8 +1,10 @@
 //! The `nanopeer` command line.
 
+use std::fmt;
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::api::SharedNode;
-use super::config::{ConfigError, NodeConfig, default_toml};
+use super::config::{ConfigError, Layers, Loaded, NanoReport, NodeConfig, default_toml};
 use super::http::{HttpError, HttpServer, ServerOptions};
 use super::rpc::NodeApi;
 use crate::io::Fault;
@@ -73,19 +75,22 @@ pub enum ConfigCommand {
     Show(RunArgs),
 }
 
-/// The arguments of `nanopeer run`. Precedence: the `--config FILE`, then each
-/// `--config section.key=value` in order, then the other flags.
+/// The arguments of `nanopeer run`. Precedence: nano-node's `config-node.toml` and
+/// `config-rpc.toml` in the data directory, the `--config FILE`, then each
+/// `--config key=value` in order, then the other flags.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
     /// Network: live, beta, dev or test [default: live, or `node.network` of the config].
     #[arg(long)]
     pub network: Option<Network>,
-    /// Data directory (peer store, node ID key) [default: $HOME/.nanopeer/NETWORK].
-    #[arg(long, value_name = "DIR")]
+    /// Data directory (peer store, node ID key; nano-node's config-node.toml and
+    /// config-rpc.toml are read from it) [default: $HOME/.nanopeer/NETWORK].
+    #[arg(long, visible_alias = "data_path", value_name = "DIR")]
     pub data_path: Option<PathBuf>,
-    /// Peering listen address [default: all addresses (IPv6 ::, dual-stack) on the network's port].
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub listen: Option<SocketAddr>,
+    /// Peering listen address; an address alone keeps the configured port [default: all
+    /// addresses (IPv6 ::, dual-stack) on the network's port, or nano-node's peering_port].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub listen: Option<ListenArg>,
     /// Number of shards [default: one per core, less one].
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
@@ -98,7 +103,9 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at /metrics here (a bare PORT means 127.0.0.1) [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
-    /// A TOML config FILE (at most one), or a `section.key=value` override (repeatable).
+    /// A TOML config FILE (at most one), or a `section.key=value` override (repeatable; an
+    /// argument with `=` is always an override). nano-node's keys are mapped
+    /// (`node.peering_port=7075`).
     #[arg(long = "config", value_name = "FILE|KEY=VALUE")]
     pub config: Vec<String>,
     /// Test hook, hidden from `--help`: make a node thread fail after start,
@@ -142,18 +149,65 @@ pub fn parse_fault(spec: &str) -> Result<(String, Fault, Duration), String> {
     Ok((thread.to_string(), fault, delay))
 }
 
-/// Whether a `--config` argument is a `section.key=value` override (else a file name).
+/// `--listen`: `ADDR:PORT`, or an address alone (`127.0.0.1`, `::1`, `[::1]`) that keeps the
+/// port the configuration gives (`node.listen`, nano-node's `peering_port`, or the network's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenArg {
+    /// Address and port.
+    Addr(SocketAddr),
+    /// An address; the port comes from the configuration.
+    Ip(IpAddr),
+}
+
+impl FromStr for ListenArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(a) = s.parse() {
+            return Ok(ListenArg::Addr(a));
+        }
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
+        bare.parse()
+            .map(ListenArg::Ip)
+            .map_err(|_| format!("{s:?} is not ADDR:PORT or an IP address"))
+    }
+}
+
+impl fmt::Display for ListenArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenArg::Addr(a) => write!(f, "{a}"),
+            ListenArg::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl From<SocketAddr> for ListenArg {
+    fn from(a: SocketAddr) -> Self {
+        ListenArg::Addr(a)
+    }
+}
+
+/// Whether a `--config` argument is a `key=value` override (else a file name): it is if it
+/// holds `=`. nano-node's dotted keys (`node.network.max_peers_per_ip=8`) are thus keys, never
+/// file names; a file whose name holds `=` cannot be given.
 pub fn is_override(arg: &str) -> bool {
-    let Some((key, _)) = arg.split_once('=') else {
-        return false;
-    };
-    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    matches!(key.trim().split_once('.'), Some((a, b)) if ok(a) && ok(b))
+    arg.contains('=')
 }
 
 impl RunArgs {
-    /// Loads the configuration: file, overrides, then flags; checked.
+    /// Loads the configuration: the data directory's nano-node files, file, overrides, then
+    /// flags; checked.
     pub fn load_config(&self) -> Result<NodeConfig, ConfigError> {
+        self.load_config_report().map(|l| l.config)
+    }
+
+    /// Like [`load_config`](Self::load_config), with what nano-node's configuration
+    /// contributed (files read, keys ignored).
+    pub fn load_config_report(&self) -> Result<Loaded, ConfigError> {
         let mut file: Option<&str> = None;
         let mut overrides = Vec::new();
         for a in &self.config {
@@ -165,10 +219,15 @@ impl RunArgs {
                 file = Some(a);
             }
         }
-        let mut c = NodeConfig::load(file.map(Path::new), &overrides)?;
-        self.apply(&mut c);
-        c.validate()?;
-        Ok(c)
+        let mut loaded = NodeConfig::load_layers(&Layers {
+            file: file.map(Path::new),
+            overrides: &overrides,
+            network: self.network,
+            data_path: self.data_path.as_deref(),
+        })?;
+        self.apply(&mut loaded.config);
+        loaded.config.validate()?;
+        Ok(loaded)
     }
 
     /// Applies the explicit flags to `config` (they win over file and overrides).
@@ -179,8 +238,12 @@ impl RunArgs {
         if let Some(p) = &self.data_path {
             config.node.data_path = Some(p.clone());
         }
-        if let Some(l) = self.listen {
-            config.node.listen = Some(l);
+        match self.listen {
+            Some(ListenArg::Addr(a)) => config.node.listen = Some(a),
+            Some(ListenArg::Ip(ip)) => {
+                config.node.listen = Some(SocketAddr::new(ip, config.listen_addr().port()));
+            }
+            None => {}
         }
         if let Some(s) = self.shards {
             config.node.shards = s;
@@ -216,9 +279,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Config {
             command: ConfigCommand::Show(args),
-        } => match args.load_config() {
-            Ok(c) => {
-                print!("{}", c.resolved().to_toml());
+        } => match args.load_config_report() {
+            Ok(l) => {
+                print!("{}", show_text(&l));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -227,6 +290,49 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+/// `config show`: every key resolved, under comment lines naming the nano-node files read and
+/// the nano-node keys ignored.
+pub fn show_text(loaded: &Loaded) -> String {
+    let mut out = String::new();
+    let nano = &loaded.nano;
+    if !nano.files.is_empty() {
+        out.push_str(&format!(
+            "# nano-node configuration read: {}\n",
+            nano.files_text()
+        ));
+    }
+    if !nano.ignored.is_empty() {
+        out.push_str(&format!(
+            "# nano-node keys nanopeer does not use (ignored): {}\n",
+            nano.ignored_text()
+        ));
+    }
+    out.push_str(&loaded.config.resolved().to_toml());
+    out
+}
+
+/// Logs (info, one line) the nano-node files read and the nano-node keys ignored, if any.
+fn log_nano(nano: &NanoReport) {
+    if nano.is_empty() {
+        return;
+    }
+    let files = if nano.files.is_empty() {
+        "none".to_string()
+    } else {
+        nano.files_text()
+    };
+    let ignored = if nano.ignored.is_empty() {
+        "none".to_string()
+    } else {
+        nano.ignored_text()
+    };
+    tracing::info!(
+        %files,
+        %ignored,
+        "nano-node configuration mapped onto nanopeer's; the keys listed as ignored are not used"
+    );
 }
 
 /// How often `run` looks at the signal flag.
@@ -251,10 +357,12 @@ pub fn node_options(config: &NodeConfig) -> NodeOptions {
 }
 
 /// The HTTP servers `run` starts: RPC (`POST /`) and metrics (`GET /metrics`) on their own
-/// addresses, or one server for both when the addresses are equal.
+/// addresses, or one server for both when the addresses are equal. `enable_control`
+/// (`rpc.enable_control`) goes to the server that serves RPC.
 fn start_http(
     rpc: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
+    enable_control: bool,
     api: &SharedNode,
 ) -> Result<Vec<Served>, HttpError> {
     let mut plan: Vec<(SocketAddr, bool, bool)> = Vec::new();
@@ -274,6 +382,7 @@ fn start_http(
         let options = ServerOptions {
             rpc,
             metrics,
+            enable_control: rpc && enable_control,
             ..ServerOptions::default()
         };
         let api: Arc<dyn NodeApi> = Arc::new(api.clone());
@@ -311,8 +420,11 @@ fn served_text(servers: &[Served], what: impl Fn(&Served) -> bool) -> String {
 /// (systemd `Restart=on-failure`) restarts it rather than leave a half-alive node.
 fn run_node(args: &RunArgs) -> ExitCode {
     super::logging::init();
-    let config = match args.load_config() {
-        Ok(c) => c,
+    let config = match args.load_config_report() {
+        Ok(l) => {
+            log_nano(&l.nano);
+            l.config
+        }
         Err(e) => {
             eprintln!("nanopeer: {e}");
             return ExitCode::from(2);
@@ -352,7 +464,7 @@ fn run_node(args: &RunArgs) -> ExitCode {
         }
     };
     let shared = SharedNode::new(node);
-    let servers = match start_http(rpc, metrics, &shared) {
+    let servers = match start_http(rpc, metrics, config.rpc.enable_control, &shared) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("nanopeer: {e}");

@@ -53,6 +53,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Time allowed to receive a whole request (slower: `408`).
     pub read_timeout: Duration,
+    /// Allow RPC actions that change the node's state (`rpc.enable_control`, like nano-node's
+    /// `enable_control`); default off.
+    pub enable_control: bool,
 }
 
 impl Default for ServerOptions {
@@ -63,6 +66,7 @@ impl Default for ServerOptions {
             max_body: 64 * 1024,
             max_connections: 16,
             read_timeout: Duration::from_secs(5),
+            enable_control: false,
         }
     }
 }

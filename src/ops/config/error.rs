@@ -36,6 +36,16 @@ pub enum ConfigError {
         /// What was expected.
         message: String,
     },
+    /// A nano-node key nanopeer maps, with a value it cannot use.
+    #[error("{origin}: nano-node key `{key}`: {message}")]
+    NanoValue {
+        /// The file (`…/config-node.toml`, `…/config-rpc.toml`) or `--config` (an override).
+        origin: String,
+        /// nano-node's dotted key (`node.peering_port`, `port`).
+        key: String,
+        /// What was expected.
+        message: String,
+    },
     /// More than one configuration file was given.
     #[error("only one config file may be given ({0} and {1})")]
     TwoFiles(String, String),

@@ -304,6 +304,12 @@ pub(super) const KEYS: &[KeyDoc] = &[
         "allow_remote",
         "Allow a non-loopback RPC address (the RPC has no authentication).",
     ),
+    k(
+        "rpc",
+        "enable_control",
+        "Allow RPC actions that change the node's state, e.g. keepalive; like nano-node's \
+         enable_control.",
+    ),
     kx(
         "metrics",
         "address",

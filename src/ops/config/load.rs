@@ -1,17 +1,21 @@
 //! Reading a configuration: TOML text or a file, then `--config section.key=value` overrides
 //! applied in order; every key and its type is checked on its own (so an error names the
-//! key) before the whole is deserialized and validated.
+//! key) before the whole is deserialized and validated. [`NodeConfig::load_layers`] puts
+//! nano-node's files of the data directory underneath.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::types::Network;
+
 use super::error::ConfigError;
 use super::keys::{KEYS, SECTIONS};
+use super::nano::{NanoMapper, NanoReport};
 use super::schema::{
-    IoSection, LimitsSection, NodeConfig, NodeSection, RepCrawlerSection, ServerSection,
-    TimingSection, VerifySection,
+    IoSection, LimitsSection, NodeConfig, NodeSection, RepCrawlerSection, RpcSection,
+    ServerSection, TimingSection, VerifySection,
 };
 
 impl NodeConfig {
@@ -25,19 +29,127 @@ impl NodeConfig {
     /// keys, types and ranges.
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<NodeConfig, ConfigError> {
         let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                parse_table(&text, &path.display().to_string())?
-            }
+            Some(path) => read_table(path)?,
             None => toml::Table::new(),
         };
         for o in overrides {
             apply_override(&mut table, o)?;
         }
         from_table(table)
+    }
+}
+
+/// The configuration layers above the defaults, for [`NodeConfig::load_layers`]: the
+/// data-directory files are read from the data path these give.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layers<'a> {
+    /// `--config FILE`.
+    pub file: Option<&'a Path>,
+    /// `--config key=value`, in order (nanopeer's keys or nano-node's).
+    pub overrides: &'a [String],
+    /// The network flag (it picks the default data path).
+    pub network: Option<Network>,
+    /// The data path flag.
+    pub data_path: Option<&'a Path>,
+}
+
+/// A loaded configuration and what nano-node's configuration contributed to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The configuration, before the flags other than network and data path.
+    pub config: NodeConfig,
+    /// The nano-node files read and the nano-node keys ignored.
+    pub nano: NanoReport,
+}
+
+impl NodeConfig {
+    /// Loads the layers, lowest first: nano-node's `config-rpc.toml` and `config-node.toml` in
+    /// the data directory (see [`nano`](super::nano)), `--config FILE`, then each override in
+    /// order (nanopeer's keys, or nano-node's: mapped, or recorded as ignored). The data
+    /// directory is the data path flag, else `node.data_path` of the file and overrides, else
+    /// the default for the network (flag, else file and overrides). Checks keys, types and
+    /// ranges; the caller applies its flags on top.
+    pub fn load_layers(layers: &Layers<'_>) -> Result<Loaded, ConfigError> {
+        let file_table = match layers.file {
+            Some(path) => read_table(path)?,
+            None => toml::Table::new(),
+        };
+        let mut upper = file_table.clone();
+        for o in layers.overrides {
+            if o.split_once('=').is_some_and(|(k, _)| is_own_key(k.trim())) {
+                apply_override(&mut upper, o)?;
+            }
+        }
+        let (network, data_path) = network_and_data_path(&upper)?;
+        let network = layers.network.unwrap_or(network);
+        let data_dir = match (layers.data_path, data_path) {
+            (Some(p), _) => p.to_path_buf(),
+            (None, Some(p)) => p,
+            (None, None) => NodeConfig::for_network(network).data_path(),
+        };
+        let (mut mapper, mut table) = NanoMapper::read_data_dir(&data_dir, network)?;
+        merge(&mut table, file_table);
+        for o in layers.overrides {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::OverrideForm(o.clone()))?;
+            let key = key.trim();
+            if is_own_key(key) || !mapper.apply_override(&mut table, key, value.trim())? {
+                apply_override(&mut table, o)?;
+            }
+        }
+        Ok(Loaded {
+            config: from_table(table)?,
+            nano: mapper.report,
+        })
+    }
+}
+
+/// Reads and parses a TOML file.
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse_table(&text, &path.display().to_string())
+}
+
+/// Whether `key` is one of nanopeer's `section.key`.
+fn is_own_key(key: &str) -> bool {
+    key.split_once('.')
+        .is_some_and(|(s, k)| KEYS.iter().any(|kd| kd.section == s && kd.key == k))
+}
+
+/// `node.network` and `node.data_path` of a table (checked), before the rest is.
+fn network_and_data_path(table: &toml::Table) -> Result<(Network, Option<PathBuf>), ConfigError> {
+    let mut node = toml::Table::new();
+    if let Some(sec) = table.get("node").and_then(|s| s.as_table()) {
+        for key in ["network", "data_path"] {
+            if let Some(v) = sec.get(key) {
+                check_key("node", key, v).map_err(|message| ConfigError::BadValue {
+                    key: format!("node.{key}"),
+                    message,
+                })?;
+                node.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    let s = NodeSection::deserialize(node).map_err(|e| ConfigError::BadValue {
+        key: "node".into(),
+        message: e.to_string(),
+    })?;
+    Ok((s.network, s.data_path))
+}
+
+/// `upper` over `lower`, key by key within each section.
+fn merge(lower: &mut toml::Table, upper: toml::Table) {
+    for (section, value) in upper {
+        match (lower.get_mut(&section), value) {
+            (Some(toml::Value::Table(l)), toml::Value::Table(u)) => l.extend(u),
+            (_, value) => {
+                lower.insert(section, value);
+            }
+        }
     }
 }
 
@@ -132,6 +244,7 @@ fn check_key(section: &str, key: &str, v: &toml::Value) -> Result<(), String> {
         "verify" => check::<VerifySection>(one),
         "io" => check::<IoSection>(one),
         "rep_crawler" => check::<RepCrawlerSection>(one),
+        "rpc" => check::<RpcSection>(one),
         _ => check::<ServerSection>(one),
     }
 }

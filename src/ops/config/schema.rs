@@ -260,7 +260,22 @@ pub struct RepCrawlerSection {
     pub weights_file: Option<PathBuf>,
 }
 
-/// The `[rpc]` and `[metrics]` sections: an HTTP listener.
+/// The `[rpc]` section: the JSON RPC listener.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcSection {
+    /// `ADDR:PORT`, or a bare `PORT` (bound on 127.0.0.1); unset: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Allow a non-loopback `address`; without it one fails with
+    /// [`ConfigError::RemoteBind`](super::ConfigError::RemoteBind).
+    pub allow_remote: bool,
+    /// Allow RPC actions that change the node's state (e.g. `keepalive`), like nano-node's
+    /// `enable_control`; default off.
+    pub enable_control: bool,
+}
+
+/// The `[metrics]` section: the Prometheus listener.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
@@ -289,7 +304,7 @@ pub struct NodeConfig {
     /// `[rep_crawler]`.
     pub rep_crawler: RepCrawlerSection,
     /// `[rpc]`.
-    pub rpc: ServerSection,
+    pub rpc: RpcSection,
     /// `[metrics]`.
     pub metrics: ServerSection,
 }

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::error::ConfigError;
-use super::schema::{NodeConfig, ServerSection};
+use super::schema::NodeConfig;
 
 impl NodeConfig {
     /// Checks ranges and addresses that the types alone do not.
@@ -94,12 +94,12 @@ impl NodeConfig {
 
     /// The RPC listen address, if enabled.
     pub fn rpc_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        server_addr(&self.rpc, "rpc")
+        server_addr(&self.rpc.address, self.rpc.allow_remote, "rpc")
     }
 
     /// The metrics listen address, if enabled.
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        server_addr(&self.metrics, "metrics")
+        server_addr(&self.metrics.address, self.metrics.allow_remote, "metrics")
     }
 }
 
@@ -127,8 +127,12 @@ pub fn parse_bind(s: &str) -> Option<SocketAddr> {
     s.parse().ok()
 }
 
-fn server_addr(s: &ServerSection, section: &str) -> Result<Option<SocketAddr>, ConfigError> {
-    let Some(text) = &s.address else {
+fn server_addr(
+    address: &Option<String>,
+    allow_remote: bool,
+    section: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(text) = address else {
         return Ok(None);
     };
     let key = format!("{section}.address");
@@ -136,7 +140,7 @@ fn server_addr(s: &ServerSection, section: &str) -> Result<Option<SocketAddr>, C
         key: key.clone(),
         message: format!("{text:?} is not ADDR:PORT or PORT"),
     })?;
-    if !addr.ip().is_loopback() && !s.allow_remote {
+    if !addr.ip().is_loopback() && !allow_remote {
         return Err(ConfigError::RemoteBind {
             key,
             section: section.to_string(),
