@@ -99,7 +99,11 @@ fn nano_node_files_map_onto_nanopeer_keys() {
     let l = load(&["--data_path", d]).unwrap();
     let c = &l.config;
     assert_eq!(c.node.network, Network::Live);
-    assert_eq!(c.listen_addr(), "[::]:7001".parse().unwrap(), "peering_port");
+    assert_eq!(
+        c.listen_addr(),
+        "[::]:7001".parse().unwrap(),
+        "peering_port"
+    );
     assert_eq!(c.proto_config().listen_port, 7001);
     assert_eq!(
         c.peers(),
@@ -112,8 +116,14 @@ fn nano_node_files_map_onto_nanopeer_keys() {
         "a bare host gets the live port"
     );
     let p = c.proto_config();
-    assert!(p.allow_local_peers, "allow_local_peers (false on live by default)");
-    assert_eq!(p.online_weight_minimum, 60_000_000_000_000_000_000_000_000_000_000_000);
+    assert!(
+        p.allow_local_peers,
+        "allow_local_peers (false on live by default)"
+    );
+    assert_eq!(
+        p.online_weight_minimum,
+        60_000_000_000_000_000_000_000_000_000_000_000
+    );
     assert_eq!((p.max_peers_per_ip, p.max_peers_per_subnetwork), (9, 33));
     assert_eq!((p.max_channels, p.max_outbound_channels), (500, 400));
     assert_eq!(c.timing.connect_timeout_ms, 7000);
@@ -121,7 +131,10 @@ fn nano_node_files_map_onto_nanopeer_keys() {
     assert_eq!(p.handshake_timeout_ms, 3000);
     assert_eq!(p.rep_query_timeout_ms, 1234);
     // [rpc] enable = true: served on config-rpc.toml's address (v4-mapped → v4) and port
-    assert_eq!(c.rpc_addr().unwrap(), Some("127.0.0.1:7301".parse().unwrap()));
+    assert_eq!(
+        c.rpc_addr().unwrap(),
+        Some("127.0.0.1:7301".parse().unwrap())
+    );
     assert!(c.rpc.enable_control);
     assert_eq!(c.metrics_addr().unwrap(), None);
 
@@ -158,7 +171,9 @@ fn nano_node_files_map_onto_nanopeer_keys() {
     );
 
     // on dev, bare hosts get the dev port
-    let c = load(&["--data-path", d, "--network", "dev"]).unwrap().config;
+    let c = load(&["--data-path", d, "--network", "dev"])
+        .unwrap()
+        .config;
     assert_eq!(c.peers()[0], "peer-a.example:44000");
     assert_eq!(c.peers()[3], "[2001:db8::6]:44000");
 }
@@ -233,7 +248,11 @@ fn each_layer_overrides_the_one_below() {
         "--config",
         "rpc.enable_control=false",
     ]);
-    assert_eq!(s.listen, "127.0.0.1:7020".parse().unwrap(), "port only, FILE's address kept");
+    assert_eq!(
+        s.listen,
+        "127.0.0.1:7020".parse().unwrap(),
+        "port only, FILE's address kept"
+    );
     assert_eq!(s.peers, vec!["override.example:7075"]);
     assert_eq!(s.per_ip, 11);
     assert_eq!(s.rpc, Some("127.0.0.1:7320".parse().unwrap()));
@@ -268,7 +287,11 @@ fn each_layer_overrides_the_one_below() {
     // what a layer below turned on
     let s = seen(&["--data-path", d, "--config", "rpc.enable=false"]);
     assert_eq!(s.rpc, None);
-    write(empty.path(), "config-rpc.toml", "port = 7401\nenable_control = true\n");
+    write(
+        empty.path(),
+        "config-rpc.toml",
+        "port = 7401\nenable_control = true\n",
+    );
     let s = seen(&["--data-path", e]);
     assert_eq!(s.rpc, None, "config-rpc.toml alone does not turn RPC on");
     assert!(s.control, "but its enable_control is carried");
@@ -288,17 +311,23 @@ fn data_path_alias_is_the_same_flag() {
     let b = load(&["--data-path", d, "--network", "dev"]).unwrap();
     assert_eq!(a, b);
     assert_eq!(a.config.data_path(), dir.path());
-    assert_eq!(a.config.listen_addr().port(), 7001, "read from that directory");
-    // given twice under both names, clap refuses it like any repeated flag
-    assert!(
-        Cli::try_parse_from(["nanopeer", "run", "--data_path", d, "--data-path", d]).is_err()
+    assert_eq!(
+        a.config.listen_addr().port(),
+        7001,
+        "read from that directory"
     );
+    // given twice under both names, clap refuses it like any repeated flag
+    assert!(Cli::try_parse_from(["nanopeer", "run", "--data_path", d, "--data-path", d]).is_err());
     // `config show` takes it too
     let out = Command::new(BIN)
         .args(["config", "show", "--network", "dev", "--data_path", d])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.starts_with("# nano-node configuration read: "),
@@ -306,7 +335,9 @@ fn data_path_alias_is_the_same_flag() {
     );
     assert!(text.contains("config-node.toml"), "{text}");
     assert!(
-        text.contains("# nano-node keys nanopeer does not use (ignored): config-rpc.toml: max_request_size"),
+        text.contains(
+            "# nano-node keys nanopeer does not use (ignored): config-rpc.toml: max_request_size"
+        ),
         "{text}"
     );
     assert!(text.contains("listen = \"[::]:7001\""), "{text}");
@@ -387,8 +418,20 @@ fn bad_values_of_mapped_keys_name_file_and_key() {
             e => panic!("{text}: {e:?}"),
         }
     };
-    check("config-node.toml", "[node]\npeering_port = 70000\n", &node_file, "node.peering_port", "0..=65535");
-    check("config-node.toml", "[node]\npeering_port = \"7075\"\n", &node_file, "node.peering_port", "integer");
+    check(
+        "config-node.toml",
+        "[node]\npeering_port = 70000\n",
+        &node_file,
+        "node.peering_port",
+        "0..=65535",
+    );
+    check(
+        "config-node.toml",
+        "[node]\npeering_port = \"7075\"\n",
+        &node_file,
+        "node.peering_port",
+        "integer",
+    );
     check(
         "config-node.toml",
         "[node]\npreconfigured_peers = [\"good.example\", \"bad host\"]\n",
@@ -396,21 +439,78 @@ fn bad_values_of_mapped_keys_name_file_and_key() {
         "node.preconfigured_peers",
         "\"bad host\"",
     );
-    check("config-node.toml", "[node]\npreconfigured_peers = \"one.example\"\n", &node_file, "node.preconfigured_peers", "array");
-    check("config-node.toml", "[node]\nallow_local_peers = \"yes\"\n", &node_file, "node.allow_local_peers", "true or false");
-    check("config-node.toml", "[node]\nonline_weight_minimum = \"lots\"\n", &node_file, "node.online_weight_minimum", "raw");
-    check("config-node.toml", "[node.network]\nmax_peers_per_ip = -1\n", &node_file, "node.network.max_peers_per_ip", "-1");
-    check("config-node.toml", "[node.tcp]\nconnect_timeout = 0\n", &node_file, "node.tcp.connect_timeout", "1..=");
-    check("config-node.toml", "[rpc]\nenable = 1\n", &node_file, "rpc.enable", "true or false");
-    check("config-rpc.toml", "address = \"localhost\"\n", &rpc_file, "address", "not an IP address");
-    check("config-rpc.toml", "port = 0\n", &rpc_file, "port", "1..=65535");
-    check("config-rpc.toml", "enable_control = \"true\"\n", &rpc_file, "enable_control", "true or false");
+    check(
+        "config-node.toml",
+        "[node]\npreconfigured_peers = \"one.example\"\n",
+        &node_file,
+        "node.preconfigured_peers",
+        "array",
+    );
+    check(
+        "config-node.toml",
+        "[node]\nallow_local_peers = \"yes\"\n",
+        &node_file,
+        "node.allow_local_peers",
+        "true or false",
+    );
+    check(
+        "config-node.toml",
+        "[node]\nonline_weight_minimum = \"lots\"\n",
+        &node_file,
+        "node.online_weight_minimum",
+        "raw",
+    );
+    check(
+        "config-node.toml",
+        "[node.network]\nmax_peers_per_ip = -1\n",
+        &node_file,
+        "node.network.max_peers_per_ip",
+        "-1",
+    );
+    check(
+        "config-node.toml",
+        "[node.tcp]\nconnect_timeout = 0\n",
+        &node_file,
+        "node.tcp.connect_timeout",
+        "1..=",
+    );
+    check(
+        "config-node.toml",
+        "[rpc]\nenable = 1\n",
+        &node_file,
+        "rpc.enable",
+        "true or false",
+    );
+    check(
+        "config-rpc.toml",
+        "address = \"localhost\"\n",
+        &rpc_file,
+        "address",
+        "not an IP address",
+    );
+    check(
+        "config-rpc.toml",
+        "port = 0\n",
+        &rpc_file,
+        "port",
+        "1..=65535",
+    );
+    check(
+        "config-rpc.toml",
+        "enable_control = \"true\"\n",
+        &rpc_file,
+        "enable_control",
+        "true or false",
+    );
     // in an override the origin is --config
     let _ = std::fs::remove_file(dir.path().join("config-rpc.toml"));
     let _ = std::fs::remove_file(dir.path().join("config-node.toml"));
     match load(&["--data-path", d, "--config", "node.peering_port=port"]).unwrap_err() {
         ConfigError::NanoValue { origin, key, .. } => {
-            assert_eq!((origin.as_str(), key.as_str()), ("--config", "node.peering_port"))
+            assert_eq!(
+                (origin.as_str(), key.as_str()),
+                ("--config", "node.peering_port")
+            )
         }
         e => panic!("{e:?}"),
     }
@@ -421,7 +521,11 @@ fn bad_values_of_mapped_keys_name_file_and_key() {
         ConfigError::Syntax { source_name, .. } if source_name == node_file
     ));
     // the binary exits 2 with file and key on stderr
-    write(dir.path(), "config-node.toml", "[node]\npeering_port = 70000\n");
+    write(
+        dir.path(),
+        "config-node.toml",
+        "[node]\npeering_port = 70000\n",
+    );
     let out = Command::new(BIN)
         .args(["run", "--network", "dev", "--data_path", d])
         .stdin(Stdio::null())
@@ -429,7 +533,33 @@ fn bad_values_of_mapped_keys_name_file_and_key() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&node_file) && err.contains("node.peering_port"), "{err}");
+    assert!(
+        err.contains(&node_file) && err.contains("node.peering_port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn readme_maps_every_mapped_key() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Coming from nano-node")
+        .expect("README section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    for (file, key, to) in nanopeer::ops::config::nano::mapped_keys() {
+        let nano = match key.rsplit_once('.') {
+            Some((table, leaf)) => format!("`[{table}] {leaf}`"),
+            None => format!("`{key}`"),
+        };
+        let ours = format!("`{}`", to.split(' ').next().unwrap());
+        let row = section
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&nano))
+            .unwrap_or_else(|| panic!("no README row for {file} {key}"));
+        assert!(row.contains(&ours), "{row} lacks {ours}");
+    }
 }
 
 // ---------------------------------------------------------------- end to end
@@ -614,7 +744,11 @@ fn node_from_a_nano_node_data_directory_peers_on_loopback() {
         .collect::<Vec<_>>();
     assert_eq!(mapped.len(), 1, "one info line:\n{log}");
     assert!(mapped[0].contains("INFO"), "{}", mapped[0]);
-    assert!(mapped[0].contains("config-node.toml: node.enable_voting"), "{}", mapped[0]);
+    assert!(
+        mapped[0].contains("config-node.toml: node.enable_voting"),
+        "{}",
+        mapped[0]
+    );
     assert!(
         log.contains(&format!("listen=127.0.0.1:{a_port}")),
         "listens on the file's peering_port, loopback only:\n{log}"

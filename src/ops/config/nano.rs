@@ -1,8 +1,8 @@
 //! nano-node's configuration, as a nano-node operator left it: `config-node.toml` and
 //! `config-rpc.toml` in the data directory, and nano-node's dotted keys in `--config
-//! key=value`. The keys whose meaning matches one of nanopeer's are mapped onto it (the table
-//! [`NODE_KEYS`] / [`RPC_KEYS`]); every other key is recorded in a [`NanoReport`] (logged
-//! once at start-up) and ignored. A mapped key with a value nanopeer cannot use is a
+//! key=value`. The keys whose meaning matches one of nanopeer's are mapped onto it
+//! ([`mapped_keys`]); every other key is recorded in a [`NanoReport`] (logged once at
+//! start-up) and ignored. A mapped key with a value nanopeer cannot use is a
 //! [`ConfigError::NanoValue`] naming the file (or the override) and the key.
 //!
 //! nano-node serves RPC only when `config-node.toml` says `[rpc] enable = true`; then the
@@ -52,6 +52,10 @@ enum Target {
     RpcPort,
 }
 
+const U32: u64 = u32::MAX as u64;
+const USIZE: u64 = 1 << 32;
+const SECS: u64 = u64::MAX / 1000;
+
 const fn int(section: &'static str, key: &'static str, min: u64, max: u64, scale: u64) -> Target {
     Target::Int {
         section,
@@ -62,73 +66,97 @@ const fn int(section: &'static str, key: &'static str, min: u64, max: u64, scale
     }
 }
 
-/// The `config-node.toml` keys nanopeer maps (dotted, as in `--config`), and what they set.
-pub const NODE_KEYS: &[(&str, &str)] = &[
-    ("node.peering_port", "node.listen (port)"),
-    ("node.preconfigured_peers", "node.peers"),
-    ("node.allow_local_peers", "node.allow_local_peers"),
-    ("node.online_weight_minimum", "rep_crawler.online_weight_minimum"),
-    ("node.network.max_peers_per_ip", "limits.max_peers_per_ip"),
+/// One mapped key: nano-node's dotted key, what it sets, and that in words.
+type Mapping = (&'static str, Target, &'static str);
+
+/// The `config-node.toml` keys nanopeer maps (dotted, as in `--config`).
+const NODE_MAP: &[Mapping] = &[
+    (
+        "node.peering_port",
+        Target::PeeringPort,
+        "node.listen (port)",
+    ),
+    ("node.preconfigured_peers", Target::Peers, "node.peers"),
+    (
+        "node.allow_local_peers",
+        Target::Bool("node", "allow_local_peers"),
+        "node.allow_local_peers",
+    ),
+    (
+        "node.online_weight_minimum",
+        Target::Raw("rep_crawler", "online_weight_minimum"),
+        "rep_crawler.online_weight_minimum",
+    ),
+    (
+        "node.network.max_peers_per_ip",
+        int("limits", "max_peers_per_ip", 0, U32, 1),
+        "limits.max_peers_per_ip",
+    ),
     (
         "node.network.max_peers_per_subnetwork",
+        int("limits", "max_peers_per_subnetwork", 0, U32, 1),
         "limits.max_peers_per_subnetwork",
     ),
-    ("node.tcp.max_inbound_connections", "limits.max_channels"),
+    (
+        "node.tcp.max_inbound_connections",
+        int("limits", "max_channels", 0, USIZE, 1),
+        "limits.max_channels",
+    ),
     (
         "node.tcp.max_outbound_connections",
+        int("limits", "max_outbound_channels", 0, USIZE, 1),
         "limits.max_outbound_channels",
     ),
-    ("node.tcp.connect_timeout", "timing.connect_timeout_ms (s → ms)"),
+    (
+        "node.tcp.connect_timeout",
+        int("timing", "connect_timeout_ms", 1, SECS, 1000),
+        "timing.connect_timeout_ms (s → ms)",
+    ),
     (
         "node.tcp.handshake_timeout",
+        int("timing", "handshake_timeout_ms", 1, SECS, 1000),
         "timing.handshake_timeout_ms (s → ms)",
     ),
-    ("node.rep_crawler.query_timeout", "rep_crawler.query_timeout_ms"),
-    ("rpc.enable", "rpc.address (from config-rpc.toml)"),
+    (
+        "node.rep_crawler.query_timeout",
+        int("rep_crawler", "query_timeout_ms", 1, u64::MAX, 1),
+        "rep_crawler.query_timeout_ms",
+    ),
+    (
+        "rpc.enable",
+        Target::RpcEnable,
+        "rpc.address (config-rpc.toml's address and port)",
+    ),
 ];
 
-/// The `config-rpc.toml` keys nanopeer maps, and what they set.
-pub const RPC_KEYS: &[(&str, &str)] = &[
-    ("address", "rpc.address (address)"),
-    ("port", "rpc.address (port)"),
-    ("enable_control", "rpc.enable_control"),
+/// The `config-rpc.toml` keys nanopeer maps.
+const RPC_MAP: &[Mapping] = &[
+    ("address", Target::RpcAddress, "rpc.address (address)"),
+    ("port", Target::RpcPort, "rpc.address (port)"),
+    (
+        "enable_control",
+        Target::Bool("rpc", "enable_control"),
+        "rpc.enable_control",
+    ),
 ];
 
-/// What each key of [`NODE_KEYS`] / [`RPC_KEYS`] does (same order).
+/// The keys nanopeer maps, `(file, nano-node key, nanopeer key)`, for documentation.
+pub fn mapped_keys() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    let node = NODE_MAP.iter().map(|(k, _, to)| (NODE_FILE, *k, *to));
+    let rpc = RPC_MAP.iter().map(|(k, _, to)| (RPC_FILE, *k, *to));
+    node.chain(rpc)
+}
+
+fn find(map: &[Mapping], key: &str) -> Option<Target> {
+    map.iter().find(|(k, _, _)| *k == key).map(|(_, t, _)| *t)
+}
+
 fn node_target(key: &str) -> Option<Target> {
-    const U32: u64 = u32::MAX as u64;
-    const USIZE: u64 = 1 << 32;
-    const SECS: u64 = u64::MAX / 1000;
-    Some(match key {
-        "node.peering_port" => Target::PeeringPort,
-        "node.preconfigured_peers" => Target::Peers,
-        "node.allow_local_peers" => Target::Bool("node", "allow_local_peers"),
-        "node.online_weight_minimum" => Target::Raw("rep_crawler", "online_weight_minimum"),
-        "node.network.max_peers_per_ip" => int("limits", "max_peers_per_ip", 0, U32, 1),
-        "node.network.max_peers_per_subnetwork" => {
-            int("limits", "max_peers_per_subnetwork", 0, U32, 1)
-        }
-        "node.tcp.max_inbound_connections" => int("limits", "max_channels", 0, USIZE, 1),
-        "node.tcp.max_outbound_connections" => {
-            int("limits", "max_outbound_channels", 0, USIZE, 1)
-        }
-        "node.tcp.connect_timeout" => int("timing", "connect_timeout_ms", 1, SECS, 1000),
-        "node.tcp.handshake_timeout" => int("timing", "handshake_timeout_ms", 1, SECS, 1000),
-        "node.rep_crawler.query_timeout" => {
-            int("rep_crawler", "query_timeout_ms", 1, u64::MAX, 1)
-        }
-        "rpc.enable" => Target::RpcEnable,
-        _ => return None,
-    })
+    find(NODE_MAP, key)
 }
 
 fn rpc_target(key: &str) -> Option<Target> {
-    Some(match key {
-        "address" => Target::RpcAddress,
-        "port" => Target::RpcPort,
-        "enable_control" => Target::Bool("rpc", "enable_control"),
-        _ => return None,
-    })
+    find(RPC_MAP, key)
 }
 
 /// nano-node's `[node]` keys that are not tables (from its `node_config`), for telling a
@@ -379,7 +407,12 @@ impl NanoMapper {
                 let ip = get(table, "node", "listen")
                     .and_then(|l| l.as_str()?.parse::<SocketAddr>().ok())
                     .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |l| l.ip());
-                set(table, "node", "listen", SocketAddr::new(ip, port).to_string());
+                set(
+                    table,
+                    "node",
+                    "listen",
+                    SocketAddr::new(ip, port).to_string(),
+                );
             }
             Target::Peers => {
                 let list = v
@@ -413,7 +446,9 @@ impl NanoMapper {
                 scale,
             } => {
                 let n = integer(v, min, max).map_err(bad)?;
-                let scaled = n.checked_mul(scale).ok_or_else(|| bad("too large".into()))?;
+                let scaled = n
+                    .checked_mul(scale)
+                    .ok_or_else(|| bad("too large".into()))?;
                 let scaled = i64::try_from(scaled).map_err(|_| bad("too large".into()))?;
                 set(table, section, name, scaled);
             }
@@ -510,7 +545,10 @@ pub fn normalize_peer(entry: &str, port: u16) -> Option<String> {
         return (addr.port() != 0).then(|| endpoint(addr.ip(), addr.port()));
     }
     if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return inner.parse::<Ipv6Addr>().ok().map(|ip| endpoint(ip.into(), port));
+        return inner
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|ip| endpoint(ip.into(), port));
     }
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().ok().filter(|&p| p != 0)?),
@@ -532,8 +570,14 @@ mod tests {
     #[test]
     fn peers_in_nano_node_forms() {
         let n = |s: &str| normalize_peer(s, 7075);
-        assert_eq!(n("peering.nano.org").as_deref(), Some("peering.nano.org:7075"));
-        assert_eq!(n("peer.example:54000").as_deref(), Some("peer.example:54000"));
+        assert_eq!(
+            n("peering.nano.org").as_deref(),
+            Some("peering.nano.org:7075")
+        );
+        assert_eq!(
+            n("peer.example:54000").as_deref(),
+            Some("peer.example:54000")
+        );
         assert_eq!(n("192.0.2.1").as_deref(), Some("192.0.2.1:7075"));
         assert_eq!(n("192.0.2.1:7").as_deref(), Some("192.0.2.1:7"));
         assert_eq!(n("::1").as_deref(), Some("[::1]:7075"));
@@ -541,7 +585,9 @@ mod tests {
         assert_eq!(n("[2001:db8::1]:9").as_deref(), Some("[2001:db8::1]:9"));
         assert_eq!(n("::ffff:127.0.0.1").as_deref(), Some("127.0.0.1:7075"));
         assert_eq!(n("[::ffff:127.0.0.1]:8").as_deref(), Some("127.0.0.1:8"));
-        for bad in ["", "host:0", "host:x", ":7075", "a b", "[::1", "[nope]:1", "-x", "h:1:2"] {
+        for bad in [
+            "", "host:0", "host:x", ":7075", "a b", "[::1", "[nope]:1", "-x", "h:1:2",
+        ] {
             assert_eq!(n(bad), None, "{bad:?}");
         }
     }
@@ -558,14 +604,22 @@ mod tests {
         ] {
             assert!(is_nano_node_key(k), "{k}");
         }
-        for k in ["node.shardz", "verify.x.y", "node..x", "opencl", "limits.bandwidth_limit"] {
+        for k in [
+            "node.shardz",
+            "verify.x.y",
+            "node..x",
+            "opencl",
+            "limits.bandwidth_limit",
+        ] {
             assert!(!is_nano_node_key(k), "{k}");
         }
-        for (k, _) in NODE_KEYS {
-            assert!(node_target(k).is_some(), "{k}");
+        // a mapped key is never also listed as ignored
+        for (_, k, _) in mapped_keys() {
+            assert!(
+                !NANO_NODE_SCALARS.iter().any(|s| k == format!("node.{s}")),
+                "{k}"
+            );
         }
-        for (k, _) in RPC_KEYS {
-            assert!(rpc_target(k).is_some(), "{k}");
-        }
+        assert_eq!(mapped_keys().count(), NODE_MAP.len() + RPC_MAP.len());
     }
 }
