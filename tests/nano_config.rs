@@ -502,6 +502,32 @@ fn bad_values_of_mapped_keys_name_file_and_key() {
         "enable_control",
         "true or false",
     );
+    // a non-loopback RPC address is refused naming config-rpc.toml, unless allowed
+    write(dir.path(), "config-node.toml", "[rpc]\nenable = true\n");
+    write(
+        dir.path(),
+        "config-rpc.toml",
+        "address = \"::\"\nport = 7076\n",
+    );
+    match load(&["--data-path", d]).unwrap_err() {
+        ConfigError::NanoValue {
+            origin,
+            key,
+            message,
+        } => {
+            assert_eq!(
+                (origin.as_str(), key.as_str()),
+                (rpc_file.as_str(), "address")
+            );
+            assert!(message.contains("rpc.allow_remote=true"), "{message}");
+        }
+        e => panic!("{e:?}"),
+    }
+    let c = load(&["--data-path", d, "--config", "rpc.allow_remote=true"]).unwrap();
+    assert_eq!(
+        c.config.rpc_addr().unwrap(),
+        Some("[::]:7076".parse().unwrap())
+    );
     // in an override the origin is --config
     let _ = std::fs::remove_file(dir.path().join("config-rpc.toml"));
     let _ = std::fs::remove_file(dir.path().join("config-node.toml"));

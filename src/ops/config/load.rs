@@ -99,7 +99,7 @@ impl NodeConfig {
             }
         }
         Ok(Loaded {
-            config: from_table(table)?,
+            config: from_table(table).map_err(|e| mapper.explain(e))?,
             nano: mapper.report,
         })
     }

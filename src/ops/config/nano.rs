@@ -293,6 +293,8 @@ pub(super) struct NanoMapper {
     network: Network,
     /// Where RPC binds when `[rpc] enable = true`: `config-rpc.toml`'s address and port.
     rpc_bind: SocketAddr,
+    /// The file `rpc_bind`'s address came from, if one did.
+    rpc_address_origin: Option<String>,
     /// What was read and ignored.
     pub(super) report: NanoReport,
 }
@@ -313,6 +315,7 @@ impl NanoMapper {
         NanoMapper {
             network,
             rpc_bind: SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), default_rpc_port(network)),
+            rpc_address_origin: None,
             report: NanoReport::default(),
         }
     }
@@ -386,6 +389,26 @@ impl NanoMapper {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// `error` of the whole configuration, said in nano-node's terms when `config-rpc.toml`'s
+    /// address is the non-loopback RPC address refused.
+    pub(super) fn explain(&self, error: ConfigError) -> ConfigError {
+        match (&error, &self.rpc_address_origin) {
+            (ConfigError::RemoteBind { key, addr, .. }, Some(origin))
+                if key == "rpc.address" && *addr == self.rpc_bind =>
+            {
+                ConfigError::NanoValue {
+                    origin: origin.clone(),
+                    key: "address".into(),
+                    message: format!(
+                        "{addr} is not a loopback address and nanopeer's RPC has no \
+                         authentication; allow it with --config rpc.allow_remote=true"
+                    ),
+                }
+            }
+            _ => error,
+        }
     }
 
     fn apply(
@@ -480,6 +503,7 @@ impl NanoMapper {
                     .parse::<IpAddr>()
                     .map_err(|_| bad(format!("{text:?} is not an IP address")))?;
                 self.rpc_bind.set_ip(ip.to_canonical());
+                self.rpc_address_origin = Some(origin.to_string());
             }
             Target::RpcPort => {
                 let port = integer(v, 1, u16::MAX as u64).map_err(bad)?;
