@@ -40,6 +40,9 @@ pub enum BenchError {
         /// What is wrong with it, naming the line where there is one.
         reason: String,
     },
+    /// The SIGINT/SIGTERM handler of `tune` could not be installed.
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
     /// A thread of the bench itself could not run.
     #[error("bench thread failed")]
     Thread,

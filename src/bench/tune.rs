@@ -7,8 +7,10 @@
 //! `--plot-from FILE.csv` redraws the plot of a saved sweep.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -20,7 +22,7 @@ use super::inprocess::{
 };
 use super::loadgen::SATURATION_WARN;
 use super::report::{BenchReport, Progress};
-use super::setup::{BenchPlan, cores, placement};
+use super::setup::{BenchPlan, cores, placement, remove_temp_dirs};
 use super::tune_files::{Figure, TuneFiles, plot_csv_file};
 use crate::types::Network;
 
@@ -295,6 +297,45 @@ pub fn run_tune(args: &TuneArgs) -> ExitCode {
     }
 }
 
+/// Exit status of a tune stopped by SIGINT (Ctrl-C): 128 + 2, as a shell reports it.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Watches for SIGINT and SIGTERM on a thread of its own. On the first, it says how many points
+/// were saved (`saved`, of `total`, in `out`), removes the current point's node data directory,
+/// and any half-written temporary output, and ends the process at once (status
+/// [`EXIT_INTERRUPTED`], or 143 for SIGTERM): the point being measured is dropped, every
+/// finished one is already on disk.
+fn exit_on_interrupt(out: &Path, saved: Arc<AtomicUsize>, total: usize) -> Result<(), BenchError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(BenchError::Signal)?;
+    let out = out.to_path_buf();
+    std::thread::Builder::new()
+        .name("tune-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                remove_temp_dirs();
+                // a file being replaced at this instant keeps its old version
+                for name in [TuneFiles::CSV, TuneFiles::JSON, TuneFiles::SVG] {
+                    let _ = std::fs::remove_file(out.join(format!("{name}.tmp")));
+                }
+                eprintln!(
+                    "nanopeer tune: interrupted; {} of {total} points saved in {} (tune.csv, \
+                     tune.json, tune.svg)",
+                    saved.load(Ordering::SeqCst),
+                    out.display()
+                );
+                std::process::exit(if sig == SIGINT {
+                    EXIT_INTERRUPTED
+                } else {
+                    128 + sig
+                });
+            }
+        })
+        .map_err(|_| BenchError::Thread)?;
+    Ok(())
+}
+
 /// Runs the sweep; `Ok(false)` when some point completed no handshake.
 fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     let cores = cores();
@@ -339,6 +380,8 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
         Some(format!("1-core crypto ceiling {:.0}/s", ceiling.per_sec)),
         &summary(&[], &[]),
     )?;
+    let saved = Arc::new(AtomicUsize::new(0));
+    exit_on_interrupt(&args.out, Arc::clone(&saved), total)?;
     let mut all_ok = true;
     for &shards in &shards_list {
         for &batch_max in &args.batch_list {
@@ -375,6 +418,7 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
             points.push(o.report.clone());
             outcomes.push(o);
             files.record(row, &summary(&outcomes, &points))?;
+            saved.store(files.len(), Ordering::SeqCst);
             eprintln!(
                 "nanopeer tune:   saved ({} of {total} points in {})",
                 files.len(),
