@@ -136,6 +136,9 @@ fn unit_keeps_its_restart_policy_limits_and_hardening() {
         "LimitNOFILE={limit} is below the {needed} descriptors of 255 shards × {per_shard}"
     );
     assert!(limit <= 1 << 20, "above the kernel's default fs.nr_open");
+    // an unprivileged service's io_uring rings count against RLIMIT_MEMLOCK (≈ 0.54 MiB per
+    // shard): the default 8 MiB would stop it at 14 shards
+    assert_eq!(one("LimitMEMLOCK"), "infinity");
 }
 
 /// Runs the binary with `args` (at most 20 s) and returns its exit status and output.
