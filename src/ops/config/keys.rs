@@ -305,6 +305,12 @@ pub(super) const KEYS: &[KeyDoc] = &[
         "Allow a non-loopback RPC address (the RPC has no authentication).",
     ),
     kx(
+        "rpc",
+        "enable_control",
+        "Allow RPC actions that change the node's state (keepalive), like nano-node's enable_control.",
+        "true",
+    ),
+    kx(
         "metrics",
         "address",
         "Prometheus text at /metrics: ADDR:PORT, or PORT for 127.0.0.1. Unset: off.",
@@ -405,6 +411,7 @@ mod tests {
         c.node.crawler_core = Some(1);
         c.rep_crawler.weights_file = Some("w".into());
         c.rpc.address = Some("7076".into());
+        c.rpc.enable_control = true;
         c.metrics.address = Some("9100".into());
         let t = toml::Table::try_from(&c).unwrap();
         let mut keys = BTreeSet::new();

@@ -270,6 +270,11 @@ pub struct ServerSection {
     /// Allow a non-loopback `address`; without it one fails with
     /// [`ConfigError::RemoteBind`](super::ConfigError::RemoteBind).
     pub allow_remote: bool,
+    /// Allow RPC actions that change the node's state (keepalive), like nano-node's
+    /// enable_control. A key of `[rpc]` only (`metrics.enable_control` is refused as unknown),
+    /// written out only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_control: bool,
 }
 
 /// The whole node configuration.
