@@ -94,18 +94,119 @@ struct Proc {
 impl Proc {
     /// Starts `nanopeer run --network dev` in `data` (log in `data/../<name>.log`).
     fn spawn(root: &Path, name: &str, data: &Path, peers: &[SocketAddr]) -> Proc {
+        Proc::spawn_with(root, name, data, peers, &[])
+    }
+
+    /// [`Proc::spawn`] with `extra` arguments after the others.
+    fn spawn_with(
+        root: &Path,
+        name: &str,
+        data: &Path,
+        peers: &[SocketAddr],
+        extra: &[&str],
+    ) -> Proc {
         let [listen, rpc, metrics] = free_ports::<3>().map(loopback);
+        Proc::launch(root, name, data, peers, extra, Listen::At(listen), &[])
+            .with_ports(rpc, metrics)
+    }
+
+    /// The general form: `listen` says whether `--listen` is given (and where the node is
+    /// reached), `wrapper` runs the binary through another program (`wrapper… BIN args…`).
+    fn launch(
+        root: &Path,
+        name: &str,
+        data: &Path,
+        peers: &[SocketAddr],
+        extra: &[&str],
+        listen: Listen,
+        wrapper: &[&str],
+    ) -> Launch {
+        let [rpc, metrics] = free_ports::<2>().map(loopback);
+        Launch {
+            root: root.to_path_buf(),
+            name: name.to_string(),
+            data: data.to_path_buf(),
+            peers: peers.to_vec(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen,
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            rpc,
+            metrics,
+        }
+    }
+}
+
+/// How a test node listens.
+#[derive(Clone, Copy)]
+enum Listen {
+    /// `--listen ADDR`; reached there.
+    At(SocketAddr),
+    /// `--listen ADDR`, reached at another address (e.g. `[::]:p` reached at 127.0.0.1:p).
+    Via(SocketAddr, SocketAddr),
+    /// No `--listen` (the network's default, `[::]:44000` on dev), reached at 127.0.0.1.
+    Default,
+}
+
+/// A node about to be started ([`Proc::launch`]); [`Launch::start`] spawns it.
+struct Launch {
+    root: PathBuf,
+    name: String,
+    data: PathBuf,
+    peers: Vec<SocketAddr>,
+    extra: Vec<String>,
+    listen: Listen,
+    wrapper: Vec<String>,
+    rpc: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl Launch {
+    fn with_ports(mut self, rpc: SocketAddr, metrics: SocketAddr) -> Proc {
+        (self.rpc, self.metrics) = (rpc, metrics);
+        self.start()
+    }
+
+    fn start(self) -> Proc {
+        let Launch {
+            root,
+            name,
+            data,
+            peers,
+            extra,
+            listen,
+            wrapper,
+            rpc,
+            metrics,
+        } = self;
         let log = root.join(format!("{name}.log"));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(["run", "--network", "dev", "--shards", "1"])
             .arg("--data-path")
-            .arg(data)
-            .args(["--listen", &listen.to_string()])
+            .arg(&data)
             .args(["--rpc", &rpc.to_string()])
             .args(["--metrics", &metrics.to_string()]);
-        for p in peers {
+        let listen = match listen {
+            Listen::At(a) => {
+                cmd.args(["--listen", &a.to_string()]);
+                a
+            }
+            Listen::Via(asked, reached) => {
+                cmd.args(["--listen", &asked.to_string()]);
+                reached
+            }
+            Listen::Default => loopback(Network::Dev.default_port()),
+        };
+        for p in &peers {
             cmd.args(["--peer", &p.to_string()]);
         }
+        cmd.args(&extra);
         let child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -115,14 +216,16 @@ impl Proc {
             .expect("spawn nanopeer");
         Proc {
             child,
-            data: data.to_path_buf(),
+            data,
             log,
             listen,
             rpc,
             metrics,
         }
     }
+}
 
+impl Proc {
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -267,7 +370,14 @@ fn fresh_node_serves_rpc_and_metrics_and_stops_on_sigterm() {
 fn two_processes_peer_list_each_other_and_remember_each_other() {
     let _g = serial();
     let root = tempfile::tempdir().unwrap();
-    let mut a = Proc::spawn(root.path(), "a", &root.path().join("a"), &[]);
+    // a allows RPC control (keepalive makes it dial); b does not
+    let mut a = Proc::spawn_with(
+        root.path(),
+        "a",
+        &root.path().join("a"),
+        &[],
+        &["--config", "rpc.enable_control=true"],
+    );
     a.wait_up();
     let mut b = Proc::spawn(root.path(), "b", &root.path().join("b"), &[a.listen]);
     b.wait_up();
@@ -306,6 +416,13 @@ fn two_processes_peer_list_each_other_and_remember_each_other() {
             .as_str()
             .is_some_and(|e| e.contains("Connected")),
         "{refused}"
+    );
+    // b, without control, refuses the action itself
+    let keepalive_a =
+        json!({"action": "keepalive", "address": "127.0.0.1", "port": a.listen.port().to_string()});
+    assert_eq!(
+        rpc(b.rpc, keepalive_a),
+        Some(json!({"error": "RPC control is disabled"}))
     );
     // Telemetry broadcasts (every 0.5 s on dev) reach the other side, signed by a's node id.
     let telemetry_of_a = || {
@@ -470,4 +587,194 @@ fn node_options_follow_the_config() {
     assert_eq!(o.io.cores, vec![1]);
     assert_eq!(o.crawler_core, Some(0));
     assert_eq!(o.io.recv_buffers, 128);
+}
+
+// ---------------------------------------------------------------- signals, metrics, IPv6
+
+/// Sends `signal` (`HUP`, `TERM`, …) to the child.
+fn signal(p: &Proc, signal: &str) {
+    let pid = p.child.id().to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{signal} {pid} failed");
+}
+
+#[test]
+fn sighup_neither_kills_nor_stops_the_node() {
+    let _g = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut p = Proc::spawn(root.path(), "hup", &root.path().join("data"), &[]);
+    p.wait_up();
+    signal(&p, "HUP");
+    assert!(
+        wait_until(Duration::from_secs(5), || p
+            .log_text()
+            .contains("SIGHUP received")),
+        "no SIGHUP log line:\n{}",
+        p.log_text()
+    );
+    signal(&p, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        matches!(p.child.try_wait(), Ok(None)),
+        "the node exited after SIGHUP:\n{}",
+        p.log_text()
+    );
+    // still serving RPC and metrics
+    assert_eq!(
+        rpc(p.rpc, json!({"action": "version"})).unwrap()["network"],
+        "dev"
+    );
+    assert!(metric(&metrics(p.metrics), "nanopeer_uptime_seconds", &[]).is_some());
+    assert!(!p.log_text().contains("signal received, stopping"));
+    let (status, _) = p.terminate();
+    assert_eq!(status.code(), Some(0), "{}", p.log_text());
+    assert!(p.log_text().contains("stopped cleanly"));
+}
+
+/// A Python with `prometheus_client` (the reference client library's text parser): a venv
+/// under the cargo target dir, made and filled from PyPI on first use and kept, else a
+/// system-wide install. `Err`: why neither works here.
+fn prometheus_python() -> Result<PathBuf, String> {
+    let imports = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import prometheus_client.parser"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prometheus-client-venv");
+    let python = venv.join("bin/python");
+    if imports(&python) {
+        return Ok(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .output();
+    let pip = venv.join("bin/pip");
+    let why = match made {
+        Err(e) => format!("python3: {e}"),
+        Ok(o) if !o.status.success() => {
+            format!("python3 -m venv: {}", String::from_utf8_lossy(&o.stderr))
+        }
+        Ok(_) => match Command::new(&pip)
+            .args(["install", "--quiet", "--disable-pip-version-check", "prometheus_client"])
+            .output()
+        {
+            Ok(o) if o.status.success() && imports(&python) => return Ok(python),
+            Ok(o) => format!("pip install prometheus_client: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => format!("pip: {e}"),
+        },
+    };
+    let system = PathBuf::from("python3");
+    if imports(&system) {
+        return Ok(system);
+    }
+    Err(why)
+}
+
+/// Parses a whole exposition with `prometheus_client.parser`; any format error fails it.
+/// Prints one JSON object per family: name, type, samples as `[name, labels, value]`.
+const PARSE_SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out.append({"name": f.name, "type": f.type,
+                "samples": [[s.name, s.labels, repr(float(s.value))] for s in f.samples]})
+print(json.dumps(out))
+"#;
+
+#[test]
+fn metrics_page_parses_with_the_prometheus_python_parser() {
+    let python = match prometheus_python() {
+        Ok(p) => p,
+        Err(why) => {
+            println!("skipped: no Python prometheus_client parser here ({why})");
+            return;
+        }
+    };
+    let _g = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut p = Proc::spawn(root.path(), "scraped", &root.path().join("data"), &[]);
+    p.wait_up();
+    let (status, page) = http(p.metrics, "GET", "/metrics", "").expect("/metrics answers");
+    assert_eq!(status, 200);
+    parse_text(&page).unwrap_or_else(|e| panic!("our strict reader: {e}\n{page}"));
+    let mut child = Command::new(&python)
+        .args(["-c", PARSE_SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the parser");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client rejects the page: {}\n{page}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // nothing skipped: as many samples parsed as there are sample lines
+    let lines = page
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    let parsed: usize = families
+        .iter()
+        .map(|f| f["samples"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(parsed, lines, "{page}");
+    let sample = |name: &str| {
+        families
+            .iter()
+            .flat_map(|f| f["samples"].as_array().unwrap())
+            .find(|s| s[0] == name)
+            .cloned()
+    };
+    let kind = |family: &str| {
+        families
+            .iter()
+            .find(|f| f["name"] == family)
+            .map(|f| f["type"].as_str().unwrap().to_string())
+    };
+    for name in [
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_cpu_seconds_total",
+        "process_start_time_seconds",
+        "nanopeer_build_info",
+        "nanopeer_channels",
+        "nanopeer_uptime_seconds",
+    ] {
+        let s = sample(name).unwrap_or_else(|| panic!("{name} missing:\n{page}"));
+        let v: f64 = s[2].as_str().unwrap().parse().unwrap();
+        assert!(v >= 0.0, "{name} = {v}");
+    }
+    assert_eq!(kind("process_cpu_seconds").as_deref(), Some("counter"));
+    assert_eq!(kind("process_resident_memory_bytes").as_deref(), Some("gauge"));
+    let build = sample("nanopeer_build_info").unwrap();
+    assert_eq!(build[1]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(build[1]["network"], "dev");
+    assert_eq!(build[1]["crypto_backend"], nanopeer::crypto::backend_name());
+    assert_eq!(build[2], "1.0");
+    let rss: f64 = sample("process_resident_memory_bytes").unwrap()[2]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rss > 1e6, "a running node holds more than 1 MB: {rss}");
+    let (status, _) = p.terminate();
+    assert_eq!(status.code(), Some(0), "{}", p.log_text());
 }
