@@ -778,3 +778,161 @@ fn metrics_page_parses_with_the_prometheus_python_parser() {
     let (status, _) = p.terminate();
     assert_eq!(status.code(), Some(0), "{}", p.log_text());
 }
+
+/// Set in the child that [`default_listener_on_a_host_without_ipv6`] runs in a new network
+/// namespace.
+const NETNS_ENV: &str = "NANOPEER_TEST_IN_NETNS";
+
+/// Runs the binary with `socket(AF_INET6, …)` failing with `EAFNOSUPPORT` (a seccomp filter,
+/// as on a kernel booted with `ipv6.disable=1`): `python3 -c NO_IPV6 BIN args…`. x86_64 only.
+const NO_IPV6: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def ins(code, jt, jf, k):
+    return struct.pack("HBBI", code, jt, jf, k)
+LD, JEQ, RET = 0x20, 0x15, 0x06
+ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+prog = b"".join([
+    ins(LD, 0, 0, 4), ins(JEQ, 1, 0, 0xC000003E), ins(RET, 0, 0, ALLOW),  # x86_64 only
+    ins(LD, 0, 0, 0), ins(JEQ, 0, 3, 41),                                 # socket(2)
+    ins(LD, 0, 0, 16), ins(JEQ, 0, 1, 10),                                # AF_INET6
+    ins(RET, 0, 0, ERRNO | 97), ins(RET, 0, 0, ALLOW),                    # EAFNOSUPPORT
+])
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+buf = ctypes.create_string_buffer(prog, len(prog))
+fprog = Fprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
+    sys.exit("seccomp: errno %d" % ctypes.get_errno())
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+/// In a network namespace whose IPv6 is disabled (`disable_ipv6 = 1`): a node on the default
+/// listen address `[::]:44000` starts and serves IPv4; a second node whose process cannot open
+/// IPv6 sockets at all is asked for `[::]` and falls back to `0.0.0.0` with a log line; the
+/// two peer over 127.0.0.1. Skipped, with the reason printed, where `unshare -rn` (an
+/// unprivileged user and network namespace) is not available.
+#[test]
+fn default_listener_on_a_host_without_ipv6() {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        in_namespace_without_ipv6();
+        return;
+    }
+    let _g = serial();
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .arg("-rn")
+        .arg(&exe)
+        .args([
+            "--exact",
+            "default_listener_on_a_host_without_ipv6",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(NETNS_ENV, "1")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            println!("skipped: cannot run unshare ({e})");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stdout.contains("running 1 test") {
+        println!("skipped: unshare -rn failed here: {stderr}");
+        return;
+    }
+    if let Some(reason) = stdout.lines().find_map(|l| l.strip_prefix("SKIP: ")) {
+        println!("skipped: {reason}");
+        return;
+    }
+    assert!(
+        out.status.success() && stdout.contains("NETNS-OK"),
+        "in the namespace:\n{stdout}\n{stderr}"
+    );
+    for line in stdout.lines().filter(|l| l.starts_with("NOTE: ")) {
+        println!("{line}");
+    }
+}
+
+fn in_namespace_without_ipv6() {
+    let up = Command::new("ip").args(["link", "set", "lo", "up"]).status();
+    if !up.is_ok_and(|s| s.success()) {
+        println!("SKIP: cannot bring up lo in the namespace (`ip` missing?)");
+        return;
+    }
+    for dev in ["all", "default", "lo"] {
+        let path = format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
+        if let Err(e) = std::fs::write(&path, "1") {
+            println!("SKIP: cannot write {path}: {e}");
+            return;
+        }
+    }
+    assert!(
+        std::net::TcpListener::bind("[::1]:0").is_err(),
+        "IPv6 is still up in the namespace"
+    );
+    let root = tempfile::tempdir().unwrap();
+    // a: the network's default listen address, [::]:44000
+    let mut a = Proc::launch(
+        root.path(),
+        "a",
+        &root.path().join("a"),
+        &[],
+        &[],
+        Listen::Default,
+        &[],
+    )
+    .start();
+    a.wait_up();
+    let log_a = a.log_text();
+    assert!(log_a.contains("listen=[::]:44000"), "{log_a}");
+    // b: cannot open IPv6 sockets at all; asked for [::], it listens on 0.0.0.0
+    let seccomp_ok = cfg!(target_arch = "x86_64")
+        && Command::new("python3")
+            .args(["-c", NO_IPV6, "/bin/true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    let port = free_port();
+    let b_listen = Listen::Via(SocketAddr::from(([0u16; 8], port)), loopback(port));
+    let wrapper: &[&str] = if seccomp_ok {
+        &["python3", "-c", NO_IPV6]
+    } else {
+        println!("NOTE: no seccomp wrapper here (python3, x86_64); b runs plainly");
+        &[]
+    };
+    let mut b = Proc::launch(
+        root.path(),
+        "b",
+        &root.path().join("b"),
+        &[a.listen],
+        &[],
+        b_listen,
+        wrapper,
+    )
+    .start();
+    b.wait_up();
+    if seccomp_ok {
+        let log_b = b.log_text();
+        assert!(log_b.contains("IPv6 is not available"), "{log_b}");
+        assert!(log_b.contains(&format!("listen=0.0.0.0:{port}")), "{log_b}");
+    }
+    let (id_a, id_b) = (a.node_id(), b.node_id());
+    let lists = |x: &Proc, id: &str| x.peers().values().any(|d| d["node_id"] == id);
+    assert!(
+        wait_until(UP_WITHIN, || lists(&a, &id_b) && lists(&b, &id_a)),
+        "no channel:\n--- a\n{}\n--- b\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    // b is reachable on IPv4 at its port
+    assert!(TcpStream::connect(loopback(port)).is_ok());
+    for p in [&mut b, &mut a] {
+        let (status, _) = p.terminate();
+        assert_eq!(status.code(), Some(0), "{}", p.log_text());
+    }
+    println!("NETNS-OK");
+}
