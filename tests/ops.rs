@@ -774,7 +774,10 @@ fn http_limits_paths_and_metrics() {
     );
     assert_eq!(raw(a, b"hello\r\n\r\n").0, 400);
     // paths and methods
-    assert_eq!(raw(a, b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 404);
+    assert_eq!(
+        raw(a, b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").0,
+        404
+    );
     assert_eq!(raw(a, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 405);
     assert_eq!(
         raw(a, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n").0,

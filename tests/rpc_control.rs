@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use nanopeer::ops::http::{HttpServer, ServerOptions};
 use nanopeer::ops::metrics::{MetricsSnapshot, parse_text};
-use nanopeer::ops::rpc::{
-    CONTROL_DISABLED, NodeApi, PeerInfo, QuorumInfo, StatsInfo, VersionInfo,
-};
+use nanopeer::ops::rpc::{CONTROL_DISABLED, NodeApi, PeerInfo, QuorumInfo, StatsInfo, VersionInfo};
 use nanopeer::types::{BlockHash, Network, PublicKey};
 use nanopeer::wire::TelemetryData;
 use serde_json::{Value, json};
@@ -118,10 +116,16 @@ fn control_actions_are_refused_unless_control_is_enabled() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v, json!({"error": "RPC control is disabled"}));
     assert_eq!(v["error"], CONTROL_DISABLED);
-    assert!(node.keepalives.lock().unwrap().is_empty(), "the node was not asked to dial");
+    assert!(
+        node.keepalives.lock().unwrap().is_empty(),
+        "the node was not asked to dial"
+    );
     // read-only actions still answer
     let (_, _, body) = post(a, Some("localhost"), &json!({"action": "version"}));
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["rpc_version"], "1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["rpc_version"],
+        "1"
+    );
     s.stop();
 
     let (s, node) = start(
@@ -160,10 +164,7 @@ fn foreign_hosts_are_refused_on_rpc_and_metrics() {
     for host in accepted {
         let (status, _, body) = post(a, Some(host), &version);
         assert_eq!(status, 200, "{host}: {body}");
-        let metrics = send(
-            a,
-            &format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n"),
-        );
+        let metrics = send(a, &format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n"));
         assert_eq!(metrics.0, 200, "{host}");
         parse_text(&metrics.2).unwrap();
     }
@@ -177,16 +178,17 @@ fn foreign_hosts_are_refused_on_rpc_and_metrics() {
         "localhost.attacker.example",
     ] {
         let (status, ctype, body) = post(a, Some(host), &version);
-        assert_eq!((status, ctype.as_str()), (403, "application/json"), "{host}");
+        assert_eq!(
+            (status, ctype.as_str()),
+            (403, "application/json"),
+            "{host}"
+        );
         assert_eq!(
             serde_json::from_str::<Value>(&body).unwrap(),
             json!({"error": "Host not allowed"}),
             "{host}"
         );
-        let (status, _, body) = send(
-            a,
-            &format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n"),
-        );
+        let (status, _, body) = send(a, &format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n"));
         assert_eq!(status, 403, "{host}: {body}");
         assert!(!body.contains("nanopeer_"), "{body}");
     }
@@ -207,7 +209,10 @@ fn foreign_hosts_are_refused_on_rpc_and_metrics() {
             ..ServerOptions::default()
         },
     );
-    assert_eq!(post(s.local_addr(), Some("attacker.example"), &keepalive()).0, 403);
+    assert_eq!(
+        post(s.local_addr(), Some("attacker.example"), &keepalive()).0,
+        403
+    );
     assert!(node.keepalives.lock().unwrap().is_empty());
 }
 
@@ -223,6 +228,12 @@ fn a_server_on_ipv6_loopback_accepts_its_own_address() {
     let a = s.local_addr();
     let host = a.to_string();
     assert_eq!(post(a, Some(&host), &json!({"action": "version"})).0, 200);
-    assert_eq!(post(a, Some("localhost"), &json!({"action": "version"})).0, 200);
-    assert_eq!(post(a, Some("evil.example"), &json!({"action": "version"})).0, 403);
+    assert_eq!(
+        post(a, Some("localhost"), &json!({"action": "version"})).0,
+        200
+    );
+    assert_eq!(
+        post(a, Some("evil.example"), &json!({"action": "version"})).0,
+        403
+    );
 }

@@ -661,11 +661,19 @@ fn prometheus_python() -> Result<PathBuf, String> {
             format!("python3 -m venv: {}", String::from_utf8_lossy(&o.stderr))
         }
         Ok(_) => match Command::new(&pip)
-            .args(["install", "--quiet", "--disable-pip-version-check", "prometheus_client"])
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "prometheus_client",
+            ])
             .output()
         {
             Ok(o) if o.status.success() && imports(&python) => return Ok(python),
-            Ok(o) => format!("pip install prometheus_client: {}", String::from_utf8_lossy(&o.stderr)),
+            Ok(o) => format!(
+                "pip install prometheus_client: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
             Err(e) => format!("pip: {e}"),
         },
     };
@@ -763,7 +771,10 @@ fn metrics_page_parses_with_the_prometheus_python_parser() {
         assert!(v >= 0.0, "{name} = {v}");
     }
     assert_eq!(kind("process_cpu_seconds").as_deref(), Some("counter"));
-    assert_eq!(kind("process_resident_memory_bytes").as_deref(), Some("gauge"));
+    assert_eq!(
+        kind("process_resident_memory_bytes").as_deref(),
+        Some("gauge")
+    );
     let build = sample("nanopeer_build_info").unwrap();
     assert_eq!(build[1]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(build[1]["network"], "dev");
@@ -859,7 +870,9 @@ fn default_listener_on_a_host_without_ipv6() {
 }
 
 fn in_namespace_without_ipv6() {
-    let up = Command::new("ip").args(["link", "set", "lo", "up"]).status();
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status();
     if !up.is_ok_and(|s| s.success()) {
         println!("SKIP: cannot bring up lo in the namespace (`ip` missing?)");
         return;

@@ -383,8 +383,10 @@ mod tests {
         assert_eq!(v["crypto_backend"], crate::crypto::backend_name());
         let table = r.table();
         assert!(
-            table.lines().any(|l| l.starts_with("crypto backend ")
-                && l.ends_with(crate::crypto::backend_name())),
+            table
+                .lines()
+                .any(|l| l.starts_with("crypto backend ")
+                    && l.ends_with(crate::crypto::backend_name())),
             "{table}"
         );
     }

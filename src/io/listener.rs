@@ -35,7 +35,7 @@ impl Listener {
 
     /// Binds `count` listeners that share `addr` through SO_REUSEPORT, one per shard. With
     /// port 0 the first bind picks a free port and the others bind that port. `[::]` on a
-    /// host without IPv6 becomes `0.0.0.0` (see [`ipv4_fallback`]). On error the listeners
+    /// host without IPv6 becomes `0.0.0.0` (with a warning; see `ipv4_fallback`). On error the listeners
     /// already bound are closed.
     pub fn bind_group(
         addr: SocketAddr,
@@ -135,14 +135,22 @@ mod tests {
             ipv4_fallback(any6, &setup_error("bind", libc::EADDRINUSE)),
             None
         );
-        assert_eq!(ipv4_fallback(any6, &setup_error("socket", libc::EMFILE)), None);
+        assert_eq!(
+            ipv4_fallback(any6, &setup_error("socket", libc::EMFILE)),
+            None
+        );
         assert_eq!(
             ipv4_fallback(any6, &setup_error("listen", libc::EAFNOSUPPORT)),
             None
         );
         assert_eq!(ipv4_fallback(any6, &IoError::Config("x")), None);
         // an explicit address never falls back
-        for explicit in ["[::1]:7075", "[2001:db8::1]:7075", "127.0.0.1:7075", "0.0.0.0:7075"] {
+        for explicit in [
+            "[::1]:7075",
+            "[2001:db8::1]:7075",
+            "127.0.0.1:7075",
+            "0.0.0.0:7075",
+        ] {
             let a: SocketAddr = explicit.parse().unwrap();
             assert_eq!(ipv4_fallback(a, &no_family), None, "{explicit}");
         }

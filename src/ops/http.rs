@@ -262,7 +262,12 @@ fn serve(mut stream: TcpStream, ctx: &Service) {
     if !host_ok {
         tracing::debug!(hosts = ?req.hosts, "HTTP request refused: Host not allowed");
         let _ = if req.hosts.is_empty() || req.hosts.len() > 1 {
-            respond(&mut stream, 400, "text/plain", b"exactly one Host header required\n")
+            respond(
+                &mut stream,
+                400,
+                "text/plain",
+                b"exactly one Host header required\n",
+            )
         } else {
             respond(
                 &mut stream,

@@ -119,36 +119,56 @@ struct Out(String);
 
 impl Out {
     fn family(&mut self, name: &str, help: &str, kind: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        self.0.push_str("# HELP ");
+        self.0.push_str(name);
+        self.0.push(' ');
+        self.escaped(help, false);
+        self.0.push_str("\n# TYPE ");
+        self.0.push_str(name);
+        self.0.push(' ');
+        self.0.push_str(kind);
+        self.0.push('\n');
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
-            }
-            self.0.push('}');
-        }
-        self.0.push(' ');
+        self.labelled(name, labels.iter().copied());
         self.0.push_str(value);
         self.0.push('\n');
     }
-}
 
-fn escape_help(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
-}
+    /// `name{k="v",…} ` (no braces without labels), label values escaped.
+    fn labelled<'a>(&mut self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) {
+        self.0.push_str(name);
+        let mut first = true;
+        for (k, v) in labels {
+            self.0.push(if first { '{' } else { ',' });
+            first = false;
+            self.0.push_str(k);
+            self.0.push_str("=\"");
+            self.escaped(v, true);
+            self.0.push('"');
+        }
+        if !first {
+            self.0.push('}');
+        }
+        self.0.push(' ');
+    }
 
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    /// Appends `s` with `\\` and newlines escaped, and `"` too in a label value.
+    fn escaped(&mut self, s: &str, label: bool) {
+        if !s.contains(['\\', '\n', '"']) {
+            self.0.push_str(s);
+            return;
+        }
+        for c in s.chars() {
+            match c {
+                '\\' => self.0.push_str("\\\\"),
+                '\n' => self.0.push_str("\\n"),
+                '"' if label => self.0.push_str("\\\""),
+                c => self.0.push(c),
+            }
+        }
+    }
 }
 
 fn float(v: f64) -> String {
@@ -172,12 +192,11 @@ pub fn render(s: &MetricsSnapshot) -> String {
     for f in FAMILIES {
         o.family(f.name, f.help, f.kind.as_str());
         for t in s.counters.of(f.name) {
-            let labels: Vec<(&str, &str)> = t
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            o.sample(f.name, &labels, &t.value.to_string());
+            o.labelled(
+                f.name,
+                t.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            let _ = writeln!(o.0, "{}", t.value);
         }
     }
 

@@ -83,9 +83,7 @@ impl ProcessMetrics {
             .map(|d| (d.count() as u64).saturating_sub(1));
         ProcessMetrics {
             cpu_seconds: stat.map(|s| s.cpu_ticks as f64 / USER_HZ),
-            resident_memory_bytes: status
-                .as_deref()
-                .and_then(|t| parse_status_kb(t, "VmRSS")),
+            resident_memory_bytes: status.as_deref().and_then(|t| parse_status_kb(t, "VmRSS")),
             virtual_memory_bytes: stat.map(|s| s.vsize),
             open_fds,
             max_fds: crate::io::open_file_limit().ok().map(|(soft, _)| soft),
@@ -164,7 +162,10 @@ mod tests {
         assert_eq!(parse_status_kb(status, "VmRSS"), Some(1024 * 1024));
         assert_eq!(parse_status_kb(status, "VmSize"), Some(200 * 1024));
         assert_eq!(parse_status_kb(status, "VmSwap"), None);
-        assert_eq!(parse_btime("cpu 1 2 3\nbtime 1700000000\n"), Some(1_700_000_000));
+        assert_eq!(
+            parse_btime("cpu 1 2 3\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_btime("cpu 1 2 3\n"), None);
     }
 
@@ -182,7 +183,10 @@ mod tests {
             .as_secs_f64();
         let start = m.start_time_seconds.expect("start time");
         // started before now, and not before this test binary could have been built
-        assert!(start <= now + 1.0 && start > now - 86_400.0, "{start} vs {now}");
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0,
+            "{start} vs {now}"
+        );
         assert!(m.cpu_seconds.expect("cpu") >= 0.0);
     }
 }
