@@ -605,8 +605,29 @@ fn signal(p: &Proc, signal: &str) {
 fn sighup_neither_kills_nor_stops_the_node() {
     let _g = serial();
     let root = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn(root.path(), "hup", &root.path().join("data"), &[]);
+    let mut p = Proc::spawn_with(
+        root.path(),
+        "hup",
+        &root.path().join("data"),
+        &[],
+        &["--log-format", "json"],
+    );
     p.wait_up();
+    // --log-format json: every line is one JSON object; the start-up line names the backend
+    let lines: Vec<Value> = p
+        .log_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "nanopeer node started")
+        .unwrap_or_else(|| panic!("no start-up line: {lines:?}"));
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(
+        started["fields"]["crypto_backend"],
+        nanopeer::crypto::backend_name()
+    );
     signal(&p, "HUP");
     assert!(
         wait_until(Duration::from_secs(5), || p
@@ -629,6 +650,13 @@ fn sighup_neither_kills_nor_stops_the_node() {
     );
     assert!(metric(&metrics(p.metrics), "nanopeer_uptime_seconds", &[]).is_some());
     assert!(!p.log_text().contains("signal received, stopping"));
+    assert!(
+        p.log_text()
+            .lines()
+            .any(|l| l.contains("SIGHUP received") && l.contains("\"level\":\"INFO\"")),
+        "{}",
+        p.log_text()
+    );
     let (status, _) = p.terminate();
     assert_eq!(status.code(), Some(0), "{}", p.log_text());
     assert!(p.log_text().contains("stopped cleanly"));
