@@ -481,7 +481,7 @@ fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>) {
 
 fn post(addr: SocketAddr, body: &str) -> (u16, Value) {
     let req = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let (status, head, body) = raw(addr, req.as_bytes());
@@ -497,7 +497,10 @@ fn rpc(addr: SocketAddr, request: Value) -> Value {
 
 #[test]
 fn rpc_actions_have_nano_node_shapes() {
-    let (s, fake) = server(ServerOptions::default());
+    let (s, fake) = server(ServerOptions {
+        enable_control: true,
+        ..ServerOptions::default()
+    });
     let a = s.local_addr();
 
     // peers: endpoint → version, sorted by endpoint, IPv4 printed IPv6-mapped
@@ -771,15 +774,18 @@ fn http_limits_paths_and_metrics() {
     );
     assert_eq!(raw(a, b"hello\r\n\r\n").0, 400);
     // paths and methods
-    assert_eq!(raw(a, b"GET /nope HTTP/1.1\r\n\r\n").0, 404);
-    assert_eq!(raw(a, b"GET / HTTP/1.1\r\n\r\n").0, 405);
     assert_eq!(
-        raw(a, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
+        raw(a, b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").0,
+        404
+    );
+    assert_eq!(raw(a, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").0, 405);
+    assert_eq!(
+        raw(a, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n").0,
         405
     );
 
     // metrics
-    let (status, head, body) = raw(a, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, head, body) = raw(a, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     let text = String::from_utf8(body).unwrap();
@@ -816,7 +822,7 @@ fn http_limits_paths_and_metrics() {
         rpc: false,
         ..ServerOptions::default()
     });
-    let req = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    let req = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}";
     assert_eq!(raw(s.local_addr(), req).0, 404);
     assert_eq!(raw(s.local_addr(), b"GET /metrics HTTP/1.0\r\n\r\n").0, 200);
 }
@@ -877,7 +883,7 @@ fn expect_100_continue_is_answered() {
     let mut c = TcpStream::connect(s.local_addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let head = format!(
-        "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     c.write_all(head.as_bytes()).unwrap();

@@ -1,210 +1,27 @@
 //! `nanopeer run` as an operator runs it: the real binary in child processes on loopback (dev
 //! network, one shard, data directories in temporary folders), driven over its JSON RPC and
 //! `/metrics`, stopped with SIGTERM. Also [`node_options`], the config → node mapping.
+//! Signals other than SIGTERM, the metrics page's format and hosts without IPv6 are in
+//! `tests/process.rs`.
 //!
 //! The process tests run one at a time (a global lock) to keep timings sane on a loaded
 //! machine. Every wait polls with a deadline; a failing test prints the child's log.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use nanopeer::crypto::genesis_hash;
 use nanopeer::endpoint::Endpoint;
 use nanopeer::node::default_preconfigured_peers;
 use nanopeer::ops::cli::{RunArgs, node_options};
-use nanopeer::ops::metrics::{Sample, parse_text};
-use nanopeer::store::PeerStore;
 use nanopeer::types::Network;
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
+use common::proc::{BIN, EXIT_WITHIN, Proc, UP_WITHIN, free_port, http, metric, metrics, rpc};
 use common::{serial, wait_until};
-
-const BIN: &str = env!("CARGO_BIN_EXE_nanopeer");
-const UP_WITHIN: Duration = Duration::from_secs(10);
-const EXIT_WITHIN: Duration = Duration::from_secs(5);
-
-/// `N` distinct loopback ports that were free a moment ago. All `N` are held at once while
-/// they are picked: ports picked one after another may repeat (the kernel may hand out a
-/// port again as soon as its socket is closed), and a node given the same port for two
-/// servers fails to start.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().expect("local address").port())
-}
-
-fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// One HTTP/1.1 request; `(status, body)`, or `None` if nothing answers.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-fn rpc(addr: SocketAddr, req: Value) -> Option<Value> {
-    let (status, body) = http(addr, "POST", "/", &req.to_string())?;
-    (status == 200).then(|| serde_json::from_str(&body).ok())?
-}
-
-fn metrics(addr: SocketAddr) -> Vec<Sample> {
-    let (status, body) = http(addr, "GET", "/metrics", "").expect("/metrics answers");
-    assert_eq!(status, 200, "{body}");
-    parse_text(&body).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{body}"))
-}
-
-fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples
-        .iter()
-        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
-        .map(|s| s.value)
-}
-
-/// A `nanopeer run` child process with its own data directory, listen, RPC and metrics ports.
-struct Proc {
-    child: Child,
-    data: PathBuf,
-    log: PathBuf,
-    listen: SocketAddr,
-    rpc: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Proc {
-    /// Starts `nanopeer run --network dev` in `data` (log in `data/../<name>.log`).
-    fn spawn(root: &Path, name: &str, data: &Path, peers: &[SocketAddr]) -> Proc {
-        let [listen, rpc, metrics] = free_ports::<3>().map(loopback);
-        let log = root.join(format!("{name}.log"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(["run", "--network", "dev", "--shards", "1"])
-            .arg("--data-path")
-            .arg(data)
-            .args(["--listen", &listen.to_string()])
-            .args(["--rpc", &rpc.to_string()])
-            .args(["--metrics", &metrics.to_string()]);
-        for p in peers {
-            cmd.args(["--peer", &p.to_string()]);
-        }
-        let child = cmd
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn nanopeer");
-        Proc {
-            child,
-            data: data.to_path_buf(),
-            log,
-            listen,
-            rpc,
-            metrics,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until RPC `version` answers; returns it.
-    fn wait_up(&mut self) -> Value {
-        let mut version = None;
-        let up = wait_until(UP_WITHIN, || {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("nanopeer exited early ({st}):\n{}", self.log_text());
-            }
-            version = rpc(self.rpc, json!({"action": "version"}));
-            version.is_some()
-        });
-        assert!(up, "RPC not up within {UP_WITHIN:?}:\n{}", self.log_text());
-        version.unwrap()
-    }
-
-    fn node_id(&self) -> String {
-        let v = rpc(self.rpc, json!({"action": "node_id"})).expect("node_id answers");
-        v["node_id"].as_str().expect("node_id text").to_string()
-    }
-
-    /// `peers` with details: endpoint text → details.
-    fn peers(&self) -> serde_json::Map<String, Value> {
-        rpc(self.rpc, json!({"action": "peers", "peer_details": true}))
-            .and_then(|v| v["peers"].as_object().cloned())
-            .unwrap_or_default()
-    }
-
-    /// A `stats` counter.
-    fn stat(&self, stat_type: &str, detail: &str) -> Option<u64> {
-        let v = rpc(self.rpc, json!({"action": "stats", "type": "counters"}))?;
-        v["entries"]
-            .as_array()?
-            .iter()
-            .find(|e| e["type"] == stat_type && e["detail"] == detail)
-            .and_then(|e| e["value"].as_str()?.parse().ok())
-    }
-
-    /// Sends SIGTERM and waits for the exit (at most [`EXIT_WITHIN`]).
-    fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let t0 = Instant::now();
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let mut status = None;
-        wait_until(EXIT_WITHIN, || {
-            status = self.child.try_wait().expect("try_wait");
-            status.is_some()
-        });
-        let status = status.unwrap_or_else(|| {
-            panic!(
-                "no exit within {EXIT_WITHIN:?} of SIGTERM:\n{}",
-                self.log_text()
-            )
-        });
-        (status, t0.elapsed())
-    }
-
-    fn stored_peers(&self) -> Vec<Endpoint> {
-        let store = PeerStore::open(&self.data).expect("open the peer store after exit");
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        store.load(now_ms).into_iter().map(|(ep, _)| ep).collect()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // Only if a test failed before stopping it.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 #[test]
 fn fresh_node_serves_rpc_and_metrics_and_stops_on_sigterm() {
@@ -267,7 +84,14 @@ fn fresh_node_serves_rpc_and_metrics_and_stops_on_sigterm() {
 fn two_processes_peer_list_each_other_and_remember_each_other() {
     let _g = serial();
     let root = tempfile::tempdir().unwrap();
-    let mut a = Proc::spawn(root.path(), "a", &root.path().join("a"), &[]);
+    // a allows RPC control (keepalive makes it dial); b does not
+    let mut a = Proc::spawn_with(
+        root.path(),
+        "a",
+        &root.path().join("a"),
+        &[],
+        &["--config", "rpc.enable_control=true"],
+    );
     a.wait_up();
     let mut b = Proc::spawn(root.path(), "b", &root.path().join("b"), &[a.listen]);
     b.wait_up();
@@ -306,6 +130,13 @@ fn two_processes_peer_list_each_other_and_remember_each_other() {
             .as_str()
             .is_some_and(|e| e.contains("Connected")),
         "{refused}"
+    );
+    // b, without control, refuses the action itself
+    let keepalive_a =
+        json!({"action": "keepalive", "address": "127.0.0.1", "port": a.listen.port().to_string()});
+    assert_eq!(
+        rpc(b.rpc, keepalive_a),
+        Some(json!({"error": "RPC control is disabled"}))
     );
     // Telemetry broadcasts (every 0.5 s on dev) reach the other side, signed by a's node id.
     let telemetry_of_a = || {

@@ -64,6 +64,10 @@ pub struct BenchReport {
     pub distinct_source_ips: u64,
     /// Things that make the figures doubtful (e.g. a saturated load generator).
     pub warnings: Vec<String>,
+    /// The curve25519 backend of this process ([`crate::crypto::backend_name`]): the
+    /// in-process node's, the load generator's and the ceiling's.
+    #[serde(default)]
+    pub crypto_backend: String,
 }
 
 /// `rate / (shards × ceiling)`, 0 when the denominator is not positive.
@@ -139,6 +143,7 @@ impl BenchReport {
             dials: load.dials,
             distinct_source_ips: load.distinct_source_ips,
             warnings,
+            crypto_backend: crate::crypto::backend_name().to_owned(),
         }
     }
 
@@ -208,6 +213,7 @@ impl BenchReport {
                 "crypto ceiling (1 core)".into(),
                 format!("{:.0} handshakes/s", self.crypto_ceiling_per_sec),
             ),
+            ("crypto backend".into(), self.crypto_backend.clone()),
             (
                 "efficiency".into(),
                 format!("{:.1} %", self.efficiency * 100.0),
@@ -364,6 +370,7 @@ mod tests {
             "load_cpu_util",
             "crypto_ceiling_per_sec",
             "efficiency",
+            "crypto_backend",
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }
@@ -373,6 +380,15 @@ mod tests {
         let back: BenchReport = serde_json::from_str(&r.to_json_line()).unwrap();
         assert_eq!(back, r);
         assert!(!r.to_json_line().contains('\n'));
+        assert_eq!(v["crypto_backend"], crate::crypto::backend_name());
+        let table = r.table();
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("crypto backend ")
+                    && l.ends_with(crate::crypto::backend_name())),
+            "{table}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! * Account and node-id text: [`encode_account`], [`encode_node_id`], [`decode_account`].
 //!
 //! Nothing here reads a clock, opens a socket or spawns a thread; randomness comes in as an
-//! argument.
+//! argument. [`backend_name`] says which of curve25519-dalek's backends the CPU gets.
 
 mod account;
 pub mod batch;
@@ -36,6 +36,49 @@ pub use hash::{
 };
 pub use keys::{KeyPair, NodeSecret, deterministic_key};
 pub use verify::{KeyCache, VerifyingKey, verify};
+
+/// The curve25519-dalek backend that does this process's point arithmetic: `"avx512ifma"`,
+/// `"avx2"` or `"serial"`.
+///
+/// curve25519-dalek picks it at run time, from the backends compiled in, by the CPU's features
+/// (its `get_selected_backend`): AVX-512 IFMA + VL when the `avx512` backend is compiled in
+/// (`.cargo/config.toml` sets `--cfg curve25519_dalek_backend="avx512"`, or the target has
+/// those features), else AVX2 when the `simd` backend is (x86_64, 64-bit limbs), else serial.
+/// This repeats that choice with the same inputs, so the name is what dalek uses.
+pub fn backend_name() -> &'static str {
+    // What dalek's build script compiles in, from the same cfgs and target features.
+    const SIMD: bool = cfg!(all(
+        target_arch = "x86_64",
+        not(curve25519_dalek_bits = "32"),
+        not(any(
+            curve25519_dalek_backend = "serial",
+            curve25519_dalek_backend = "fiat"
+        ))
+    ));
+    const AVX512: bool = SIMD
+        && cfg!(any(
+            curve25519_dalek_backend = "avx512",
+            all(
+                not(curve25519_dalek_backend = "simd"),
+                target_feature = "avx512ifma",
+                target_feature = "avx512vl"
+            )
+        ));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if AVX512
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "avx512ifma";
+        }
+        if SIMD && std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    let _ = (SIMD, AVX512);
+    "serial"
+}
 
 /// What failed in the crypto module: account text that does not decode, or a full batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,4 +101,38 @@ pub enum CryptoError {
     /// The batch verifier holds its capacity already.
     #[error("batch verifier is full")]
     BatchFull,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The backend named is the one the CPU flags (`/proc/cpuinfo`, read independently of
+    /// CPUID) and the compiled-in backends give.
+    #[test]
+    fn backend_name_follows_the_cpu_flags() {
+        let name = super::backend_name();
+        assert!(["avx512ifma", "avx2", "serial"].contains(&name), "{name}");
+        let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+            return;
+        };
+        let flags: Vec<&str> = info
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .map(|l| l.split_ascii_whitespace().collect())
+            .unwrap_or_default();
+        let has = |f: &str| flags.contains(&f);
+        let x86 = cfg!(target_arch = "x86_64");
+        let expected = if x86
+            && cfg!(curve25519_dalek_backend = "avx512")
+            && has("avx512ifma")
+            && has("avx512vl")
+        {
+            "avx512ifma"
+        } else if x86 && has("avx2") && !has("avx512ifma") {
+            "avx2"
+        } else {
+            // other combinations (IFMA without the avx512 cfg, no x86) need no fixed answer
+            name
+        };
+        assert_eq!(name, expected);
+    }
 }

@@ -260,14 +260,15 @@ impl CrawlerThread {
     fn event(&mut self, ev: CrawlerEvent) {
         self.stats.events += 1;
         match &ev {
-            CrawlerEvent::ChannelUp(ch, _) => tracing::info!(
+            // Per peer: debug, so that a busy node's info log stays readable.
+            CrawlerEvent::ChannelUp(ch, _) => tracing::debug!(
                 endpoint = %ch.remote(),
                 node_id = %ch.node_id().to_node_id(),
                 direction = ?ch.direction(),
                 version = ch.protocol_version(),
                 "peer connected"
             ),
-            CrawlerEvent::ChannelDown(ch) => tracing::info!(
+            CrawlerEvent::ChannelDown(ch) => tracing::debug!(
                 endpoint = %ch.remote(),
                 node_id = %ch.node_id().to_node_id(),
                 "peer disconnected"

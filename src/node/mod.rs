@@ -356,9 +356,24 @@ impl Drop for Node {
     }
 }
 
+/// Makes SIGHUP set `flag` instead of its default action (end the process: a closed
+/// terminal, or `systemctl reload` without `ExecReload`); [`log_hangup`] reports it from a
+/// normal thread.
+pub fn catch_hangup(flag: &Arc<AtomicBool>) -> std::io::Result<()> {
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(flag)).map(|_| ())
+}
+
+/// If SIGHUP arrived since the last call (`flag` set), clears `flag` and logs it at info:
+/// nanopeer has no configuration reload, and logs go to stderr (no file to reopen).
+pub fn log_hangup(flag: &AtomicBool) {
+    if flag.swap(false, Ordering::Relaxed) {
+        tracing::info!("SIGHUP received; nanopeer has no config reload, ignoring");
+    }
+}
+
 /// Starts a node, waits for SIGTERM or SIGINT, and stops it; a node thread that dies stops
 /// it too, with [`NodeError::ThreadDied`]. A second signal while stopping exits the process
-/// at once.
+/// at once. SIGHUP is logged and ignored.
 pub fn run_until_signal(opts: NodeOptions) -> Result<(), NodeError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let term = Arc::new(AtomicBool::new(false));
@@ -368,8 +383,11 @@ pub fn run_until_signal(opts: NodeOptions) -> Result<(), NodeError> {
             .map_err(NodeError::Signal)?;
         signal_hook::flag::register(sig, Arc::clone(&term)).map_err(NodeError::Signal)?;
     }
+    let hangup = Arc::new(AtomicBool::new(false));
+    catch_hangup(&hangup).map_err(NodeError::Signal)?;
     let node = Node::start(opts)?;
     while !term.load(Ordering::Relaxed) {
+        log_hangup(&hangup);
         if let Some(failure) = node.failed_thread() {
             tracing::error!(thread = %failure.thread, "{failure}; stopping the node");
             let _ = node.stop();

@@ -319,6 +319,7 @@ impl Node {
             shards = shard_count,
             data_path = %opts.data_path.display(),
             stored_peers = stored_count,
+            crypto_backend = crate::crypto::backend_name(),
             "nanopeer node started"
         );
         Ok(Node {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::metrics::{Histogram, MetricsSnapshot, ThreadMetrics};
+use super::process::{BuildInfo, ProcessMetrics};
 use super::rpc::{
     NodeApi, PeerInfo as RpcPeer, QuorumInfo, RepPeer, StatEntry, StatsInfo, VersionInfo,
 };
@@ -187,6 +188,7 @@ pub(crate) fn metrics_snapshot(
         open_files_limit: s.open_files.soft,
         open_files_needed: s.open_files.needed,
         connection_cap_per_shard: s.open_files.per_shard as u64,
+        ..MetricsSnapshot::default()
     }
 }
 
@@ -302,8 +304,13 @@ impl NodeApi for SharedNode {
     }
 
     fn metrics(&self) -> MetricsSnapshot {
-        self.with(|n| metrics_snapshot(&n.stats(), n.shard_counters(), n.uptime().as_secs()))
-            .unwrap_or_default()
+        let mut m = self
+            .with(|n| metrics_snapshot(&n.stats(), n.shard_counters(), n.uptime().as_secs()))
+            .unwrap_or_default();
+        // The process and the build outlive a stopped node.
+        m.process = ProcessMetrics::read();
+        m.build = Some(BuildInfo::current(self.inner.network));
+        m
     }
 }
 

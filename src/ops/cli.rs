@@ -16,6 +16,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use super::api::SharedNode;
 use super::config::{ConfigError, Layers, Loaded, NanoReport, NodeConfig, default_toml};
 use super::http::{HttpError, HttpServer, ServerOptions};
+use super::logging::{self, DEFAULT_FILTER, LogFormat, QUIET_FILTER};
 use super::rpc::NodeApi;
 use crate::io::Fault;
 use crate::node::{Node, NodeOptions};
@@ -25,6 +26,11 @@ use crate::types::{Cookie, Network};
 #[derive(Debug, Parser)]
 #[command(name = "nanopeer", version, about, long_about = None)]
 pub struct Cli {
+    /// Log lines on stderr (`run`, `bench`, `tune`) as compact text, or one JSON object per
+    /// line for log shippers. `RUST_LOG` filters them (default: `info` for `run`, `warn` for
+    /// `bench` and `tune`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -262,6 +268,15 @@ impl RunArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    match &cli.command {
+        Command::Run(_) => {
+            logging::init_as(cli.log_format, DEFAULT_FILTER);
+        }
+        Command::Bench(_) | Command::Tune(_) => {
+            logging::init_as(cli.log_format, QUIET_FILTER);
+        }
+        Command::Decode { .. } | Command::Config { .. } => {}
+    }
     match cli.command {
         Command::Decode {
             network,
@@ -412,14 +427,15 @@ fn served_text(servers: &[Served], what: impl Fn(&Served) -> bool) -> String {
         .map_or_else(|| "off".to_string(), |s| s.server.local_addr().to_string())
 }
 
-/// `nanopeer run`: logging, configuration (exit 2 if invalid), the node (exit 1 if it cannot
-/// start, e.g. an open-file limit too small for even a minimal configuration), the RPC and
-/// metrics servers; then waits for SIGTERM or SIGINT and stops everything (exit 0). A second
-/// signal while stopping ends the process at once (exit 1). A node thread (shard or crawler)
+/// `nanopeer run` (logging is set up by [`run`]): configuration (exit 2 if invalid), the node
+/// (exit 1 if it cannot start, e.g. an open-file limit too small for even a minimal
+/// configuration), the RPC and metrics servers; then waits for SIGTERM or SIGINT and stops
+/// everything (exit 0). A second signal while stopping ends the process at once (exit 1).
+/// SIGHUP is logged and otherwise ignored (there is no configuration to reload, and log
+/// lines go to stderr, so there is no file to reopen). A node thread (shard or crawler)
 /// that dies stops the node too, with exit status [`EXIT_THREAD_DIED`], so that a supervisor
 /// (systemd `Restart=on-failure`) restarts it rather than leave a half-alive node.
 fn run_node(args: &RunArgs) -> ExitCode {
-    super::logging::init();
     let config = match args.load_config_report() {
         Ok(l) => {
             log_nano(&l.nano);
@@ -453,6 +469,12 @@ fn run_node(args: &RunArgs) -> ExitCode {
             eprintln!("nanopeer: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    // SIGHUP's default action would end the process: log it instead (below).
+    let hangup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = crate::node::catch_hangup(&hangup) {
+        eprintln!("nanopeer: cannot install the SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
     }
     let opts = node_options(&config);
     let preconfigured = opts.preconfigured_peers.clone().unwrap_or_default();
@@ -489,6 +511,7 @@ fn run_node(args: &RunArgs) -> ExitCode {
             %data_path,
             peers = ?preconfigured,
             rpc = %served_text(&servers, |s| s.rpc),
+            rpc_control = config.rpc.enable_control,
             metrics = %served_text(&servers, |s| s.metrics),
             "nanopeer running; SIGTERM or SIGINT stops it"
         );
@@ -496,6 +519,7 @@ fn run_node(args: &RunArgs) -> ExitCode {
     let started = Instant::now();
     let mut died = None;
     while !term.load(Ordering::Relaxed) {
+        crate::node::log_hangup(&hangup);
         if let Some((thread, f, after)) = &fault
             && started.elapsed() >= *after
         {

@@ -5,9 +5,20 @@
 //! (`Connection: close`), bounded header and body sizes, a deadline per request.
 //! [`HttpServer::stop`] ends the accept loop within one poll interval and waits (bounded) for
 //! the connections in flight.
+//!
+//! **Host check** (DNS rebinding defence, both servers): a web page on a name the attacker
+//! controls can point that name at 127.0.0.1 and have the victim's browser send requests here;
+//! the browser then sends the attacker's name as `Host`. So a request is served only when its
+//! `Host` names this server: `localhost`, `127.0.0.1`, `[::1]` or the bound address, with or
+//! without a port (the port is not compared: port forwarding changes it, and a rebinding
+//! needs a name); on a server bound to all addresses (`0.0.0.0`, `[::]`), any IP address.
+//! Any other `Host` — every DNS name but `localhost` — gets `403` with
+//! `{"error": "Host not allowed"}`. A request without `Host` is served when it is HTTP/1.0
+//! (old tools; browsers always send `Host`, so it cannot be a rebinding); HTTP/1.1 requires
+//! one (RFC 9112 §3.2): without it, or with two, `400`. See [`host_allowed`].
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -53,8 +64,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Time allowed to receive a whole request (slower: `408`).
     pub read_timeout: Duration,
-    /// Allow RPC actions that change the node's state (`rpc.enable_control`, like nano-node's
-    /// `enable_control`); default off.
+    /// Allow RPC actions that change the node's state
+    /// ([`CONTROL_ACTIONS`](super::rpc::CONTROL_ACTIONS): `keepalive`), like nano-node's
+    /// `enable_control`; without it they answer `{"error": "RPC control is disabled"}`.
     pub enable_control: bool,
 }
 
@@ -97,6 +109,7 @@ impl HttpServer {
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
         let ctx = Service {
+            local,
             api,
             options: Arc::new(options),
             stop: stop.clone(),
@@ -155,6 +168,8 @@ impl Drop for HttpServer {
 /// and the count of connections being served.
 #[derive(Clone)]
 struct Service {
+    /// The bound address (for the Host check).
+    local: SocketAddr,
     api: Arc<dyn NodeApi>,
     options: Arc<ServerOptions>,
     stop: Arc<AtomicBool>,
@@ -213,6 +228,10 @@ fn accept_loop(listener: TcpListener, ctx: Service) {
 struct Request {
     method: String,
     path: String,
+    /// HTTP/1.0 (a missing `Host` is allowed).
+    http10: bool,
+    /// The `Host` header values (normally one).
+    hosts: Vec<String>,
     body: Vec<u8>,
 }
 
@@ -235,11 +254,35 @@ fn serve(mut stream: TcpStream, ctx: &Service) {
         }
         Err(Reject::Gone) => return,
     };
+    let host_ok = match req.hosts.as_slice() {
+        [] => req.http10,
+        [host] => host_allowed(host, ctx.local),
+        _ => false,
+    };
+    if !host_ok {
+        tracing::debug!(hosts = ?req.hosts, "HTTP request refused: Host not allowed");
+        let _ = if req.hosts.is_empty() || req.hosts.len() > 1 {
+            respond(
+                &mut stream,
+                400,
+                "text/plain",
+                b"exactly one Host header required\n",
+            )
+        } else {
+            respond(
+                &mut stream,
+                403,
+                "application/json",
+                br#"{"error":"Host not allowed"}"#,
+            )
+        };
+        return;
+    }
     let o = &ctx.options;
     let path = req.path.split('?').next().unwrap_or("");
     let (code, ctype, body): (u16, &str, Vec<u8>) = match (path, req.method.as_str()) {
         ("/", "POST") if o.rpc => {
-            let v = rpc::handle(ctx.api.as_ref(), &req.body);
+            let v = rpc::handle(ctx.api.as_ref(), &req.body, o.enable_control);
             (200, "application/json", v.to_string().into_bytes())
         }
         ("/metrics", "GET") if o.metrics => {
@@ -292,6 +335,7 @@ fn read_request(stream: &mut TcpStream, ctx: &Service) -> Result<Request, Reject
     }
     let mut content_length: Option<usize> = None;
     let mut expect_continue = false;
+    let mut hosts = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
         let (name, value) = line
             .split_once(':')
@@ -305,6 +349,8 @@ fn read_request(stream: &mut TcpStream, ctx: &Service) -> Result<Request, Reject
                 return Err(Reject::Status(400, "conflicting content-length\n"));
             }
             content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts.push(value.to_string());
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(Reject::Status(501, "transfer-encoding not supported\n"));
         } else if name.eq_ignore_ascii_case("expect") && value.eq_ignore_ascii_case("100-continue")
@@ -329,6 +375,8 @@ fn read_request(stream: &mut TcpStream, ctx: &Service) -> Result<Request, Reject
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
+        http10: version == "HTTP/1.0",
+        hosts,
         body,
     })
 }
@@ -360,10 +408,56 @@ fn read_some(
     }
 }
 
+/// Whether a `Host` header value names the server bound at `bound` (see the module docs):
+/// `localhost`, `127.0.0.1`, `[::1]` or the bound IP, each with or without a port; any IP
+/// address when `bound` is unspecified (`0.0.0.0`, `[::]`). DNS names other than `localhost`,
+/// malformed values and bare (unbracketed) IPv6 addresses are refused.
+pub fn host_allowed(host: &str, bound: SocketAddr) -> bool {
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let Ok(ip) = name.parse::<IpAddr>() else {
+        return false;
+    };
+    ip == IpAddr::V4(Ipv4Addr::LOCALHOST)
+        || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
+        || bound.ip().is_unspecified()
+        || ip == bound.ip()
+}
+
+/// The host part of a `Host` value (`name`, `name:port`, `[v6]`, `[v6]:port`), brackets
+/// removed; `None` when malformed (empty, bad port, unbracketed IPv6).
+fn host_name(host: &str) -> Option<&str> {
+    let port_ok = |p: &str| p.is_empty() || (p.parse::<u16>().is_ok() && !p.starts_with('+'));
+    if let Some(rest) = host.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => "",
+            a => a.strip_prefix(':').filter(|p| !p.is_empty())?,
+        };
+        return (port_ok(port) && inside.parse::<Ipv6Addr>().is_ok()).then_some(inside);
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((n, p)) if !p.is_empty() => (n, p),
+        Some(_) => return None,
+        None => (host, ""),
+    };
+    let valid = !name.is_empty()
+        && port_ok(port)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+    valid.then_some(name)
+}
+
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -420,5 +514,58 @@ fn linger(stream: &mut TcpStream) {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_check_allows_the_bound_address_and_localhost_only() {
+        let bound: SocketAddr = "127.0.0.1:7076".parse().unwrap();
+        for ok in [
+            "localhost",
+            "LocalHost:7076",
+            "127.0.0.1",
+            "127.0.0.1:7076",
+            "127.0.0.1:9999",
+            "[::1]",
+            "[::1]:7076",
+        ] {
+            assert!(host_allowed(ok, bound), "{ok}");
+        }
+        for refused in [
+            "",
+            "evil.example",
+            "evil.example:7076",
+            "localhost.evil.example",
+            "127.0.0.2:7076",
+            "10.0.0.5:7076",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[::1]:99999",
+            "[not-v6]:1",
+            "localhost:",
+            "localhost:+1",
+            "localhost:7076:1",
+            "local host",
+        ] {
+            assert!(!host_allowed(refused, bound), "{refused:?}");
+        }
+        // a server on another address: that address too, not other IPs
+        let v6: SocketAddr = "[::1]:9100".parse().unwrap();
+        assert!(host_allowed("[::1]:9100", v6));
+        assert!(host_allowed("127.0.0.1:9100", v6));
+        let lan: SocketAddr = "192.0.2.7:7076".parse().unwrap();
+        assert!(host_allowed("192.0.2.7:7076", lan));
+        assert!(!host_allowed("192.0.2.8:7076", lan));
+        // bound to all addresses: any IP literal, still no names
+        let all: SocketAddr = "0.0.0.0:7076".parse().unwrap();
+        assert!(host_allowed("192.0.2.8:7076", all));
+        assert!(host_allowed("[2001:db8::1]", all));
+        assert!(!host_allowed("node.example:7076", all));
     }
 }

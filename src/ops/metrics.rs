@@ -11,10 +11,18 @@
 //! `nanopeer_peer_store_ok`, `nanopeer_thread_alive{thread}`,
 //! `nanopeer_thread_progress_age_seconds{thread}`, `nanopeer_thread_stalls_total{thread}`,
 //! `nanopeer_open_files_limit`, `nanopeer_open_files_needed`,
-//! `nanopeer_shard_connection_cap`.
+//! `nanopeer_shard_connection_cap`; then the process's figures under the Prometheus client
+//! libraries' names (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//! `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
+//! `process_start_time_seconds`: [`ProcessMetrics`]) and
+//! `nanopeer_build_info{version,crypto_backend,network,profile} 1` ([`BuildInfo`]).
+//!
+//! Hand-written rather than through the `prometheus-client` crate: measured faster on a
+//! realistic page (`benches/metrics.rs`, tuning.md "Metrics exposition").
 
 use std::fmt::Write;
 
+use super::process::{BuildInfo, ProcessMetrics};
 use crate::counters::{FAMILIES, Samples};
 
 /// A histogram: per-bucket counts for upper bounds `bounds` plus `+Inf`.
@@ -101,42 +109,66 @@ pub struct MetricsSnapshot {
     /// Connection slots per shard in force (lowered from the configured cap if the open-file
     /// limit is short).
     pub connection_cap_per_shard: u64,
+    /// The process's figures (`process_*`); each absent one is left out.
+    pub process: ProcessMetrics,
+    /// `nanopeer_build_info`; left out when `None`.
+    pub build: Option<BuildInfo>,
 }
 
 struct Out(String);
 
 impl Out {
     fn family(&mut self, name: &str, help: &str, kind: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        self.0.push_str("# HELP ");
+        self.0.push_str(name);
+        self.0.push(' ');
+        self.escaped(help, false);
+        self.0.push_str("\n# TYPE ");
+        self.0.push_str(name);
+        self.0.push(' ');
+        self.0.push_str(kind);
+        self.0.push('\n');
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
-            }
-            self.0.push('}');
-        }
-        self.0.push(' ');
+        self.labelled(name, labels.iter().copied());
         self.0.push_str(value);
         self.0.push('\n');
     }
-}
 
-fn escape_help(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
-}
+    /// `name{k="v",…} ` (no braces without labels), label values escaped.
+    fn labelled<'a>(&mut self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) {
+        self.0.push_str(name);
+        let mut first = true;
+        for (k, v) in labels {
+            self.0.push(if first { '{' } else { ',' });
+            first = false;
+            self.0.push_str(k);
+            self.0.push_str("=\"");
+            self.escaped(v, true);
+            self.0.push('"');
+        }
+        if !first {
+            self.0.push('}');
+        }
+        self.0.push(' ');
+    }
 
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    /// Appends `s` with `\\` and newlines escaped, and `"` too in a label value.
+    fn escaped(&mut self, s: &str, label: bool) {
+        if !s.contains(['\\', '\n', '"']) {
+            self.0.push_str(s);
+            return;
+        }
+        for c in s.chars() {
+            match c {
+                '\\' => self.0.push_str("\\\\"),
+                '\n' => self.0.push_str("\\n"),
+                '"' if label => self.0.push_str("\\\""),
+                c => self.0.push(c),
+            }
+        }
+    }
 }
 
 fn float(v: f64) -> String {
@@ -160,12 +192,11 @@ pub fn render(s: &MetricsSnapshot) -> String {
     for f in FAMILIES {
         o.family(f.name, f.help, f.kind.as_str());
         for t in s.counters.of(f.name) {
-            let labels: Vec<(&str, &str)> = t
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            o.sample(f.name, &labels, &t.value.to_string());
+            o.labelled(
+                f.name,
+                t.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            let _ = writeln!(o.0, "{}", t.value);
         }
     }
 
@@ -292,7 +323,65 @@ pub fn render(s: &MetricsSnapshot) -> String {
         &[],
         &s.connection_cap_per_shard.to_string(),
     );
+    render_process(&mut o, &s.process);
+    if let Some(b) = &s.build {
+        o.family(
+            "nanopeer_build_info",
+            "Build and run-time facts (version, crypto backend in use, network, profile); always 1.",
+            "gauge",
+        );
+        o.sample("nanopeer_build_info", &b.labels(), "1");
+    }
     o.0
+}
+
+/// The `process_*` families, in the Prometheus client libraries' names and help texts.
+fn render_process(o: &mut Out, p: &ProcessMetrics) {
+    let int = |v: Option<u64>| v.map(|v| v.to_string());
+    let families: [(&str, &str, &str, Option<String>); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            p.cpu_seconds.map(float),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            int(p.open_fds),
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            "gauge",
+            int(p.max_fds),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            "gauge",
+            int(p.virtual_memory_bytes),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            int(p.resident_memory_bytes),
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            "gauge",
+            p.start_time_seconds.map(float),
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        if let Some(v) = value {
+            o.family(name, help, kind);
+            o.sample(name, &[], &v);
+        }
+    }
 }
 
 /// One sample read back by [`parse_text`].
@@ -583,6 +672,20 @@ mod tests {
             open_files_limit: 1024,
             open_files_needed: 1024,
             connection_cap_per_shard: 477,
+            process: ProcessMetrics {
+                cpu_seconds: Some(1.25),
+                resident_memory_bytes: Some(4096),
+                virtual_memory_bytes: Some(8192),
+                open_fds: Some(12),
+                max_fds: None,
+                start_time_seconds: Some(1_700_000_000.5),
+            },
+            build: Some(BuildInfo {
+                version: "0.1.0".into(),
+                crypto_backend: "avx2".into(),
+                network: "dev".into(),
+                profile: "debug".into(),
+            }),
         }
     }
 
@@ -661,8 +764,25 @@ mod tests {
                     &[("thread", "shard-0")],
                     1.0,
                 ),
+                ("process_cpu_seconds_total", &[], 1.25),
+                ("process_resident_memory_bytes", &[], 4096.0),
+                ("process_virtual_memory_bytes", &[], 8192.0),
+                ("process_open_fds", &[], 12.0),
+                ("process_start_time_seconds", &[], 1_700_000_000.5),
+                (
+                    "nanopeer_build_info",
+                    &[
+                        ("version", "0.1.0"),
+                        ("crypto_backend", "avx2"),
+                        ("network", "dev"),
+                        ("profile", "debug"),
+                    ],
+                    1.0,
+                ),
             ],
         );
+        // an unreadable figure is left out, not shown as 0
+        assert!(!text.contains("process_max_fds"), "{text}");
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod decode;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod process;
 pub mod rpc;

@@ -12,6 +12,13 @@
 //! - `keepalive` takes an IP address, not a host name (no DNS on the RPC thread).
 //! - `telemetry` without `raw` returns the local node's telemetry, as HEAD does (the docs
 //!   describe a network average that HEAD no longer computes).
+//! - `node_id` is not behind `enable_control` (nano-node gates it because it returns the
+//!   private key; this one never does).
+//!
+//! **Control.** Actions that change the node's state ([`CONTROL_ACTIONS`]: `keepalive`, which
+//! makes the node dial) answer `{"error": "RPC control is disabled"}` unless the server was
+//! started with control enabled (`rpc.enable_control`, off by default, as nano-node's
+//! `enable_control`).
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
@@ -147,19 +154,30 @@ pub const ACTIONS: [&str; 8] = [
     "version",
 ];
 
+/// The actions that change the node's state, refused unless control is enabled.
+pub const CONTROL_ACTIONS: [&str; 1] = ["keepalive"];
+
+/// nano-node's answer to a control action while control is disabled.
+pub const CONTROL_DISABLED: &str = "RPC control is disabled";
+
 /// Handles one request body; always returns a JSON object (`{"error": …}` on failure).
-pub fn handle(api: &dyn NodeApi, body: &[u8]) -> Value {
+/// `enable_control`: whether [`CONTROL_ACTIONS`] may run.
+pub fn handle(api: &dyn NodeApi, body: &[u8], enable_control: bool) -> Value {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(req)) => dispatch(api, &req),
+        Ok(Value::Object(req)) => dispatch(api, &req, enable_control),
         _ => error("Unable to parse JSON"),
     }
 }
 
-/// Dispatches a parsed request object by its `action`.
-pub fn dispatch(api: &dyn NodeApi, req: &Map<String, Value>) -> Value {
+/// Dispatches a parsed request object by its `action`; a [`CONTROL_ACTIONS`] member only with
+/// `enable_control`, else [`CONTROL_DISABLED`].
+pub fn dispatch(api: &dyn NodeApi, req: &Map<String, Value>, enable_control: bool) -> Value {
     let Some(action) = req.get("action").and_then(Value::as_str) else {
         return error("Unknown command");
     };
+    if !enable_control && CONTROL_ACTIONS.contains(&action) {
+        return error(CONTROL_DISABLED);
+    }
     let r = match action {
         "peers" => peers(api, req),
         "node_id" => Ok(node_id(api)),

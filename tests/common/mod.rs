@@ -2,6 +2,8 @@
 //! `mod common;`, so each binary has its own lock). Not every binary uses every helper.
 #![allow(dead_code)]
 
+pub mod proc;
+
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -73,6 +73,7 @@ pub(super) fn print_attack(
     };
     let mut json = serde_json::json!({
         "attack": kind.to_string(),
+        "crypto_backend": crate::crypto::backend_name(),
         "duration_s": rep.wall.as_secs_f64(),
         "honest_handshakes_per_sec": rep.honest_per_sec(),
         "honest_failures": rep.honest.as_ref().map(|h| h.failures_total()),

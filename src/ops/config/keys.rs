@@ -411,6 +411,7 @@ mod tests {
         c.node.crawler_core = Some(1);
         c.rep_crawler.weights_file = Some("w".into());
         c.rpc.address = Some("7076".into());
+        c.rpc.enable_control = true;
         c.metrics.address = Some("9100".into());
         let t = toml::Table::try_from(&c).unwrap();
         let mut keys = BTreeSet::new();
