@@ -54,6 +54,19 @@ pub struct ShardConfig {
     /// handshake rides on the first data segment (in this protocol the dialer always speaks
     /// first) instead of going out alone: one segment less per dial.
     pub delayed_connect_ack: bool,
+    /// After the peer's FIN (a receive returned 0 bytes), close with `SO_LINGER` {on, 0}: the
+    /// close sends a reset instead of a FIN, so neither side keeps the connection in
+    /// `LAST_ACK` / `TIME_WAIT`. Only when no send of ours is in flight (nothing of ours to
+    /// lose); every other close is graceful.
+    pub abortive_close_after_eof: bool,
+    /// Accept with single-shot accepts that carry the peer's address (several in flight, each
+    /// with its own address buffer) instead of one multishot accept plus a `getpeername` per
+    /// connection.
+    pub accept_with_address: bool,
+    /// Make, set up and bind outbound sockets in the ring (`IORING_OP_SOCKET`, socket-option
+    /// commands, `IORING_OP_BIND`, linked before the connect) instead of with syscalls.
+    /// Needs kernel ≥ 6.11.
+    pub ring_socket: bool,
     /// Capacity of the cross-thread command queue, in commands; when it is full
     /// [`ShardHandle::send_command`](super::ShardHandle::send_command) hands the command back.
     pub command_queue: usize,
@@ -81,11 +94,19 @@ impl Default for ShardConfig {
             send_pool_buffers: 256,
             connect_timeout: Duration::from_secs(10),
             delayed_connect_ack: true,
+            abortive_close_after_eof: ab_switch("NANOPEER_AB_LINGER"),
+            accept_with_address: ab_switch("NANOPEER_AB_ACCEPT"),
+            ring_socket: ab_switch("NANOPEER_AB_RINGSOCK"),
             command_queue: 4096,
             commands_per_turn: 1024,
             counters_interval: Duration::from_millis(100),
         }
     }
+}
+
+/// TEMPORARY (same-run A/B of issue 14's kernel items): a switch read from the environment.
+fn ab_switch(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
 }
 
 impl ShardConfig {
