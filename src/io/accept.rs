@@ -1,14 +1,7 @@
 //! Inbound connections: the multishot accept on the shard's listener (re-armed after it ends,
 //! after a pause when descriptors or memory ran out), the handler's screening against the
 //! caps (refuse, accept, evict), and the slot and first receive of an accepted connection.
-//!
-//! With [`ShardConfig::accept_with_address`](super::ShardConfig) the listener has instead
-//! [`ACCEPT_SLOTS`](super::conn::ACCEPT_SLOTS) single-shot accepts in flight, each writing the peer's address into a slot
-//! of its own (a multishot accept has one address buffer for all its completions, so it cannot
-//! tell them apart), which spares the `getpeername` call per connection.
 
-use std::mem;
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -26,14 +19,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 
 impl Io {
     pub(crate) fn arm_accept(&mut self) {
-        if self.listener < 0 || self.stopping {
-            return;
-        }
-        if self.accept_slots.in_use() {
-            self.arm_accept_slots();
-            return;
-        }
-        if self.accept_armed {
+        if self.listener < 0 || self.accept_armed || self.stopping {
             return;
         }
         self.accept_armed = true;
@@ -45,66 +31,14 @@ impl Io {
         unsafe { self.push(e) };
     }
 
-    /// Arms a single-shot accept in every free address slot.
-    fn arm_accept_slots(&mut self) {
-        for k in 0..self.accept_slots.armed.len() {
-            if self.accept_slots.armed[k] {
-                continue;
-            }
-            self.accept_slots.armed[k] = true;
-            let slot = self.accept_slots.addrs[k].get();
-            // SAFETY: no accept of this slot is in flight, so nothing else writes it.
-            unsafe { (*slot).len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t };
-            // SAFETY: as above; the pointers are into the slot, which does not move.
-            let (addr, len) = unsafe { ((&raw mut (*slot).storage).cast(), &raw mut (*slot).len) };
-            let e = opcode::Accept::new(Fd(self.listener), addr, len)
-                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(ring::encode(Op::Accept, k as u32, 0));
-            // SAFETY: the address slot is boxed in `self` and outlives the ring's operations
-            // (shutdown cancels and drains them; on unwind the ring is dropped first).
-            unsafe { self.push(e) };
-        }
-        self.accept_armed = true;
-    }
-
-    /// Cancels the accepts in flight (shutdown).
-    pub(crate) fn cancel_accepts(&mut self) {
-        if !self.accept_slots.in_use() {
-            if self.accept_armed {
-                self.cancel(ring::encode(Op::Accept, 0, 0));
-            }
-            return;
-        }
-        for k in 0..self.accept_slots.armed.len() {
-            if self.accept_slots.armed[k] {
-                self.cancel(ring::encode(Op::Accept, k as u32, 0));
-            }
-        }
-    }
-
-    /// An accept completed with `res` (a new socket, or an error); `slot`: its address slot
-    /// (single-shot accepts); `more`: the multishot accept stays armed.
-    pub(crate) fn accepted<H: Handler>(
-        &mut self,
-        handler: &mut H,
-        slot: usize,
-        res: i32,
-        more: bool,
-    ) {
-        let mut peer = None;
-        if self.accept_slots.in_use() {
-            self.accept_slots.armed[slot] = false;
-            self.accept_armed = self.accept_slots.armed.iter().any(|&a| a);
-            if res >= 0 {
-                // SAFETY: the accept of this slot has completed: the kernel no longer writes it.
-                peer = unsafe { *self.accept_slots.addrs[slot].get() }.to_std();
-            }
-        } else if !more {
+    /// The multishot accept completed with `res` (a new socket, or an error); `more`: it
+    /// stays armed.
+    pub(crate) fn accepted<H: Handler>(&mut self, handler: &mut H, res: i32, more: bool) {
+        if !more {
             self.accept_armed = false;
         }
         if res >= 0 {
-            self.new_inbound(handler, res, peer);
+            self.new_inbound(handler, res);
         } else {
             self.counters.accept_errors += 1;
         }
@@ -121,8 +55,7 @@ impl Io {
         }
     }
 
-    /// A new inbound socket `fd`, from `peer` when the accept gave the address.
-    fn new_inbound<H: Handler>(&mut self, handler: &mut H, fd: RawFd, peer: Option<SocketAddr>) {
+    fn new_inbound<H: Handler>(&mut self, handler: &mut H, fd: RawFd) {
         if self.stopping || self.slots_used >= self.slab_capacity {
             if !self.stopping {
                 self.counters.rejected_cap += 1;
@@ -130,7 +63,7 @@ impl Io {
             self.close_fd(fd);
             return;
         }
-        let peer = match peer.map_or_else(|| sys::peer_addr(fd), Ok) {
+        let peer = match sys::peer_addr(fd) {
             Ok(p) => p,
             Err(_) => {
                 // Reset before we looked at it: nothing to report.

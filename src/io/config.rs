@@ -59,14 +59,6 @@ pub struct ShardConfig {
     /// `LAST_ACK` / `TIME_WAIT`. Only when no send of ours is in flight (nothing of ours to
     /// lose); every other close is graceful.
     pub abortive_close_after_eof: bool,
-    /// Accept with single-shot accepts that carry the peer's address (several in flight, each
-    /// with its own address buffer) instead of one multishot accept plus a `getpeername` per
-    /// connection.
-    pub accept_with_address: bool,
-    /// Make, set up and bind outbound sockets in the ring (`IORING_OP_SOCKET`, socket-option
-    /// commands, `IORING_OP_BIND`, linked before the connect) instead of with syscalls.
-    /// Needs kernel ≥ 6.11.
-    pub ring_socket: bool,
     /// Capacity of the cross-thread command queue, in commands; when it is full
     /// [`ShardHandle::send_command`](super::ShardHandle::send_command) hands the command back.
     pub command_queue: usize,
@@ -95,8 +87,6 @@ impl Default for ShardConfig {
             connect_timeout: Duration::from_secs(10),
             delayed_connect_ack: true,
             abortive_close_after_eof: ab_switch("NANOPEER_AB_LINGER"),
-            accept_with_address: ab_switch("NANOPEER_AB_ACCEPT"),
-            ring_socket: ab_switch("NANOPEER_AB_RINGSOCK"),
             command_queue: 4096,
             commands_per_turn: 1024,
             counters_interval: Duration::from_millis(100),

@@ -1,6 +1,5 @@
 //! Connection identity, close reasons and the per-connection state kept in the shard's slab.
 
-use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
@@ -8,7 +7,7 @@ use std::os::fd::RawFd;
 use io_uring::types::Timespec;
 
 use super::deadline;
-use super::sys::{RawAddr, SmallAddr};
+use super::sys::RawAddr;
 
 /// A connection of one shard: a slot index plus a generation, so a stale id never names the
 /// connection that reuses the slot. `index()` is dense (below the slab size, see
@@ -119,16 +118,6 @@ pub(crate) struct Conn {
     pub(crate) deadline: deadline::Slot,
     pub(crate) addr: RawAddr,
     pub(crate) connect_ts: Timespec,
-    /// The ring is making this dial's socket (`ShardConfig::ring_socket`).
-    pub(crate) socket_armed: bool,
-    /// Socket options and bind of this dial in flight in the ring, before its connect.
-    pub(crate) setup_pending: u8,
-    /// The first error of those (0: none), reported instead of the connect's cancellation.
-    pub(crate) setup_errno: i32,
-    /// Where to bind this dial's socket (length 0: not bound).
-    pub(crate) local: SmallAddr,
-    /// The bind leaves the port to `connect` (`IP_BIND_ADDRESS_NO_PORT`).
-    pub(crate) local_any_port: bool,
 }
 
 impl Conn {
@@ -154,51 +143,16 @@ impl Conn {
             deadline: deadline::Slot::default(),
             addr: RawAddr::zeroed(),
             connect_ts: Timespec::new(),
-            socket_armed: false,
-            setup_pending: 0,
-            setup_errno: 0,
-            local: SmallAddr::zeroed(),
-            local_any_port: false,
         }
     }
 
     /// True while the kernel may still complete an operation of this connection.
     pub(crate) fn ops_pending(&self) -> bool {
-        self.recv_armed
-            || self.send_armed
-            || self.connect_armed
-            || self.timeout_armed
-            || self.socket_armed
-            || self.setup_pending > 0
+        self.recv_armed || self.send_armed || self.connect_armed || self.timeout_armed
     }
 
     pub(crate) fn id(&self, idx: u32) -> ConnId {
         ConnId::new(idx, self.generation)
-    }
-}
-
-/// Single-shot accepts in flight at once when accepts carry the peer's address.
-pub(crate) const ACCEPT_SLOTS: usize = 32;
-
-/// Where single-shot accepts write the peer's address: one slot per accept in flight, boxed so
-/// it never moves while the kernel may write to it.
-pub(crate) struct AcceptSlots {
-    pub(crate) addrs: Box<[UnsafeCell<RawAddr>]>,
-    pub(crate) armed: Box<[bool]>,
-}
-
-impl AcceptSlots {
-    /// `n` slots, none armed (none when `n` is 0: the multishot accept is used).
-    pub(crate) fn new(n: usize) -> AcceptSlots {
-        AcceptSlots {
-            addrs: (0..n).map(|_| UnsafeCell::new(RawAddr::zeroed())).collect(),
-            armed: vec![false; n].into_boxed_slice(),
-        }
-    }
-
-    /// True when accepts are single-shot, with addresses.
-    pub(crate) fn in_use(&self) -> bool {
-        !self.addrs.is_empty()
     }
 }
 

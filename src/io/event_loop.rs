@@ -248,7 +248,7 @@ impl<H: Handler> Shard<H> {
         };
         let idx = idx as usize;
         match op {
-            Op::Accept => self.io.accepted(&mut self.handler, idx, res, more),
+            Op::Accept => self.io.accepted(&mut self.handler, res, more),
             Op::Wake => {
                 self.io.wake_armed = false;
                 self.io.arm_wake();
@@ -259,8 +259,6 @@ impl<H: Handler> Shard<H> {
             }
             Op::Send => self.io.sent(idx, res),
             Op::Connect => self.io.connected(&mut self.handler, idx, res),
-            Op::Socket => self.io.socket_made(&mut self.handler, idx, res),
-            Op::SockSetup => self.io.socket_set_up(idx, res),
             Op::LinkTimeout => {
                 self.io.slab.0[idx].timeout_armed = false;
                 self.io.maybe_release(idx);
@@ -283,7 +281,9 @@ impl<H: Handler> Shard<H> {
         }
         self.deliver();
         self.io.accept_retry_at = None;
-        self.io.cancel_accepts();
+        if self.io.accept_armed {
+            self.io.cancel(ring::encode(Op::Accept, 0, 0));
+        }
         if self.io.wake_armed {
             self.io.cancel(ring::encode(Op::Wake, 0, 0));
         }

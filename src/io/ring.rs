@@ -133,10 +133,6 @@ pub(crate) enum Op {
     LinkTimeout = 6,
     Cancel = 7,
     Close = 8,
-    /// An outbound socket made in the ring.
-    Socket = 9,
-    /// A socket option or bind of an outbound socket, linked before its connect.
-    SockSetup = 10,
 }
 
 /// `user_data` = op (8 bits) | generation (low 24 bits) | slot index (32 bits). A slot is only
@@ -156,8 +152,6 @@ pub(crate) fn decode(user_data: u64) -> Option<(Op, u32, u32)> {
         6 => Op::LinkTimeout,
         7 => Op::Cancel,
         8 => Op::Close,
-        9 => Op::Socket,
-        10 => Op::SockSetup,
         _ => return None,
     };
     Some((op, user_data as u32, (user_data >> 32) as u32 & 0xff_ffff))
@@ -178,8 +172,6 @@ mod tests {
             Op::LinkTimeout,
             Op::Cancel,
             Op::Close,
-            Op::Socket,
-            Op::SockSetup,
         ] {
             for (idx, g) in [(0, 0), (u32::MAX, 0xff_ffff), (12345, 0x1_000_001)] {
                 assert_eq!(decode(encode(op, idx, g)), Some((op, idx, g & 0xff_ffff)));

@@ -13,7 +13,7 @@ use io_uring::types::Fd;
 use io_uring::{IoUring, opcode};
 
 use super::config::{SendOverflow, ShardConfig};
-use super::conn::{ACCEPT_SLOTS, AcceptSlots, CloseReason, Conn, ConnId, State};
+use super::conn::{CloseReason, Conn, ConnId, State};
 use super::counters::Counters;
 use super::deadline::{self, Deadlines, SlotLookup};
 use super::pool::Pool;
@@ -61,19 +61,13 @@ pub struct Io {
     pub(crate) connect_timeout: Duration,
     pub(crate) delayed_connect_ack: bool,
     pub(crate) abortive_close_after_eof: bool,
-    pub(crate) ring_socket: bool,
-    /// Scratch for a dial's linked chain (reused).
-    pub(crate) chain: Vec<io_uring::squeue::Entry>,
     /// Submitted operations whose last completion has not arrived yet.
     pub(crate) ops_in_flight: usize,
     pub(crate) stop_requested: bool,
     pub(crate) stopping: bool,
     pub(crate) fatal: Option<std::io::Error>,
     pub(crate) listener: RawFd,
-    /// An accept is in flight (the multishot one, or any single-shot one).
     pub(crate) accept_armed: bool,
-    /// Address slots of single-shot accepts (none: the multishot accept is used).
-    pub(crate) accept_slots: AcceptSlots,
     pub(crate) accept_retry_at: Option<Instant>,
     pub(crate) wake_fd: RawFd,
     pub(crate) wake_armed: bool,
@@ -120,19 +114,12 @@ impl Io {
             connect_timeout: cfg.connect_timeout,
             delayed_connect_ack: cfg.delayed_connect_ack,
             abortive_close_after_eof: cfg.abortive_close_after_eof,
-            ring_socket: cfg.ring_socket,
-            chain: Vec::with_capacity(8),
             ops_in_flight: 0,
             stop_requested: false,
             stopping: false,
             fatal: None,
             listener,
             accept_armed: false,
-            accept_slots: AcceptSlots::new(if cfg.accept_with_address {
-                ACCEPT_SLOTS
-            } else {
-                0
-            }),
             accept_retry_at: None,
             wake_fd,
             wake_armed: false,
@@ -369,18 +356,12 @@ impl Io {
         c.reported = false;
         c.outbound = false;
         c.connect_abort = false;
-        c.setup_errno = 0;
-        c.local = sys::SmallAddr::zeroed();
-        c.local_any_port = false;
         c.sent = 0;
         c.queued_msgs = 0;
         c.queued_bytes = 0;
         c.deadline = deadline::Slot::default();
         self.slots_used -= 1;
         self.free.push(idx as u32);
-        if fd < 0 {
-            return; // a dial whose socket the ring never made
-        }
         let close = opcode::Close::new(Fd(fd))
             .build()
             .user_data(ring::encode(Op::Close, 0, 0));

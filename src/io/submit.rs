@@ -1,4 +1,4 @@
-//! Putting operations on the submission queue: one entry or a linked chain (submitting first
+//! Putting operations on the submission queue: one entry or a linked pair (submitting first
 //! when the queue is full, a failed submit recorded as fatal), cancels, and the eventfd read
 //! through which other threads wake the ring.
 
@@ -27,15 +27,21 @@ impl Io {
         }
     }
 
-    /// Pushes linked SQEs contiguously (at most the queue's size).
+    /// Pushes two linked SQEs contiguously.
     ///
     /// # Safety
     /// As for [`Io::push`].
-    pub(crate) unsafe fn push_chain(&mut self, chain: &[squeue::Entry]) {
-        self.ops_in_flight += chain.len();
+    pub(crate) unsafe fn push_linked(&mut self, a: squeue::Entry, b: squeue::Entry) {
+        self.ops_in_flight += 2;
         loop {
             // SAFETY: forwarded from the caller.
-            if unsafe { self.ring.submission().push_multiple(chain) }.is_ok() {
+            if unsafe {
+                self.ring
+                    .submission()
+                    .push_multiple(&[a.clone(), b.clone()])
+            }
+            .is_ok()
+            {
                 return;
             }
             if !self.make_room() {

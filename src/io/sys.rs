@@ -100,46 +100,6 @@ impl RawAddr {
     }
 }
 
-/// An IPv4 or IPv6 socket address in the kernel's layout, small enough to keep in a connection
-/// slot (`bind` of a socket made in the ring).
-#[derive(Clone, Copy)]
-pub(crate) struct SmallAddr {
-    sin6: libc::sockaddr_in6,
-    pub(crate) len: libc::socklen_t,
-}
-
-impl SmallAddr {
-    /// An empty address (length 0).
-    pub(crate) fn zeroed() -> Self {
-        // SAFETY: sockaddr_in6 is a plain C struct for which all-zero bytes are valid.
-        let sin6: libc::sockaddr_in6 = unsafe { mem::zeroed() };
-        SmallAddr { sin6, len: 0 }
-    }
-
-    /// Encodes `addr` in the kernel layout.
-    pub(crate) fn from_std(addr: SocketAddr) -> Self {
-        let raw = RawAddr::from_std(addr);
-        let mut small = SmallAddr::zeroed();
-        debug_assert!(raw.len as usize <= mem::size_of::<libc::sockaddr_in6>());
-        // SAFETY: an IPv4 or IPv6 address takes at most `sizeof(sockaddr_in6)` bytes, which is
-        // what the destination holds; both are plain bytes and do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (&raw const raw.storage).cast::<u8>(),
-                (&raw mut small.sin6).cast::<u8>(),
-                raw.len as usize,
-            )
-        };
-        small.len = raw.len;
-        small
-    }
-
-    /// Pointer for the kernel.
-    pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
-        (&raw const self.sin6).cast()
-    }
-}
-
 /// Maps a `-1` syscall return to the thread's errno.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
