@@ -873,3 +873,32 @@ fn full_inbound_table_evicts_and_outbound_has_its_own_cap() {
     assert_eq!(c.rejected_cap, 0);
     drop(clients);
 }
+
+#[test]
+fn abortive_close_after_eof_resets_only_when_asked() {
+    let _g = serial();
+    for abortive in [false, true] {
+        let config = ShardConfig {
+            abortive_close_after_eof: abortive,
+            ..cfg("127.0.0.1:0")
+        };
+        let h = spawn(&config, 0, |_| Echo).unwrap();
+        let mut s = connect(h.local_addr().unwrap());
+        s.write_all(b"ping").unwrap();
+        assert_eq!(read_n(&mut s, 4), Outcome::Data(b"ping".to_vec()));
+        // Half-close: the shard reads EOF and closes its side, with a FIN or a reset.
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = [0u8; 1];
+        match s.read(&mut buf) {
+            Ok(n) => assert!(!abortive && n == 0, "abortive {abortive}: read {n} bytes"),
+            Err(e) => assert!(
+                abortive && e.kind() == ErrorKind::ConnectionReset,
+                "abortive {abortive}: {e}"
+            ),
+        }
+        stop(&h);
+        let c = h.counters();
+        assert_eq!(c.closed_peer, 1);
+        assert_eq!(c.closed_abortive, u64::from(abortive));
+    }
+}
