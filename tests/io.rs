@@ -873,3 +873,28 @@ fn full_inbound_table_evicts_and_outbound_has_its_own_cap() {
     assert_eq!(c.rejected_cap, 0);
     drop(clients);
 }
+
+#[test]
+fn abortive_close_after_eof_resets_only_when_asked() {
+    let _g = serial();
+    for abortive in [false, true] {
+        let mut config = cfg("127.0.0.1:0");
+        config.abortive_close_after_eof = abortive;
+        let h = spawn(&config, 0, |_| Echo).unwrap();
+        let mut s = connect(h.local_addr().unwrap());
+        s.write_all(b"ping").unwrap();
+        assert_eq!(read_n(&mut s, 4), Outcome::Data(b"ping".to_vec()));
+        // Half-close: the shard reads EOF and closes its side, with a FIN or a reset.
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = s.read(&mut [0u8; 1]).map_err(|e| e.kind());
+        let expected = if abortive {
+            Err(ErrorKind::ConnectionReset)
+        } else {
+            Ok(0)
+        };
+        assert_eq!(r, expected, "abortive {abortive}");
+        stop(&h);
+        let c = h.counters();
+        assert_eq!((c.closed_peer, c.closed_abortive), (1, u64::from(abortive)));
+    }
+}

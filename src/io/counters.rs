@@ -54,6 +54,8 @@ crate::counter_set! {
             @ "nanopeer_shard_send_queue_drops_total",
         /// Connections closed: the peer closed (EOF).
         closed_peer @ "nanopeer_shard_closed_total" ("reason" = "peer"),
+        /// Of `closed_peer`: closed with a reset (`ShardConfig::abortive_close_after_eof`).
+        closed_abortive,
         /// Connections closed: a receive failed.
         closed_recv_error @ "nanopeer_shard_closed_total" ("reason" = "recv_error"),
         /// Connections closed: a send failed.

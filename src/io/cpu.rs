@@ -1,4 +1,5 @@
-//! CPU time from `/proc` (no `unsafe`): the whole process, and single threads by id.
+//! CPU time: the whole process and single threads by id from `/proc`, the calling thread's own
+//! from its CPU-time clock.
 
 use std::io;
 use std::time::Duration;
@@ -46,6 +47,13 @@ pub fn thread_cpu_time(tid: u32) -> io::Result<Duration> {
     stat_ticks(&text).map(ticks_to_duration)
 }
 
+/// CPU time the calling thread has used so far, with nanosecond resolution (its CPU-time clock,
+/// always current: `/proc` schedstat may lag by a scheduler tick). For timing code on a machine
+/// whose cores are shared: time spent waiting for a CPU does not count.
+pub fn current_thread_cpu_time() -> io::Result<Duration> {
+    super::sys::thread_cputime()
+}
+
 /// The kernel thread id of the calling thread (from the `/proc/thread-self` link).
 pub fn current_thread_id() -> io::Result<u32> {
     let link = std::fs::read_link("/proc/thread-self")?;
@@ -86,6 +94,9 @@ mod tests {
         let used = thread_cpu_time(tid).unwrap() - before;
         assert!(used >= Duration::from_millis(20), "thread used {used:?}");
         assert!(process_cpu_time().unwrap() >= p_before);
+        let own = current_thread_cpu_time().unwrap();
+        // The thread's own clock is always current; schedstat may lag it by a tick.
+        assert!(own >= used, "own clock {own:?} behind {used:?}");
         assert!(thread_cpu_time(u32::MAX).is_err());
     }
 }

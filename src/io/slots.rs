@@ -60,6 +60,7 @@ pub struct Io {
     pub(crate) send_overflow: SendOverflow,
     pub(crate) connect_timeout: Duration,
     pub(crate) delayed_connect_ack: bool,
+    pub(crate) abortive_close_after_eof: bool,
     /// Submitted operations whose last completion has not arrived yet.
     pub(crate) ops_in_flight: usize,
     pub(crate) stop_requested: bool,
@@ -112,6 +113,7 @@ impl Io {
             send_overflow: cfg.send_overflow,
             connect_timeout: cfg.connect_timeout,
             delayed_connect_ack: cfg.delayed_connect_ack,
+            abortive_close_after_eof: cfg.abortive_close_after_eof,
             ops_in_flight: 0,
             stop_requested: false,
             stopping: false,
@@ -267,6 +269,15 @@ impl Io {
         }
         c.state = State::Closing;
         self.counters.live_connections -= 1;
+        if reason == CloseReason::PeerClosed && self.abortive_close_after_eof && !c.send_armed {
+            // The peer is done: our close resets instead of sending a FIN, so neither side
+            // keeps the connection (LAST_ACK here, TIME_WAIT there). Nothing of ours is in
+            // flight; what is queued is dropped below either way. A failure leaves the close
+            // graceful.
+            if sys::set_linger_zero(c.fd).is_ok() {
+                self.counters.closed_abortive += 1;
+            }
+        }
         if c.outbound {
             self.outbound_used -= 1;
         } else {

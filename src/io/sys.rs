@@ -224,10 +224,44 @@ pub(crate) fn stream_socket(
     Ok(std::os::fd::IntoRawFd::into_raw_fd(sock))
 }
 
+/// Sets `SO_LINGER` {on, 0 s} on `fd`: its close then sends a reset and frees the connection
+/// at once (no FIN, no `TIME_WAIT`), discarding anything unsent.
+pub(crate) fn set_linger_zero(fd: RawFd) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` outlives the call and its size is passed with it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// Closes a raw descriptor this module handed out (error ignored: nothing useful to do).
 pub(crate) fn close(fd: RawFd) {
     // SAFETY: the caller owns `fd` and never uses it again.
     unsafe { libc::close(fd) };
+}
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`, nanosecond resolution).
+pub(crate) fn thread_cputime() -> io::Result<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the kernel writes one timespec into `ts`, which lives across the call.
+    cvt(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) })?;
+    Ok(std::time::Duration::new(
+        ts.tv_sec as u64,
+        ts.tv_nsec as u32,
+    ))
 }
 
 /// A non-blocking, close-on-exec eventfd.
