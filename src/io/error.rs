@@ -21,6 +21,19 @@ pub enum IoError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `io_uring_setup` ran out of memory: for an unprivileged user the rings count against
+    /// the locked-memory limit (≈ 0.5 MiB per shard with the default ring size).
+    #[error(
+        "io_uring_setup failed: {source}; the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`) \
+         is {soft_limit}: raise it (systemd `LimitMEMLOCK=infinity`) or use fewer shards or a \
+         smaller `io.ring_entries`"
+    )]
+    RingMemory {
+        /// The OS error (ENOMEM).
+        source: std::io::Error,
+        /// The soft `RLIMIT_MEMLOCK` in force, in words (`"64 KiB"`, `"unlimited"`).
+        soft_limit: String,
+    },
     /// `io_uring_enter` failed with an unexpected error while the shard was running.
     #[error("io_uring_enter failed: {0}")]
     Submit(std::io::Error),

@@ -29,7 +29,10 @@ fn setup_error(e: std::io::Error) -> IoError {
     match e.raw_os_error() {
         Some(libc::ENOSYS) => IoError::Unsupported {
             feature: "io_uring",
-            reason: format!("io_uring_setup: {e} (kernel built without io_uring)"),
+            reason: format!(
+                "io_uring_setup: {e} (a kernel built without io_uring, or a seccomp/container \
+                 policy that makes the call fail with ENOSYS)"
+            ),
         },
         Some(libc::EPERM) | Some(libc::EACCES) => IoError::Unsupported {
             feature: "io_uring",
@@ -55,6 +58,14 @@ fn setup_error(e: std::io::Error) -> IoError {
                 }
             }
         }
+        Some(libc::ENOMEM) => IoError::RingMemory {
+            source: e,
+            soft_limit: match super::sys::locked_memory_limit() {
+                Ok((u64::MAX, _)) => "unlimited".into(),
+                Ok((soft, _)) => format!("{} KiB", soft / 1024),
+                Err(_) => "unknown".into(),
+            },
+        },
         _ => IoError::Setup {
             what: "io_uring_setup",
             source: e,
@@ -204,6 +215,9 @@ mod tests {
         );
         assert!(e.to_string().contains("io_uring_disabled"));
         let e = setup_error(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(matches!(e, IoError::RingMemory { .. }), "{e}");
+        assert!(e.to_string().contains("LimitMEMLOCK"), "{e}");
+        let e = setup_error(std::io::Error::from_raw_os_error(libc::EBADF));
         assert!(matches!(
             e,
             IoError::Setup {

@@ -316,15 +316,25 @@ pub(crate) fn set_file_size_limit(bytes: Option<u64>) -> Result<(), IoError> {
 /// The process's open-file limit (`RLIMIT_NOFILE`) as `(soft, hard)`; `u64::MAX` stands for
 /// `RLIM_INFINITY`.
 pub(crate) fn open_file_limit() -> Result<(u64, u64), IoError> {
+    resource_limit(libc::RLIMIT_NOFILE, "getrlimit(RLIMIT_NOFILE)")
+}
+
+/// The process's locked-memory limit (`RLIMIT_MEMLOCK`, bytes) as `(soft, hard)`; `u64::MAX`
+/// stands for `RLIM_INFINITY`. io_uring rings count against it for an unprivileged user.
+pub(crate) fn locked_memory_limit() -> Result<(u64, u64), IoError> {
+    resource_limit(libc::RLIMIT_MEMLOCK, "getrlimit(RLIMIT_MEMLOCK)")
+}
+
+fn resource_limit(
+    resource: libc::__rlimit_resource_t,
+    what: &'static str,
+) -> Result<(u64, u64), IoError> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid rlimit the kernel fills in; it outlives the call.
-    setup(
-        "getrlimit(RLIMIT_NOFILE)",
-        cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }),
-    )?;
+    setup(what, cvt(unsafe { libc::getrlimit(resource, &mut limit) }))?;
     Ok((rlim_to_u64(limit.rlim_cur), rlim_to_u64(limit.rlim_max)))
 }
 
