@@ -10,6 +10,8 @@
 //! - [`flood`] (inside [`attack`], re-exported here): `slot-flood` and `vote-flood`: more
 //!   unverified connections than the cap, and invalid votes on authenticated channels, each
 //!   against a clean phase of the same run.
+//! - [`stream`]: peers on long-lived channels streaming pre-built votes or blocks (the floods'
+//!   peers, and the `votes` and `publish` workloads').
 //! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
 //!   fresh key per handshake), measured by the same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
@@ -31,6 +33,7 @@ pub mod inprocess;
 pub mod loadgen;
 pub mod report;
 pub mod setup;
+pub mod stream;
 pub mod svg;
 pub mod tune;
 

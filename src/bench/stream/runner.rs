@@ -1,5 +1,5 @@
-//! The io threads of a flood: silent connections, attackers streaming invalid votes, honest
-//! voters streaming valid ones ([`FloodRunner`]).
+//! The io threads of a stream ([`StreamRunner`]): silent connections, attackers streaming
+//! invalid votes, and peers streaming the messages of a [`MessagePool`] (votes or blocks).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -7,16 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::super::error::AttackError;
-use super::source::{FloodSource, honest_voter_ip};
-use super::votes::{VotePool, VoteTemplate, now_unix_ms};
+use super::pool::MessagePool;
+use super::source::{FloodSource, stream_source_ip};
+use super::votes::{now_unix_ms, set_vote, vote_hashes_mut, vote_template};
+use crate::bench::attack::AttackError;
 use crate::crypto::{KeyPair, genesis_hash};
+use crate::io::cpu::current_thread_id;
 use crate::io::{self, CloseReason, ConnId, Handler, Io, IoError, ShardConfig, ShardHandle};
 use crate::proto::identity::NodeIdentity;
-use crate::types::{Cookie, Network, Signature};
+use crate::types::{Cookie, Network, PublicKey, Signature};
 use crate::wire::vote::FINAL_TIMESTAMP;
 use crate::wire::{Deframer, Keepalive, Message, MessageType, NodeIdHandshake};
 
@@ -26,8 +29,8 @@ const PEERS_PER_THREAD: usize = 1024;
 /// Unsent bytes an attacker keeps queued per channel (it sends as fast as the node reads).
 const ATTACK_SENDQ: usize = 64 * 1024;
 
-/// Unsent bytes an honest voter keeps queued at most (beyond, the node is not taking them).
-const HONEST_SENDQ: usize = 32 * 1024;
+/// Unsent bytes a streaming peer keeps queued at most (beyond, the node is not taking them).
+const STREAM_SENDQ: usize = 32 * 1024;
 
 /// A connection the node closes within this time of its connect, before any channel, counts
 /// as refused (closed at once) rather than cut (timed out or evicted later). Seen from the
@@ -35,20 +38,20 @@ const HONEST_SENDQ: usize = 32 * 1024;
 /// node's own counters (`rejected_cap`, `refused`, …) give the causes.
 pub const REFUSED_WITHIN: Duration = Duration::from_millis(250);
 
-/// What one flood peer does.
+/// What one stream peer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     /// Connect and never speak.
     Silent,
     /// Handshake, then stream invalid votes.
     BadVoter,
-    /// Handshake, then stream valid votes of this pool voter.
-    GoodVoter(usize),
+    /// Handshake, then stream the pool's messages of this channel.
+    Stream(usize),
 }
 
-/// Counters of a flood's peers (all threads), as [`FloodRunner::counts`] returns them.
+/// Counters of a stream's peers (all threads), as [`StreamRunner::counts`] returns them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FloodCounts {
+pub struct StreamCounts {
     /// Peers (connections kept open or in flight at once).
     pub peers: u64,
     /// Dials started.
@@ -77,17 +80,19 @@ pub struct FloodCounts {
     pub reconnects_refused: u64,
     /// Reconnects that got a channel again.
     pub reconnect_handshakes: u64,
-    /// Votes queued for sending.
-    pub votes_sent: u64,
+    /// Messages (votes or blocks) queued for sending.
+    pub messages_sent: u64,
     /// Bytes queued for sending.
     pub bytes_sent: u64,
-    /// Honest voters whose pool ran out.
+    /// Streaming peers that sent every message of their channel.
     pub pools_exhausted: u64,
-    /// When the first pool ran out, ms after the runner started (0: none did).
+    /// When the first of them did, ms after the runner started (0: none did).
     pub exhausted_at_ms: u64,
+    /// When the last of them did, ms after the runner started (0: not every one did).
+    pub all_exhausted_at_ms: u64,
 }
 
-impl FloodCounts {
+impl StreamCounts {
     /// Every connection the node closed (refused, cut, channels cut).
     pub fn closed_by_node(&self) -> u64 {
         self.refused + self.cut + self.channels_cut
@@ -95,7 +100,7 @@ impl FloodCounts {
 }
 
 #[derive(Debug, Default)]
-struct FloodShared {
+struct StreamShared {
     dials: AtomicU64,
     opened: AtomicU64,
     connect_failed: AtomicU64,
@@ -109,10 +114,15 @@ struct FloodShared {
     reconnects: AtomicU64,
     reconnects_refused: AtomicU64,
     reconnect_handshakes: AtomicU64,
-    votes_sent: AtomicU64,
+    messages_sent: AtomicU64,
     bytes_sent: AtomicU64,
     pools_exhausted: AtomicU64,
     exhausted_at_ms: AtomicU64,
+    all_exhausted_at_ms: AtomicU64,
+    /// Streaming peers in all (for `all_exhausted_at_ms`).
+    streams: AtomicU64,
+    /// Thread ids of the io threads (for their CPU time).
+    tids: Mutex<Vec<u32>>,
 }
 
 fn inc(a: &AtomicU64) {
@@ -129,7 +139,7 @@ enum Phase {
     AwaitReply,
     /// Voter: response sent, waiting for the node's first channel message.
     AwaitChannel,
-    /// Voter: channel up, streaming votes.
+    /// Voter: channel up, streaming.
     Streaming,
 }
 
@@ -137,7 +147,8 @@ struct Peer {
     ip: Ipv4Addr,
     role: Role,
     identity: Option<NodeIdentity>,
-    template: Option<VoteTemplate>,
+    /// The message patched and sent (a confirm_ack, or a publish); empty for silent peers.
+    template: Vec<u8>,
     deframer: Option<Deframer>,
     conn: Option<ConnId>,
     phase: Phase,
@@ -146,20 +157,28 @@ struct Peer {
     had_channel: bool,
     /// The current dial is a reconnect.
     reconnect: bool,
-    /// Bad voter: a well-formed signature of its voting key over another message.
+    /// Bad voter: its voting key, and a well-formed signature of it over another message.
+    bad_key: PublicKey,
     bad_sig: Signature,
-    /// Good voter: next pool index, tokens of its pacing bucket, last refill.
+    /// Streaming peer: next pool index, tokens of its pacing bucket, last refill.
     next: usize,
     tokens: f64,
     refilled: Instant,
 }
 
 enum Command {
-    Start { start: Instant, end: Instant },
+    /// Dial every peer; stream at once when `open`, else after [`Command::Open`].
+    Start {
+        start: Instant,
+        end: Instant,
+        open: bool,
+    },
+    /// Start streaming on every channel (and on channels made later).
+    Open,
 }
 
-struct FloodHandler {
-    shared: Arc<FloodShared>,
+struct StreamHandler {
+    shared: Arc<StreamShared>,
     target: SocketAddr,
     network: Network,
     started: Instant,
@@ -175,12 +194,14 @@ struct FloodHandler {
     tick: Option<Instant>,
     tick_every: Duration,
     rng: ChaCha8Rng,
-    pool: Option<Arc<VotePool>>,
-    /// Honest pacing, votes/s per voter (0: as fast as the node reads).
+    pool: Option<Arc<MessagePool>>,
+    /// Pacing, messages/s per streaming peer (0: as fast as the node reads).
     rate: f64,
+    /// Channels stream (else they wait, up, for [`Command::Open`]).
+    open: bool,
 }
 
-impl FloodHandler {
+impl StreamHandler {
     fn running(&self, now: Instant) -> bool {
         self.end.is_some_and(|e| now < e)
     }
@@ -339,102 +360,107 @@ impl FloodHandler {
                 inc(&s.reconnect_handshakes);
             }
             self.streaming.push(idx);
-            self.stream(io, idx);
+            if self.open {
+                self.stream(io, idx);
+            }
         }
     }
 
-    /// Queues votes on a streaming peer: an attacker fills its send queue to
-    /// [`ATTACK_SENDQ`]; an honest voter sends what its pacing allows, up to [`HONEST_SENDQ`]
-    /// unsent.
+    /// Queues messages on a streaming peer: an attacker fills its send queue to
+    /// [`ATTACK_SENDQ`] with invalid votes; a stream peer sends its channel's next messages
+    /// as its pacing allows, up to [`STREAM_SENDQ`] unsent.
     fn stream(&mut self, io: &mut Io, idx: usize) {
         let now = io.now();
         let p = &mut self.peers[idx];
-        let (Some(conn), Some(t)) = (p.conn, p.template.as_mut()) else {
+        let Some(conn) = p.conn else {
             return;
         };
         let Some((_, queued)) = io.send_queue(conn) else {
             return;
         };
-        let vote_len = t.bytes.len();
-        let (limit, good) = match p.role {
-            Role::BadVoter => (ATTACK_SENDQ, None),
-            Role::GoodVoter(v) => (HONEST_SENDQ, Some(v)),
-            Role::Silent => return,
-        };
-        let room = limit.saturating_sub(queued) / vote_len;
-        let mut n = room;
-        if let Some(v) = good {
-            let Some(pool) = self.pool.as_ref() else {
-                return;
-            };
-            let vp = &pool.voters[v];
-            if self.rate > 0.0 {
-                let dt = now.saturating_duration_since(p.refilled).as_secs_f64();
-                p.refilled = now;
-                let burst = (self.rate * 0.02).max(8.0);
-                p.tokens = (p.tokens + dt * self.rate).min(burst);
-                n = n.min(p.tokens as usize);
+        let len = p.template.len().max(1);
+        match p.role {
+            Role::Silent => {}
+            Role::BadVoter => {
+                let n = ATTACK_SENDQ.saturating_sub(queued) / len;
+                if n == 0 {
+                    return;
+                }
+                // fresh hashes and timestamps, a signature that does not match them
+                let (key, sig) = (p.bad_key, p.bad_sig);
+                let ts_base = now_unix_ms();
+                let mut buf = io.buffer();
+                for k in 0..n {
+                    self.rng.fill_bytes(vote_hashes_mut(&mut p.template));
+                    let ts = if k % 4 == 3 {
+                        FINAL_TIMESTAMP
+                    } else {
+                        (ts_base << 4) | 9
+                    };
+                    set_vote(&mut p.template, &key, &sig, ts);
+                    buf.extend_from_slice(&p.template);
+                }
+                self.send_messages(io, conn, buf, n);
             }
-            let left = vp.len().saturating_sub(p.next);
-            if left == 0 {
-                return;
+            Role::Stream(channel) => {
+                let Some(pool) = self.pool.as_ref() else {
+                    return;
+                };
+                let mut n = STREAM_SENDQ.saturating_sub(queued) / len;
+                if self.rate > 0.0 {
+                    let dt = now.saturating_duration_since(p.refilled).as_secs_f64();
+                    p.refilled = now;
+                    let burst = (self.rate * 0.02).max(8.0);
+                    p.tokens = (p.tokens + dt * self.rate).min(burst);
+                    n = n.min(p.tokens as usize);
+                }
+                let total = pool.len_of(channel);
+                n = n.min(total.saturating_sub(p.next));
+                if n == 0 {
+                    return;
+                }
+                let mut buf = io.buffer();
+                for _ in 0..n {
+                    pool.fill(channel, p.next, &mut p.template);
+                    p.next += 1;
+                    buf.extend_from_slice(&p.template);
+                }
+                p.tokens -= n as f64;
+                if p.next >= total {
+                    self.exhausted(now);
+                }
+                self.send_messages(io, conn, buf, n);
             }
-            n = n.min(left);
-            if n == 0 {
-                return;
-            }
-            let mut buf = io.buffer();
-            for _ in 0..n {
-                vp.fill(t, p.next);
-                p.next += 1;
-                buf.extend_from_slice(&t.bytes);
-            }
-            p.tokens -= n as f64;
-            if p.next >= vp.len() {
-                inc(&self.shared.pools_exhausted);
-                let ms = now.saturating_duration_since(self.started).as_millis() as u64;
-                let _ = self.shared.exhausted_at_ms.compare_exchange(
-                    0,
-                    ms.max(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
-            self.send_votes(io, conn, buf, n);
-            return;
         }
-        if n == 0 {
-            return;
-        }
-        // attacker: fresh hashes and timestamps, a signature that does not match them
-        let sig = p.bad_sig;
-        let ts_base = now_unix_ms();
-        let mut buf = io.buffer();
-        for k in 0..n {
-            self.rng.fill_bytes(t.hashes_mut());
-            let ts = if k % 4 == 3 {
-                FINAL_TIMESTAMP
-            } else {
-                (ts_base << 4) | 9
-            };
-            t.set(&sig, ts);
-            buf.extend_from_slice(&t.bytes);
-        }
-        self.send_votes(io, conn, buf, n);
     }
 
-    fn send_votes(&mut self, io: &mut Io, conn: ConnId, buf: Vec<u8>, n: usize) {
+    /// A streaming peer has queued its last message.
+    fn exhausted(&self, now: Instant) {
+        let s = &self.shared;
+        let ms = (now.saturating_duration_since(self.started).as_millis() as u64).max(1);
+        let set = |a: &AtomicU64| {
+            let _ = a.compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed);
+        };
+        set(&s.exhausted_at_ms);
+        if s.pools_exhausted.fetch_add(1, Ordering::Relaxed) + 1
+            >= s.streams.load(Ordering::Relaxed)
+        {
+            set(&s.all_exhausted_at_ms);
+        }
+    }
+
+    fn send_messages(&mut self, io: &mut Io, conn: ConnId, buf: Vec<u8>, n: usize) {
         let len = buf.len() as u64;
         if io.send_owned(conn, buf).is_ok() {
             self.shared
-                .votes_sent
+                .messages_sent
                 .fetch_add(n as u64, Ordering::Relaxed);
             self.shared.bytes_sent.fetch_add(len, Ordering::Relaxed);
         }
     }
 
     fn stream_all(&mut self, io: &mut Io) {
-        if !self.running(io.now()) {
+        if !self.open || !self.running(io.now()) {
             return;
         }
         for k in 0..self.streaming.len() {
@@ -445,11 +471,25 @@ impl FloodHandler {
     }
 }
 
-impl Handler for FloodHandler {
+impl Handler for StreamHandler {
     type Command = Command;
 
     fn on_command(&mut self, io: &mut Io, cmd: Command) {
-        let Command::Start { start, end } = cmd;
+        let (start, end) = match cmd {
+            Command::Start { start, end, open } => {
+                self.open = open;
+                (start, end)
+            }
+            Command::Open => {
+                self.open = true;
+                let now = io.now();
+                for &i in &self.streaming {
+                    self.peers[i].refilled = now;
+                }
+                self.stream_all(io);
+                return;
+            }
+        };
         self.end = Some(end);
         self.started = start;
         self.tick = Some(io.now() + self.tick_every);
@@ -539,9 +579,9 @@ impl Handler for FloodHandler {
     }
 }
 
-/// Who a [`FloodRunner`] runs.
+/// Who a [`StreamRunner`] runs.
 #[derive(Debug, Clone)]
-pub enum FloodPeers {
+pub enum StreamPeers {
     /// `connections` silent connections from `source`.
     Slots {
         /// Where they come from.
@@ -558,84 +598,144 @@ pub enum FloodPeers {
         /// Hashes per vote, at most 255.
         hashes: usize,
     },
-    /// One honest voter per pool voter (from [`honest_voter_ip`]), each paced at `rate`
-    /// votes/s (0: as fast as the node reads).
-    GoodVoters {
-        /// The pre-signed votes.
-        pool: Arc<VotePool>,
-        /// Votes/s per voter.
+    /// One peer per channel of `pool` (peer `c` from [`stream_source_ip`]`(c)`, with a node
+    /// key of its own), each sending its channel's messages in order, paced at `rate`
+    /// messages/s (0: as fast as the node reads), once per run.
+    Streams {
+        /// The pre-built messages.
+        pool: Arc<MessagePool>,
+        /// Messages/s per channel.
         rate: f64,
     },
 }
 
-/// Running flood peers on their own io threads; stop them with [`FloodRunner::stop`].
-pub struct FloodRunner {
+/// Running stream peers on their own io threads; stop them with [`StreamRunner::stop`].
+pub struct StreamRunner {
     handles: Vec<ShardHandle<Command>>,
-    shared: Arc<FloodShared>,
+    shared: Arc<StreamShared>,
     peers: usize,
     started: Instant,
 }
 
-impl std::fmt::Debug for FloodRunner {
+impl std::fmt::Debug for StreamRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FloodRunner")
+        f.debug_struct("StreamRunner")
             .field("threads", &self.handles.len())
             .field("peers", &self.peers)
             .finish()
     }
 }
 
-impl FloodRunner {
+/// A peer of `role` from `ip`, its node key and vote template drawn from `rng`.
+fn make_peer(
+    ip: Ipv4Addr,
+    role: Role,
+    network: Network,
+    hashes: usize,
+    pool: Option<&MessagePool>,
+    rng: &mut ChaCha8Rng,
+) -> Peer {
+    let speaks = role != Role::Silent;
+    let identity = speaks.then(|| NodeIdentity::from_private(rng.random()));
+    let (mut bad_key, mut bad_sig) = (PublicKey([0; 32]), Signature([0; 64]));
+    let template = match role {
+        Role::Silent => Vec::new(),
+        Role::BadVoter => {
+            // the voting key signs something else: a well-formed signature
+            let key = KeyPair::from_private(rng.random());
+            (bad_key, bad_sig) = (key.public(), key.sign(b"not this vote"));
+            vote_template(network, bad_key, hashes)
+        }
+        Role::Stream(_) => pool.map_or_else(Vec::new, |p| p.template(network)),
+    };
+    Peer {
+        ip,
+        role,
+        identity,
+        template,
+        deframer: speaks.then(|| Deframer::new(network)),
+        conn: None,
+        phase: Phase::Idle,
+        connected_at: Instant::now(),
+        had_channel: false,
+        reconnect: false,
+        bad_key,
+        bad_sig,
+        next: 0,
+        tokens: 0.0,
+        refilled: Instant::now(),
+    }
+}
+
+impl StreamRunner {
     /// Starts `who` against `target` for `duration` (peers reopen what the node closes,
-    /// `reopen_delay` after). Returns once the threads run and have their start command.
+    /// `reopen_delay` after); streams start at once. Returns once the threads run and have
+    /// their start command.
     pub fn start(
         target: SocketAddr,
         network: Network,
-        who: FloodPeers,
+        who: StreamPeers,
         reopen_delay: Duration,
         duration: Duration,
-    ) -> Result<FloodRunner, AttackError> {
+    ) -> Result<StreamRunner, AttackError> {
+        StreamRunner::start_gated(target, network, who, reopen_delay, duration, true)
+    }
+
+    /// As [`Self::start`]; with `open` false the peers complete their handshakes and hold
+    /// their channels, and stream only after [`Self::open`].
+    pub fn start_gated(
+        target: SocketAddr,
+        network: Network,
+        who: StreamPeers,
+        reopen_delay: Duration,
+        duration: Duration,
+        open: bool,
+    ) -> Result<StreamRunner, AttackError> {
         if !matches!(target.ip(), IpAddr::V4(ip) if ip.is_loopback()) {
             return Err(AttackError::Config(
-                "floods need an IPv4 loopback target (sources are bound in 127.0.0.0/8)",
+                "streams need an IPv4 loopback target (sources are bound in 127.0.0.0/8)",
             ));
         }
         let specs: Vec<(Ipv4Addr, Role)> = match &who {
-            FloodPeers::Slots {
+            StreamPeers::Slots {
                 source,
                 connections,
             } => (0..*connections)
                 .map(|i| (source.address(i as u32), Role::Silent))
                 .collect(),
-            FloodPeers::BadVoters { peers, .. } => (0..*peers)
+            StreamPeers::BadVoters { peers, .. } => (0..*peers)
                 .map(|i| (FloodSource::Many.address(i as u32), Role::BadVoter))
                 .collect(),
-            FloodPeers::GoodVoters { pool, .. } => (0..pool.voters.len())
-                .map(|j| (honest_voter_ip(j as u32), Role::GoodVoter(j)))
+            StreamPeers::Streams { pool, .. } => (0..pool.channels())
+                .map(|c| (stream_source_ip(c as u32), Role::Stream(c)))
                 .collect(),
         };
         if specs.is_empty() {
-            return Err(AttackError::Config("a flood needs at least one peer"));
+            return Err(AttackError::Config("a stream needs at least one peer"));
         }
         let (hashes, pool, rate) = match &who {
-            FloodPeers::Slots { .. } => (0, None, 0.0),
-            FloodPeers::BadVoters { hashes, .. } => (*hashes, None, 0.0),
-            FloodPeers::GoodVoters { pool, rate } => {
-                (pool.hashes, Some(Arc::clone(pool)), rate.max(0.0))
-            }
+            StreamPeers::Slots { .. } => (0, None, 0.0),
+            StreamPeers::BadVoters { hashes, .. } => (*hashes, None, 0.0),
+            StreamPeers::Streams { pool, rate } => (0, Some(Arc::clone(pool)), rate.max(0.0)),
         };
         if hashes > crate::wire::vote::MAX_HASHES {
             return Err(AttackError::Config("at most 255 hashes per vote"));
         }
-        let tick_every = if matches!(who, FloodPeers::Slots { .. }) {
+        let tick_every = if matches!(who, StreamPeers::Slots { .. }) {
             Duration::from_millis(10)
         } else {
             Duration::from_millis(1)
         };
         let peers = specs.len();
-        let mut runner = FloodRunner {
+        let shared = StreamShared::default();
+        let streams = specs
+            .iter()
+            .filter(|(_, r)| matches!(r, Role::Stream(_)))
+            .count();
+        shared.streams.store(streams as u64, Ordering::Relaxed);
+        let mut runner = StreamRunner {
             handles: Vec::new(),
-            shared: Arc::new(FloodShared::default()),
+            shared: Arc::new(shared),
             peers,
             started: Instant::now(),
         };
@@ -654,44 +754,17 @@ impl FloodRunner {
             let sh = Arc::clone(&runner.shared);
             let pool = pool.clone();
             let spawned = io::spawn(&cfg, t, move |_info: &io::ShardInfo| {
+                if let Ok(tid) = current_thread_id() {
+                    sh.tids.lock().push(tid);
+                }
                 let mut rng = ChaCha8Rng::from_rng(&mut rand::rng());
                 let peers: Vec<Peer> = chunk
                     .iter()
                     .map(|&(ip, role)| {
-                        let voter = role != Role::Silent;
-                        let identity = voter.then(|| NodeIdentity::from_private(rng.random()));
-                        let mut bad_sig = Signature([0; 64]);
-                        let template = match role {
-                            Role::Silent => None,
-                            Role::BadVoter => {
-                                // the voting key signs something else: a well-formed signature
-                                let key = KeyPair::from_private(rng.random());
-                                bad_sig = key.sign(b"not this vote");
-                                Some(VoteTemplate::new(network, key.public(), hashes))
-                            }
-                            Role::GoodVoter(v) => pool
-                                .as_ref()
-                                .map(|p| VoteTemplate::new(network, p.voters[v].account, p.hashes)),
-                        };
-                        Peer {
-                            ip,
-                            role,
-                            identity,
-                            template,
-                            deframer: voter.then(|| Deframer::new(network)),
-                            conn: None,
-                            phase: Phase::Idle,
-                            connected_at: Instant::now(),
-                            had_channel: false,
-                            reconnect: false,
-                            bad_sig,
-                            next: 0,
-                            tokens: 0.0,
-                            refilled: Instant::now(),
-                        }
+                        make_peer(ip, role, network, hashes, pool.as_deref(), &mut rng)
                     })
                     .collect();
-                FloodHandler {
+                StreamHandler {
                     shared: sh,
                     target,
                     network,
@@ -708,6 +781,7 @@ impl FloodRunner {
                     rng,
                     pool,
                     rate,
+                    open: false,
                 }
             });
             match spawned {
@@ -722,16 +796,33 @@ impl FloodRunner {
         runner.started = start;
         let end = start + duration;
         for h in &runner.handles {
-            let _ = h.send_command(Command::Start { start, end });
+            let _ = h.send_command(Command::Start { start, end, open });
         }
         Ok(runner)
     }
 
+    /// Streams start on every channel, and on every channel made from now on.
+    pub fn open(&self) {
+        for h in &self.handles {
+            let _ = h.send_command(Command::Open);
+        }
+    }
+
+    /// The io threads' ids (for their CPU time), once they run.
+    pub fn thread_ids(&self) -> Vec<u32> {
+        self.shared.tids.lock().clone()
+    }
+
+    /// When the runner started its threads.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The counters so far, summed over the threads.
-    pub fn counts(&self) -> FloodCounts {
+    pub fn counts(&self) -> StreamCounts {
         let s = &self.shared;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        FloodCounts {
+        StreamCounts {
             peers: self.peers as u64,
             dials: g(&s.dials),
             opened: g(&s.opened),
@@ -746,21 +837,28 @@ impl FloodRunner {
             reconnects: g(&s.reconnects),
             reconnects_refused: g(&s.reconnects_refused),
             reconnect_handshakes: g(&s.reconnect_handshakes),
-            votes_sent: g(&s.votes_sent),
+            messages_sent: g(&s.messages_sent),
             bytes_sent: g(&s.bytes_sent),
             pools_exhausted: g(&s.pools_exhausted),
             exhausted_at_ms: g(&s.exhausted_at_ms),
+            all_exhausted_at_ms: g(&s.all_exhausted_at_ms),
         }
     }
 
-    /// When the first honest voter's pool ran out, if one did.
+    /// When the first streaming peer ran out of messages, if one did.
     pub fn exhausted_at(&self) -> Option<Instant> {
         let ms = self.shared.exhausted_at_ms.load(Ordering::Relaxed);
         (ms > 0).then(|| self.started + Duration::from_millis(ms))
     }
 
+    /// When the last streaming peer ran out of messages, if every one did.
+    pub fn all_exhausted_at(&self) -> Option<Instant> {
+        let ms = self.shared.all_exhausted_at_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| self.started + Duration::from_millis(ms))
+    }
+
     /// Stops the threads (closing every connection) and returns the final counters.
-    pub fn stop(&self) -> FloodCounts {
+    pub fn stop(&self) -> StreamCounts {
         for h in &self.handles {
             h.stop();
         }
@@ -771,7 +869,7 @@ impl FloodRunner {
     }
 }
 
-impl Drop for FloodRunner {
+impl Drop for StreamRunner {
     fn drop(&mut self) {
         for h in &self.handles {
             h.stop();
