@@ -12,8 +12,10 @@
 //!   against a clean phase of the same run.
 //! - [`stream`]: peers on long-lived channels streaming pre-built votes or blocks (the floods'
 //!   peers, and the `votes` and `publish` workloads').
-//! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
-//!   fresh key per handshake), measured by the same binary in the same run.
+//! - [`workload`]: `bench --workload votes|publish`: the streams measured by what the node
+//!   verified (its own counters), against a verify ceiling of the same key mix and batch.
+//! - [`ceiling`]: one core's handshake, vote or block rate on crypto alone, measured by the
+//!   same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
 //! - [`hist`]: a log-linear latency histogram (p50/p99 within ~1.6 %).
 //! - [`setup`]: the plan of a run, core placement, the bench node's options and limits.
@@ -36,6 +38,7 @@ pub mod setup;
 pub mod stream;
 pub mod svg;
 pub mod tune;
+pub mod workload;
 
 pub use attack::flood;
 pub use attack::{

@@ -283,6 +283,14 @@ impl Progress {
         }
     }
 
+    /// Shows `elapsed` of the run and a message (for runs that are not handshake loads).
+    pub fn show(&self, elapsed: Duration, msg: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(elapsed.as_millis() as u64);
+            bar.set_message(msg.to_owned());
+        }
+    }
+
     /// The text shown for a snapshot.
     pub fn message(s: &Snapshot) -> String {
         format!(

@@ -8,16 +8,21 @@
 //! `--target` it drives any node instead (no node in this process, no server CPU figure).
 //! `--attack KIND` and `--soak` run a node under hostile traffic or a long churning load.
 //!
-//! Layout: `args.rs` ([`BenchArgs`]), `stress.rs` (the attack and soak modes), `print.rs`
-//! (what the modes print); the node and load setup is [`super::setup`], one measured
-//! in-process run [`super::inprocess`].
+//! `--workload votes|publish` streams pre-built votes or blocks on long-lived channels instead
+//! ([`super::workload`]); with `--target` it reads the target's counters through
+//! `--target-rpc`. Every `--target` must be a loopback address.
+//!
+//! Layout: `args.rs` ([`BenchArgs`]), `stress.rs` (the attack and soak modes), `stream.rs`
+//! (the votes and publish workloads), `print.rs` (what the modes print); the node and load
+//! setup is [`super::setup`], one measured in-process run [`super::inprocess`].
 
 mod args;
 mod print;
+mod stream;
 mod stress;
 
 use std::io::IsTerminal;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -30,8 +35,10 @@ use super::inprocess::{BenchOutcome, bench_in_process, measure_ceiling};
 use super::loadgen;
 use super::report::{BenchReport, Progress};
 use super::setup::{BenchPlan, Placement, cores, load_config, placement, validate};
+use super::workload::Workload;
 use args::plan_of;
 use print::{note, print_in_process, print_report};
+use stream::bench_stream;
 use stress::{bench_attack, bench_soak};
 
 /// `nanopeer bench`: exit status 0 when at least one handshake completed, 1 when none did,
@@ -48,9 +55,12 @@ pub fn run_bench(args: &BenchArgs) -> ExitCode {
 }
 
 fn bench_main(args: &BenchArgs) -> Result<bool, BenchError> {
+    let cores = cores();
+    if args.workload != Workload::Handshake {
+        return bench_stream(args, cores);
+    }
     let plan = plan_of(args);
     validate(&plan)?;
-    let cores = cores();
     let started = Instant::now();
     if let Some(t) = &args.target {
         return bench_target(args, &plan, t, cores);
@@ -89,11 +99,7 @@ fn bench_target(
     target: &str,
     cores: usize,
 ) -> Result<bool, BenchError> {
-    let addr = target
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| BenchError::Resolve(target.to_owned()))?;
+    let addr = resolve_loopback(target, "--target")?;
     let shards = args.shards.unwrap_or(1);
     let load_threads = plan.load_threads.unwrap_or(1).max(1);
     let pl = Placement {
@@ -131,6 +137,23 @@ fn bench_target(
     };
     print_report(&outcome, cores, args.json);
     Ok(outcome.report.handshakes > 0)
+}
+
+/// Resolves `text` (`HOST:PORT`) to an address, which must be a loopback address: the bench
+/// only ever drives nodes on this machine.
+pub(super) fn resolve_loopback(text: &str, what: &str) -> Result<SocketAddr, BenchError> {
+    let addr = text
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| BenchError::Resolve(text.to_owned()))?;
+    if !addr.ip().is_loopback() {
+        return Err(BenchError::Argument(format!(
+            "{what} {text} is not a loopback address: the bench only drives nodes on this \
+             machine (127.0.0.0/8, ::1)"
+        )));
+    }
+    Ok(addr)
 }
 
 /// Whether stderr is a terminal (tune prints per-point lines there either way).

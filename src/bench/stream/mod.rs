@@ -25,6 +25,6 @@ mod votes;
 
 pub use blocks::{BlockPool, MAX_WORK_TRIES, STATE_BLOCK_LEN, state_blocks, work_tries};
 pub use pool::{MessagePool, StreamMix};
-pub use runner::{REFUSED_WITHIN, StreamCounts, StreamPeers, StreamRunner};
+pub use runner::{REFUSED_WITHIN, StreamCounts, StreamOptions, StreamPeers, StreamRunner};
 pub use source::{ATTACK_SUBNETS, FloodSource, HONEST_VOTER_OFFSET, stream_source_ip};
-pub use votes::VotePool;
+pub use votes::{RepTurns, VotePool};

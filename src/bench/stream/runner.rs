@@ -173,8 +173,8 @@ enum Command {
         end: Instant,
         open: bool,
     },
-    /// Start streaming on every channel (and on channels made later).
-    Open,
+    /// Start (true) or stop (false) streaming on every channel, and on channels made later.
+    Open(bool),
 }
 
 struct StreamHandler {
@@ -480,7 +480,11 @@ impl Handler for StreamHandler {
                 self.open = open;
                 (start, end)
             }
-            Command::Open => {
+            Command::Open(false) => {
+                self.open = false;
+                return;
+            }
+            Command::Open(true) => {
                 self.open = true;
                 let now = io.now();
                 for &i in &self.streaming {
@@ -667,6 +671,20 @@ fn make_peer(
     }
 }
 
+/// How a [`StreamRunner`] runs its peers.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// A connection the node closes is reopened this long after.
+    pub reopen_delay: Duration,
+    /// The peers stop (nothing reopened, nothing sent) this long after the start.
+    pub duration: Duration,
+    /// Stream as soon as a channel is up; else hold the channels until
+    /// [`StreamRunner::open`].
+    pub open: bool,
+    /// Cores to pin the io threads to (thread `i` on `cores[i mod len]`); empty: not pinned.
+    pub cores: Vec<usize>,
+}
+
 impl StreamRunner {
     /// Starts `who` against `target` for `duration` (peers reopen what the node closes,
     /// `reopen_delay` after); streams start at once. Returns once the threads run and have
@@ -678,19 +696,24 @@ impl StreamRunner {
         reopen_delay: Duration,
         duration: Duration,
     ) -> Result<StreamRunner, AttackError> {
-        StreamRunner::start_gated(target, network, who, reopen_delay, duration, true)
+        let o = StreamOptions {
+            reopen_delay,
+            duration,
+            open: true,
+            cores: Vec::new(),
+        };
+        StreamRunner::start_with(target, network, who, &o)
     }
 
-    /// As [`Self::start`]; with `open` false the peers complete their handshakes and hold
-    /// their channels, and stream only after [`Self::open`].
-    pub fn start_gated(
+    /// As [`Self::start`], with the options of `o` (with `open` false the peers complete
+    /// their handshakes and hold their channels, and stream only after [`Self::open`]).
+    pub fn start_with(
         target: SocketAddr,
         network: Network,
         who: StreamPeers,
-        reopen_delay: Duration,
-        duration: Duration,
-        open: bool,
+        o: &StreamOptions,
     ) -> Result<StreamRunner, AttackError> {
+        let (reopen_delay, duration, open) = (o.reopen_delay, o.duration, o.open);
         if !matches!(target.ip(), IpAddr::V4(ip) if ip.is_loopback()) {
             return Err(AttackError::Config(
                 "streams need an IPv4 loopback target (sources are bound in 127.0.0.0/8)",
@@ -749,6 +772,7 @@ impl StreamRunner {
                 recv_buffers: 256,
                 send_pool_buffers: 64,
                 connect_timeout: Duration::from_secs(5),
+                cores: o.cores.clone(),
                 ..ShardConfig::default()
             };
             let sh = Arc::clone(&runner.shared);
@@ -804,7 +828,14 @@ impl StreamRunner {
     /// Streams start on every channel, and on every channel made from now on.
     pub fn open(&self) {
         for h in &self.handles {
-            let _ = h.send_command(Command::Open);
+            let _ = h.send_command(Command::Open(true));
+        }
+    }
+
+    /// Streams stop queuing messages (what is queued is still sent); channels stay up.
+    pub fn pause(&self) {
+        for h in &self.handles {
+            let _ = h.send_command(Command::Open(false));
         }
     }
 

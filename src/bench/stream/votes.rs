@@ -80,6 +80,19 @@ pub(super) fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Which representative signs which vote of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepTurns {
+    /// Valid vote `g` by representative `g mod reps`: with as many representatives as
+    /// channels, each channel carries one representative's votes (the floods' honest
+    /// voters).
+    RoundRobin,
+    /// Each vote by a representative drawn at random (seeded, so reproducible within the
+    /// pool): however a node interleaves the channels, its verify batches hold the same mix
+    /// of keys as a batch of consecutive votes (what the vote ceiling verifies).
+    Random,
+}
+
 /// One vote of the pool: its signer, the content index its hashes and timestamp derive from,
 /// and its signature.
 #[derive(Debug, Clone, Copy)]
@@ -89,9 +102,8 @@ struct VoteItem {
     content: u32,
 }
 
-/// Pre-signed votes dealt to the channels of a stream. Valid vote `g` is signed by
-/// representative `g mod reps`, so consecutive votes (and every verify batch of the node)
-/// mix the keys. Every vote has its own payload (hashes and timestamp) except the
+/// Pre-signed votes dealt to the channels of a stream, each signed by one of the
+/// representatives as [`RepTurns`] says. Every vote has its own payload (hashes and timestamp) except the
 /// duplicates, so the duplicate filter passes each other vote once.
 #[derive(Debug, Clone)]
 pub struct VotePool {
@@ -107,13 +119,14 @@ pub struct VotePool {
 }
 
 impl VotePool {
-    /// Signs the votes of `mix` (its `bad_work` is ignored) by `reps`, `hashes` hashes each,
-    /// on `threads` threads (each signature ~16 µs), and deals them to `channels` channels.
-    /// A bad-signature vote is signed by its representative over another message (well
-    /// formed, so only the full equation rejects it). With no representative the pool is
-    /// empty.
+    /// Signs the votes of `mix` (its `bad_work` is ignored) by `reps` taking `turns`,
+    /// `hashes` hashes each, on `threads` threads (each signature ~16 µs), and deals them to
+    /// `channels` channels. A bad-signature vote is signed by its representative over another
+    /// message (well formed, so only the full equation rejects it). With no representative
+    /// the pool is empty.
     pub fn sign(
         reps: &[KeyPair],
+        turns: RepTurns,
         channels: usize,
         mix: StreamMix,
         hashes: usize,
@@ -130,6 +143,13 @@ impl VotePool {
         let seed: u64 = rng.random();
         let base_ms = now_unix_ms();
         let r = reps.len().max(1);
+        let rep_of = move |g: u64| match turns {
+            RepTurns::RoundRobin => (g % r as u64) as u32,
+            RepTurns::Random => {
+                let mut st = seed.rotate_left(17) ^ g;
+                (splitmix(&mut st) % r as u64) as u32
+            }
+        };
         let mut valid = vec![Signature([0; 64]); mix.valid];
         let chunk = mix.valid.div_ceil(threads.max(1)).max(1);
         std::thread::scope(|s| {
@@ -144,7 +164,7 @@ impl VotePool {
                             h.0.copy_from_slice(b);
                         }
                         let ts = pool_timestamp(base_ms, g);
-                        *sig = reps[g as usize % r].sign(&vote_hash(&list, ts).0);
+                        *sig = reps[rep_of(g) as usize].sign(&vote_hash(&list, ts).0);
                     }
                 });
             }
@@ -157,7 +177,7 @@ impl VotePool {
         let item = |slot: Slot| match slot {
             Slot::Valid(g) | Slot::Dup(g) => VoteItem {
                 signature: valid[g as usize],
-                rep: g % r as u32,
+                rep: rep_of(u64::from(g)),
                 content: g,
             },
             // fresh contents after the valid ones', so each payload is distinct
@@ -255,7 +275,7 @@ mod tests {
             duplicates: 3,
             bad_work: 7,
         };
-        let pool = VotePool::sign(&reps, 2, mix, 12, 2);
+        let pool = VotePool::sign(&reps, RepTurns::Random, 2, mix, 12, 2);
         assert_eq!(pool.mix.bad_work, 0, "votes have no work");
         assert_eq!(pool.len(), 25);
         assert_eq!((pool.len_of(0), pool.len_of(1)), (13, 12));
@@ -285,23 +305,46 @@ mod tests {
         }
         assert_eq!((bad, dups), (2, 3));
         assert_eq!(signers.len(), 3, "every representative signs");
-        assert!(VotePool::sign(&[], 1, mix, 1, 1).is_empty());
+        assert!(VotePool::sign(&[], RepTurns::Random, 1, mix, 1, 1).is_empty());
     }
 
     #[test]
-    fn every_fourth_vote_is_final_and_the_reps_take_turns() {
+    fn every_fourth_vote_is_final_and_the_reps_take_turns_or_are_drawn() {
         let reps: Vec<KeyPair> = (1..=4).map(|i| KeyPair::from_private([i; 32])).collect();
         let mix = StreamMix {
             valid: 8,
             ..StreamMix::default()
         };
-        let pool = VotePool::sign(&reps, 1, mix, 1, 1);
+        let pool = VotePool::sign(&reps, RepTurns::RoundRobin, 1, mix, 1, 1);
         for i in 0..8 {
             let v = pool.vote(0, i);
             assert!(v.verify());
             assert_eq!(v.is_final(), i % 4 == 3);
             assert_eq!(v.account, reps[i % 4].public());
         }
+        // round robin with one representative per channel: each channel is one voter's
+        let mix = StreamMix {
+            valid: 12,
+            ..StreamMix::default()
+        };
+        let per_channel = VotePool::sign(&reps[..3], RepTurns::RoundRobin, 3, mix, 1, 1);
+        for c in 0..3 {
+            assert!((0..4).all(|i| per_channel.vote(c, i).account == reps[c].public()));
+        }
+        // random turns: 64 votes of 16 representatives use most of them, none of them all
+        let reps: Vec<KeyPair> = (1..=16).map(|i| KeyPair::from_private([i; 32])).collect();
+        let mix = StreamMix {
+            valid: 64,
+            ..StreamMix::default()
+        };
+        let random = VotePool::sign(&reps, RepTurns::Random, 1, mix, 1, 2);
+        let mut n = std::collections::HashMap::new();
+        for i in 0..64 {
+            let v = random.vote(0, i);
+            assert!(v.verify());
+            *n.entry(v.account).or_insert(0) += 1;
+        }
+        assert!(n.len() >= 10 && n.values().all(|&k| k < 20), "{n:?}");
     }
 
     #[test]

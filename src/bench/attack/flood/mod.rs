@@ -49,7 +49,7 @@ use super::kind::AttackKind;
 use super::report::AttackReport;
 use super::soak::{SoakSample, sample};
 use crate::bench::loadgen::{self, LoadConfig};
-use crate::bench::stream::{MessagePool, StreamMix};
+use crate::bench::stream::{MessagePool, RepTurns, StreamMix};
 use crate::crypto::KeyPair;
 use crate::node::Node;
 
@@ -197,7 +197,7 @@ pub fn run_flood(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackReport
         let t = Instant::now();
         let threads = std::thread::available_parallelism().map_or(1, |c| c.get());
         // one representative key per voter: vote g of the pool goes to voter g mod n and is
-        // signed by key g mod n
+        // signed by key g mod n (round robin)
         let reps: Vec<KeyPair> = (0..n)
             .map(|_| KeyPair::generate(&mut rand::rng()))
             .collect();
@@ -205,7 +205,14 @@ pub fn run_flood(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackReport
             valid: n * per_voter,
             ..StreamMix::default()
         };
-        let pool = VotePool::sign(&reps, n, mix, cfg.vote_hashes, threads);
+        let pool = VotePool::sign(
+            &reps,
+            RepTurns::RoundRobin,
+            n,
+            mix,
+            cfg.vote_hashes,
+            threads,
+        );
         pool_info = ((pool.len(), pool.bytes()), t.elapsed());
         let runner = FloodRunner::start(
             cfg.target,
