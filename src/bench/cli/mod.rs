@@ -160,3 +160,99 @@ pub(super) fn resolve_loopback(text: &str, what: &str) -> Result<SocketAddr, Ben
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(line: &[&str]) -> BenchArgs {
+        let mut v = vec!["bench"];
+        v.extend_from_slice(line);
+        Cmd::try_parse_from(v).unwrap().bench
+    }
+
+    #[test]
+    fn targets_must_be_loopback_and_streams_need_the_targets_rpc() {
+        assert!(resolve_loopback("127.0.0.1:7075", "--target").is_ok());
+        assert!(resolve_loopback("[::1]:7075", "--target").is_ok());
+        let e = resolve_loopback("10.1.2.3:7075", "--target").unwrap_err();
+        assert!(e.to_string().contains("not a loopback"), "{e}");
+        assert!(matches!(
+            resolve_loopback("no port", "--target"),
+            Err(BenchError::Resolve(_))
+        ));
+        // refused before anything is measured, built or dialed
+        for (line, want) in [
+            (
+                &[
+                    "--workload",
+                    "votes",
+                    "--target",
+                    "10.0.0.9:7075",
+                    "--target-rpc",
+                    "127.0.0.1:7076",
+                ][..],
+                "not a loopback",
+            ),
+            (
+                &["--workload", "votes", "--target", "127.0.0.1:7075"][..],
+                "needs --target-rpc",
+            ),
+            (
+                &["--workload", "publish", "--target-rpc", "127.0.0.1:1"][..],
+                "goes with --target",
+            ),
+            (&["--workload", "votes", "--hashes", "0"][..], "--hashes"),
+            (
+                &["--workload", "votes", "--bad-work", "3"][..],
+                "--bad-work",
+            ),
+            (
+                &["--workload", "publish", "--network", "live"][..],
+                "use --network dev",
+            ),
+            (
+                &["--workload", "votes", "--attack", "silent"][..],
+                "runs alone",
+            ),
+            (
+                &["--workload", "votes", "--rep-key", "abc"][..],
+                "--rep-key",
+            ),
+            (&["--target", "192.168.1.1:7075"][..], "not a loopback"),
+        ] {
+            let e = bench_main(&args(line)).unwrap_err().to_string();
+            assert!(e.contains(want), "{line:?}: {e}");
+        }
+        let a = args(&["--workload", "votes", "--shards", "2", "--bad-votes", "3"]);
+        let plan = args::stream_plan_of(&a).unwrap();
+        assert_eq!(
+            (plan.channels, plan.bad_sigs, plan.reps, plan.hashes),
+            (16, 3, 64, 1)
+        );
+        assert_eq!(plan.base.duration, std::time::Duration::from_secs(5));
+        let a = args(&[
+            "--workload",
+            "votes",
+            "--rep-key",
+            "genesis",
+            "--target",
+            "127.0.0.1:1",
+        ]);
+        let plan = args::stream_plan_of(&a).unwrap();
+        assert_eq!(plan.base.shards, 1, "a target's shards default to 1");
+        assert!(crate::bench::workload::is_dev_genesis(&plan.rep_keys[0]));
+        assert_eq!(
+            plan_of(&args(&[])).duration,
+            std::time::Duration::from_secs(20)
+        );
+    }
+}

@@ -328,8 +328,8 @@ mod tests {
             ..StreamMix::default()
         };
         let per_channel = VotePool::sign(&reps[..3], RepTurns::RoundRobin, 3, mix, 1, 1);
-        for c in 0..3 {
-            assert!((0..4).all(|i| per_channel.vote(c, i).account == reps[c].public()));
+        for (c, rep) in reps.iter().take(3).enumerate() {
+            assert!((0..4).all(|i| per_channel.vote(c, i).account == rep.public()));
         }
         // random turns: 64 votes of 16 representatives use most of them, none of them all
         let reps: Vec<KeyPair> = (1..=16).map(|i| KeyPair::from_private([i; 32])).collect();

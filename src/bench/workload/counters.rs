@@ -372,15 +372,19 @@ mod tests {
 
     #[test]
     fn the_in_process_rows_are_the_counters() {
-        let mut proto = crate::proto::stats::ShardStats::default();
-        proto.votes_valid = 11;
-        proto.duplicate_confirm_ack = 2;
-        proto.blocks_valid = 4;
-        proto.insufficient_work = 3;
-        proto.verify_overflow = 1;
-        let mut batch = crate::node::BatchMetrics::default();
-        batch.flushes = 2;
-        batch.requests = 15;
+        let proto = crate::proto::stats::ShardStats {
+            votes_valid: 11,
+            duplicate_confirm_ack: 2,
+            blocks_valid: 4,
+            insufficient_work: 3,
+            verify_overflow: 1,
+            ..Default::default()
+        };
+        let batch = crate::node::BatchMetrics {
+            flushes: 2,
+            requests: 15,
+            ..Default::default()
+        };
         let rows = CounterRows::from_sets(&[&proto, &batch]);
         let v = VOTES.tally(&rows);
         assert_eq!(

@@ -2,7 +2,6 @@
 //! ceiling and efficiency, what the node counted of the whole stream, and the terminal table
 //! and JSON object.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -12,7 +11,7 @@ use super::counters::Tally;
 use super::run::StreamRun;
 use crate::bench::inprocess::{Ceiling, RUNQ_WARN};
 use crate::bench::loadgen::SATURATION_WARN;
-use crate::bench::report::efficiency;
+use crate::bench::report::{efficiency, two_columns};
 use crate::bench::stream::StreamMix;
 
 /// What a votes or publish run measured, and how it was set up.
@@ -393,18 +392,6 @@ impl StreamReport {
                 self.load_threads
             ),
         ));
-        let width = rows
-            .iter()
-            .map(|(k, _)| k.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mut out = String::new();
-        for (k, v) in &rows {
-            let _ = writeln!(out, "{k:<width$}  {v}");
-        }
-        for w in &self.warnings {
-            let _ = writeln!(out, "warning: {w}");
-        }
-        out
+        two_columns(&rows, &self.warnings)
     }
 }
