@@ -32,6 +32,17 @@ pub enum BenchError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A file given as input (a saved tune CSV to plot) that does not hold what it should.
+    #[error("{path}: {reason}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, naming the line where there is one.
+        reason: String,
+    },
+    /// The SIGINT/SIGTERM handler of `tune` could not be installed.
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
     /// A thread of the bench itself could not run.
     #[error("bench thread failed")]
     Thread,

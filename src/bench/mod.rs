@@ -24,6 +24,7 @@
 //! - [`error`]: what stops `bench` or `tune` before it reports.
 //! - [`cli`]: `nanopeer bench` (an in-process node, `--target`, `--attack`, `--soak`).
 //! - [`tune`]: `nanopeer tune`: the shard × batch sweep, its outputs and the recommendation.
+//! - [`tune_files`]: tune's CSV, JSON and plot, rewritten after every point; `--plot-from`.
 //! - [`svg`]: the hand-written line chart of `tune.svg`.
 
 pub mod attack;
@@ -38,6 +39,7 @@ pub mod setup;
 pub mod stream;
 pub mod svg;
 pub mod tune;
+pub mod tune_files;
 pub mod workload;
 
 pub use attack::flood;

@@ -278,8 +278,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let path = std::env::temp_dir().join(format!(
-            "nanopeer-bench-{}-{}-{nanos}",
-            std::process::id(),
+            "{}{}-{nanos}",
+            temp_prefix(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&path).map_err(|source| BenchError::File {
@@ -300,6 +300,25 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The start of the name of every [`TempDir`] of this process.
+fn temp_prefix() -> String {
+    format!("nanopeer-bench-{}-", std::process::id())
+}
+
+/// Removes every [`TempDir`] of this process still on disk, for a process about to exit without
+/// dropping them (tune interrupted by a signal); returns how many were removed.
+pub(super) fn remove_temp_dirs() -> usize {
+    let prefix = temp_prefix();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
 }
 
 /// The load generator's settings for `plan` against `target`, for `duration`.

@@ -2,11 +2,15 @@
 //! sizes, a table, tune.json / tune.csv / tune.svg, and a recommended setting for this machine.
 //!
 //! The crypto ceiling is measured once, before the sweep, and every point is compared with
-//! it. Each point runs on a fresh node (its own data directory and port).
+//! it. Each point runs on a fresh node (its own data directory and port). The three files are
+//! rewritten after every point ([`TuneFiles`]), so an interrupted sweep keeps what it measured;
+//! `--plot-from FILE.csv` redraws the plot of a saved sweep.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -18,8 +22,8 @@ use super::inprocess::{
 };
 use super::loadgen::SATURATION_WARN;
 use super::report::{BenchReport, Progress};
-use super::setup::{BenchPlan, cores, placement};
-use super::svg::{Series, line_chart};
+use super::setup::{BenchPlan, cores, placement, remove_temp_dirs};
+use super::tune_files::{Figure, TuneFiles, plot_csv_file};
 use crate::types::Network;
 
 /// The arguments of `nanopeer tune`.
@@ -57,9 +61,15 @@ pub struct TuneArgs {
     /// The network.
     #[arg(long, default_value = "dev")]
     pub network: Network,
-    /// Directory for tune.json, tune.csv and tune.svg.
+    /// Directory for tune.json, tune.csv and tune.svg (rewritten after every point).
     #[arg(long, default_value = "tune-out", value_name = "DIR")]
     pub out: PathBuf,
+    /// Measure nothing: draw the plot of a saved tune CSV and write it beside it (FILE.svg).
+    #[arg(long, value_name = "FILE.csv")]
+    pub plot_from: Option<PathBuf>,
+    /// With --plot-from: the CSV column to plot [default: the third, the measured rate].
+    #[arg(long, value_name = "COLUMN", requires = "plot_from")]
+    pub figure: Option<String>,
     /// Do not verify the node's handshake signatures in the load generator.
     #[arg(long)]
     pub no_verify_node: bool,
@@ -190,54 +200,38 @@ pub fn cpu_bound_per_sec(p: &BenchReport) -> Option<f64> {
         .map(|us| 1e6 / us)
 }
 
+/// The CSV column tune plots: the measured handshake rate.
+pub const FIGURE_COLUMN: &str = "handshakes_per_sec";
+
+/// One point as a CSV line (no newline), in the columns of [`CSV_HEADER`].
+pub fn csv_row(p: &BenchReport) -> String {
+    format!(
+        "{},{},{:.1},{:.4},{},{},{},{},{:.3},{},{},{:.2}",
+        p.shards,
+        p.batch_max,
+        p.handshakes_per_sec,
+        p.efficiency,
+        p.latency_p50_us,
+        p.latency_p99_us,
+        p.server_cpu_us_per_handshake
+            .map_or(String::new(), |v| format!("{v:.2}")),
+        cpu_bound_per_sec(p).map_or(String::new(), |v| format!("{v:.0}")),
+        p.load_cpu_util,
+        p.failures_total,
+        p.handshakes,
+        p.duration_s
+    )
+}
+
 /// The points as CSV (header line first).
 pub fn to_csv(points: &[BenchReport]) -> String {
     let mut out = String::from(CSV_HEADER);
     out.push('\n');
     for p in points {
-        let _ = writeln!(
-            out,
-            "{},{},{:.1},{:.4},{},{},{},{},{:.3},{},{},{:.2}",
-            p.shards,
-            p.batch_max,
-            p.handshakes_per_sec,
-            p.efficiency,
-            p.latency_p50_us,
-            p.latency_p99_us,
-            p.server_cpu_us_per_handshake
-                .map_or(String::new(), |v| format!("{v:.2}")),
-            cpu_bound_per_sec(p).map_or(String::new(), |v| format!("{v:.0}")),
-            p.load_cpu_util,
-            p.failures_total,
-            p.handshakes,
-            p.duration_s
-        );
+        out.push_str(&csv_row(p));
+        out.push('\n');
     }
     out
-}
-
-/// The plot: handshakes/s against shards, one line per batch size.
-pub fn to_svg(points: &[BenchReport], ceiling: f64) -> String {
-    let mut batches: Vec<usize> = points.iter().map(|p| p.batch_max).collect();
-    batches.sort_unstable();
-    batches.dedup();
-    let series: Vec<Series> = batches
-        .iter()
-        .map(|&b| Series {
-            name: format!("batch_max {b}"),
-            points: points
-                .iter()
-                .filter(|p| p.batch_max == b)
-                .map(|p| (p.shards as f64, p.handshakes_per_sec))
-                .collect(),
-        })
-        .collect();
-    line_chart(
-        &format!("nanopeer tune: handshakes/s by shards (1-core crypto ceiling {ceiling:.0}/s)"),
-        "shards",
-        "handshakes/s",
-        &series,
-    )
 }
 
 /// The terminal table of the points.
@@ -277,17 +271,22 @@ pub fn table(points: &[BenchReport]) -> String {
     out
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), BenchError> {
-    std::fs::write(path, text).map_err(|source| BenchError::File {
-        what: "cannot write",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// `nanopeer tune`: runs the sweep and writes its outputs. Exit status 0 when every point
-/// completed handshakes and the outputs were written.
+/// completed handshakes and the outputs were written. With `--plot-from` it only redraws the
+/// plot of a saved CSV (exit status 0 when written).
 pub fn run_tune(args: &TuneArgs) -> ExitCode {
+    if let Some(csv) = &args.plot_from {
+        return match plot_csv_file(csv, args.figure.as_deref()) {
+            Ok(svg) => {
+                println!("wrote {}", svg.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nanopeer tune: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match tune_main(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -296,6 +295,45 @@ pub fn run_tune(args: &TuneArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Exit status of a tune stopped by SIGINT (Ctrl-C): 128 + 2, as a shell reports it.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Watches for SIGINT and SIGTERM on a thread of its own. On the first, it says how many points
+/// were saved (`saved`, of `total`, in `out`), removes the current point's node data directory,
+/// and any half-written temporary output, and ends the process at once (status
+/// [`EXIT_INTERRUPTED`], or 143 for SIGTERM): the point being measured is dropped, every
+/// finished one is already on disk.
+fn exit_on_interrupt(out: &Path, saved: Arc<AtomicUsize>, total: usize) -> Result<(), BenchError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(BenchError::Signal)?;
+    let out = out.to_path_buf();
+    std::thread::Builder::new()
+        .name("tune-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                remove_temp_dirs();
+                // a file being replaced at this instant keeps its old version
+                for name in [TuneFiles::CSV, TuneFiles::JSON, TuneFiles::SVG] {
+                    let _ = std::fs::remove_file(out.join(format!("{name}.tmp")));
+                }
+                eprintln!(
+                    "nanopeer tune: interrupted; {} of {total} points saved in {} (tune.csv, \
+                     tune.json, tune.svg)",
+                    saved.load(Ordering::SeqCst),
+                    out.display()
+                );
+                std::process::exit(if sig == SIGINT {
+                    EXIT_INTERRUPTED
+                } else {
+                    128 + sig
+                });
+            }
+        })
+        .map_err(|_| BenchError::Thread)?;
+    Ok(())
 }
 
 /// Runs the sweep; `Ok(false)` when some point completed no handshake.
@@ -310,11 +348,6 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
             "--shards-list and --batch-list need at least one value each".into(),
         ));
     }
-    std::fs::create_dir_all(&args.out).map_err(|source| BenchError::File {
-        what: "cannot create",
-        path: args.out.clone(),
-        source,
-    })?;
     let pin0 = placement(shards_list[0], args.load_threads, cores, !args.no_pin).pin_node;
     eprintln!(
         "nanopeer tune: measuring the crypto ceiling ({:.1} s)…",
@@ -324,6 +357,31 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     let total = shards_list.len() * args.batch_list.len();
     let mut points: Vec<BenchReport> = Vec::with_capacity(total);
     let mut outcomes: Vec<BenchOutcome> = Vec::with_capacity(total);
+    // tune.json: the sweep so far (`complete` once every planned point is in)
+    let summary = |outcomes: &[BenchOutcome], points: &[BenchReport]| {
+        serde_json::json!({
+            "cores": cores,
+            "load_average": load_average(),
+            "crypto_ceiling_per_sec": ceiling.per_sec,
+            "crypto_ceiling_cpu_per_sec": ceiling.per_cpu_sec,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "verify_node": !args.no_verify_node,
+            "points_planned": total,
+            "complete": points.len() == total,
+            "points": outcomes.iter().map(|o| outcome_json(o, cores)).collect::<Vec<_>>(),
+            "recommendation": recommend(points, cores),
+        })
+    };
+    let mut files = TuneFiles::create(
+        &args.out,
+        CSV_HEADER,
+        Figure::of_column(FIGURE_COLUMN),
+        Some(format!("1-core crypto ceiling {:.0}/s", ceiling.per_sec)),
+        &summary(&[], &[]),
+    )?;
+    let saved = Arc::new(AtomicUsize::new(0));
+    exit_on_interrupt(&args.out, Arc::clone(&saved), total)?;
     let mut all_ok = true;
     for &shards in &shards_list {
         for &batch_max in &args.batch_list {
@@ -356,29 +414,20 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
                 eprintln!("nanopeer tune:   warning: {w}");
             }
             all_ok &= o.report.handshakes > 0;
+            let row = csv_row(&o.report);
             points.push(o.report.clone());
             outcomes.push(o);
+            files.record(row, &summary(&outcomes, &points))?;
+            saved.store(files.len(), Ordering::SeqCst);
+            eprintln!(
+                "nanopeer tune:   saved ({} of {total} points in {})",
+                files.len(),
+                args.out.display()
+            );
         }
     }
     let rec = recommend(&points, cores);
-    let summary = serde_json::json!({
-        "cores": cores,
-        "load_average": load_average(),
-        "crypto_ceiling_per_sec": ceiling.per_sec,
-        "crypto_ceiling_cpu_per_sec": ceiling.per_cpu_sec,
-        "duration_s": args.duration,
-        "connections": args.connections,
-        "verify_node": !args.no_verify_node,
-        "points": outcomes.iter().map(|o| outcome_json(o, cores)).collect::<Vec<_>>(),
-        "recommendation": rec,
-    });
-    let pretty = serde_json::to_string_pretty(&summary).unwrap_or_default();
-    write_file(&args.out.join("tune.json"), &(pretty + "\n"))?;
-    write_file(&args.out.join("tune.csv"), &to_csv(&points))?;
-    write_file(
-        &args.out.join("tune.svg"),
-        &to_svg(&points, ceiling.per_sec),
-    )?;
+    let summary = summary(&outcomes, &points);
     println!(
         "crypto ceiling (1 core): {:.0} handshakes/s ({:.0} per CPU second); {cores} core(s); \
          load average {}",
@@ -408,9 +457,9 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
     }
     println!(
         "wrote {}, {} and {}",
-        args.out.join("tune.json").display(),
-        args.out.join("tune.csv").display(),
-        args.out.join("tune.svg").display()
+        files.path(TuneFiles::JSON).display(),
+        files.path(TuneFiles::CSV).display(),
+        files.path(TuneFiles::SVG).display()
     );
     if args.json {
         println!("{summary}");
@@ -491,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_and_svg_have_one_row_and_line_per_point_and_batch() {
+    fn csv_has_one_row_per_point() {
         let pts = vec![
             point(1, 1, 8000.0),
             point(2, 1, 9000.0),
@@ -507,9 +556,7 @@ mod tests {
         assert!(lines[3].starts_with("1,64,12000.0,0.6000,"), "{}", lines[3]);
         // server CPU 50 µs per handshake: 20 000 per second of one core
         assert!(lines[3].contains(",50.00,20000,"), "{}", lines[3]);
-        let svg = to_svg(&pts, 20_000.0);
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("batch_max 64"));
+        assert_eq!(csv_row(&pts[2]), lines[3]);
         let t = table(&pts);
         assert_eq!(t.lines().count(), 5);
     }
