@@ -25,6 +25,8 @@
 //! - [`cli`]: `nanopeer bench` (an in-process node, `--target`, `--attack`, `--soak`).
 //! - [`tune`]: `nanopeer tune`: the shard × batch sweep, its outputs and the recommendation.
 //! - [`tune_files`]: tune's CSV, JSON and plot, rewritten after every point; `--plot-from`.
+//! - [`tune_stream`]: `nanopeer tune --workload votes|publish`: the same sweep of a realtime
+//!   workload.
 //! - [`svg`]: the hand-written line chart of `tune.svg`.
 
 pub mod attack;
@@ -40,6 +42,7 @@ pub mod stream;
 pub mod svg;
 pub mod tune;
 pub mod tune_files;
+pub mod tune_stream;
 pub mod workload;
 
 pub use attack::flood;

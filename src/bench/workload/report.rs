@@ -161,6 +161,47 @@ impl StreamReport {
         r
     }
 
+    /// A report with every figure zero or empty, for tests of what reads reports.
+    #[cfg(test)]
+    pub(crate) fn example(workload: Workload) -> StreamReport {
+        StreamReport {
+            workload,
+            shards: 1,
+            batch_max: 64,
+            duration_s: 5.0,
+            verified_in_window: 0,
+            per_sec: 0.0,
+            ceiling: Ceiling {
+                per_sec: 100_000.0,
+                per_cpu_sec: 100_000.0,
+            },
+            efficiency: 0.0,
+            server_cpu_us: None,
+            server_runq_wait: None,
+            verify_batch_mean: None,
+            verify_batches: 0,
+            sent: 0,
+            total: Tally::default(),
+            pool: StreamMix::default(),
+            pool_bytes: 0,
+            pool_build: Duration::ZERO,
+            channels: 8,
+            channels_per_shard: None,
+            channels_lost: 0,
+            reps: 64,
+            hashes: 1,
+            rate: 0,
+            target: "127.0.0.1:1".into(),
+            network: "dev".into(),
+            load_threads: 1,
+            load_cpu_util: 0.1,
+            ramp_s: 0.0,
+            pool_ran_out: false,
+            drained: true,
+            warnings: Vec::new(),
+        }
+    }
+
     fn warn(&self, setup: &StreamSetup, run: &StreamRun) -> Vec<String> {
         let mut w = Vec::new();
         let unit = self.workload.unit();
