@@ -23,7 +23,7 @@ const BUSY_BACKLOG: u64 = 256;
 /// After the window: longest wait for what was sent to be counted by the node.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The node's counters standing still this long ends the drain early.
-const DRAIN_STILL: Duration = Duration::from_secs(1);
+const DRAIN_STILL: Duration = Duration::from_secs(3);
 
 /// Where the node's counters come from.
 pub enum NodeView<'a> {
@@ -170,9 +170,11 @@ pub struct StreamRun {
 }
 
 /// Runs `pool` against the node `view` looks at: every channel's peer completes its handshake
-/// first; then the streams open, `warmup` passes, and the window runs for `duration` or
-/// until a channel has sent its last message, whichever is first. The streams then stop and
-/// the node is given up to 10 s to count what was sent. `progress` shows the window.
+/// first; then the streams open, `warmup` passes, and the window runs for `duration`, or
+/// until the pool is sent and the node has worked through it (a paced stream: until a
+/// channel has sent its last message), whichever is first. The streams then stop and the
+/// node is given time to count what was sent (while its counters move, up to 60 s).
+/// `progress` shows the window.
 pub fn run_stream(
     s: &StreamSettings,
     pool: Arc<MessagePool>,
