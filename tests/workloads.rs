@@ -244,3 +244,66 @@ fn a_targets_counters_through_its_rpc_give_the_same_counts() {
     server.stop();
     shared.stop().unwrap();
 }
+
+#[test]
+fn tune_sweeps_the_votes_workload_into_its_files() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tune-votes");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_nanopeer"))
+        .args([
+            "tune",
+            "--workload",
+            "votes",
+            "--shards-list",
+            "1",
+            "--batch-list",
+            "1,16",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--ceiling-secs",
+            "0.05",
+            "--channels",
+            "2",
+            "--reps",
+            "8",
+            "--pool",
+            "3000",
+            "--no-pin",
+            "--json",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let csv = std::fs::read_to_string(out.join("tune.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("shards,batch_max,votes_per_sec,"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with("1,1,") && lines[2].starts_with("1,16,"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tune.json")).unwrap()).unwrap();
+    assert_eq!(json["workload"], "votes");
+    assert_eq!(json["complete"], true);
+    assert_eq!(json["points"].as_array().unwrap().len(), 2);
+    assert_eq!(json["recommendation"]["unit"], "votes");
+    for p in json["points"].as_array().unwrap() {
+        assert_eq!(p["drops"]["duplicate"], 0);
+        assert!(p["verified"].as_u64().unwrap() > 0, "{p}");
+    }
+    let svg = std::fs::read_to_string(out.join("tune.svg")).unwrap();
+    assert!(svg.contains("votes/s by batch size"), "{svg}");
+    assert!(stdout.contains("recommended: --shards 1"), "{stdout}");
+}

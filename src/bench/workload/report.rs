@@ -210,7 +210,8 @@ impl StreamReport {
         }
         if run.ran_out_in_warmup {
             w.push(format!(
-                "the pool ran out during the warm-up: the window ran from the start of the \
+                "the pool ran out before the window saw the node busy (in the warm-up, or \
+                 within one read of the counters): the window ran from the start of the \
                  streams ({:.2} s); raise --pool",
                 self.duration_s
             ));

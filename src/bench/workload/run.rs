@@ -161,7 +161,8 @@ pub struct StreamRun {
     pub load_cpu: (Duration, usize),
     /// A channel ran out of messages before the window's full duration.
     pub pool_ran_out: bool,
-    /// …or even before the warm-up ended (the window then started when streams opened).
+    /// …or even before the warm-up ended, or before the window saw the node busy (the
+    /// window then started when the streams opened).
     pub ran_out_in_warmup: bool,
     /// Every message sent was counted by the node as received before the run ended.
     pub drained: bool,
@@ -235,7 +236,7 @@ pub fn run_stream(
     let paced = s.rate > 0;
     let mut start: Option<(Mark, Duration)> = None;
     let mut busy: Option<Mark> = None;
-    let (end, pool_ran_out) = loop {
+    let (end, pool_ran_out, never_busy) = loop {
         if matches!(view, NodeView::Rpc(_)) {
             std::thread::sleep(RPC_POLL);
         }
@@ -248,10 +249,11 @@ pub fn run_stream(
             start = Some((m.clone(), load_cpu()));
         }
         if paced && c.exhausted_at_ms > 0 {
-            break (m, true);
+            break (m, true, false);
         }
         if !paced && c.all_exhausted_at_ms > 0 && backlog < low {
-            break (busy.unwrap_or(m), true);
+            let never = busy.is_none();
+            break (busy.unwrap_or(m), true, never);
         }
         if let Some((m0, _)) = &start {
             let elapsed = m.at.saturating_duration_since(m0.at);
@@ -265,18 +267,20 @@ pub fn run_stream(
                 ),
             );
             if elapsed >= s.duration {
-                break (m, false);
+                break (m, false, false);
             }
         }
         if backlog >= low {
             busy = Some(m);
         }
     };
-    // ran out before the warm-up ended: the window runs from the open instead
-    let ran_out_in_warmup = match &start {
-        Some((m0, _)) => end.at <= m0.at,
-        None => true,
-    };
+    // ran out before the warm-up ended (or before the window saw the node busy): the window
+    // runs from the open instead
+    let ran_out_in_warmup = never_busy
+        || match &start {
+            Some((m0, _)) => end.at <= m0.at,
+            None => true,
+        };
     let (m0, load0) = match start {
         Some(x) if !ran_out_in_warmup => x,
         _ => (before.clone(), load_open),
