@@ -190,21 +190,31 @@ pub fn bench_in_process(
     Ok(outcome)
 }
 
+/// Adds how a run was set up to its JSON object: `cores`, `placement`, `bench_limits`,
+/// `load_average`.
+pub fn insert_setup(
+    m: &mut serde_json::Map<String, serde_json::Value>,
+    cores: usize,
+    placement: &Placement,
+    limits: &[(&'static str, u64)],
+) {
+    m.insert("cores".into(), cores.into());
+    m.insert("placement".into(), placement.description.clone().into());
+    let limits: serde_json::Map<String, serde_json::Value> = limits
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+        .collect();
+    m.insert("bench_limits".into(), limits.into());
+    m.insert("load_average".into(), load_average().into());
+}
+
 /// The JSON line of a bench: the report's fields, then how the run was set up.
 pub fn outcome_json(o: &BenchOutcome, cores: usize) -> serde_json::Value {
     let mut v = serde_json::to_value(&o.report).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
-        m.insert("cores".into(), cores.into());
-        m.insert("placement".into(), o.placement.description.clone().into());
-        let limits: serde_json::Map<String, serde_json::Value> = o
-            .limits
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
-            .collect();
-        m.insert("bench_limits".into(), limits.into());
+        insert_setup(m, cores, &o.placement, &o.limits);
         m.insert("verify_batches".into(), o.batches.0.into());
         m.insert("verify_batch_mean".into(), o.batches.1.into());
-        m.insert("load_average".into(), load_average().into());
         m.insert(
             "crypto_ceiling_cpu_per_sec".into(),
             o.ceiling.per_cpu_sec.into(),

@@ -509,6 +509,28 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
         .iter()
         .filter(|o| o.server_runq_wait.is_some_and(|w| w > RUNQ_WARN))
         .count();
+    print_ending(
+        starved,
+        total,
+        rec.as_ref(),
+        "completed a handshake",
+        &files,
+    );
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(all_ok)
+}
+
+/// The end of a sweep's output: a warning when `starved` of the `total` points waited for a
+/// CPU, the recommendation (or why there is none: no point `measured_what`) and the files.
+pub(super) fn print_ending(
+    starved: usize,
+    total: usize,
+    rec: Option<&Recommendation>,
+    measured_what: &str,
+    files: &TuneFiles,
+) {
     if starved > 0 {
         println!(
             "warning: in {starved} of {total} points the shards waited for a CPU more than {:.0} % \
@@ -517,12 +539,12 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
             RUNQ_WARN * 100.0
         );
     }
-    match &rec {
+    match rec {
         Some(r) => println!(
             "recommended: --shards {} --batch-max {} — {}",
             r.shards, r.batch_max, r.reason
         ),
-        None => println!("no recommendation: no point completed a handshake"),
+        None => println!("no recommendation: no point {measured_what}"),
     }
     println!(
         "wrote {}, {} and {}",
@@ -530,10 +552,6 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
         files.path(TuneFiles::CSV).display(),
         files.path(TuneFiles::SVG).display()
     );
-    if args.json {
-        println!("{summary}");
-    }
-    Ok(all_ok)
 }
 
 /// Server CPU per handshake (vote, block), µs; unknown (an external target) sorts last.

@@ -16,7 +16,7 @@ use super::error::BenchError;
 use super::inprocess::{Ceiling, RUNQ_WARN, load_average};
 use super::report::Progress;
 use super::setup::{BenchPlan, cores};
-use super::tune::{TuneArgs, TunePoint, exit_on_interrupt, recommend};
+use super::tune::{TuneArgs, TunePoint, exit_on_interrupt, print_ending, recommend};
 use super::tune_files::{Figure, TuneFiles};
 use super::workload::{
     StreamOutcome, StreamPlan, StreamReport, bench_stream_in_process, build_pool,
@@ -277,26 +277,12 @@ pub(super) fn tune_streams(args: &TuneArgs) -> Result<bool, BenchError> {
         .iter()
         .filter(|p| p.server_runq_wait.is_some_and(|w| w > RUNQ_WARN))
         .count();
-    if starved > 0 {
-        println!(
-            "warning: in {starved} of {total} points the shards waited for a CPU more than {:.0} % \
-             of the time (other processes): compare the CPU-bound column or rerun on a quiet \
-             machine",
-            RUNQ_WARN * 100.0
-        );
-    }
-    match &rec {
-        Some(r) => println!(
-            "recommended: --shards {} --batch-max {} — {}",
-            r.shards, r.batch_max, r.reason
-        ),
-        None => println!("no recommendation: no point verified a {one}"),
-    }
-    println!(
-        "wrote {}, {} and {}",
-        files.path(TuneFiles::JSON).display(),
-        files.path(TuneFiles::CSV).display(),
-        files.path(TuneFiles::SVG).display()
+    print_ending(
+        starved,
+        total,
+        rec.as_ref(),
+        &format!("verified a {one}"),
+        &files,
     );
     if args.json {
         println!("{}", summary(&outcomes));

@@ -37,7 +37,7 @@ pub use run::{NodeView, StreamRun, StreamSettings, run_stream};
 
 use super::ceiling::{publish_ceiling_per_sec, vote_ceiling_per_sec};
 use super::error::BenchError;
-use super::inprocess::{Ceiling, load_average, measure_ceiling_with};
+use super::inprocess::{Ceiling, insert_setup, measure_ceiling_with};
 use super::report::Progress;
 use super::setup::{BenchPlan, Placement, TempDir, bench_limits, node_options, placement};
 use super::stream::{
@@ -475,15 +475,7 @@ pub fn pool_hashes(pool: &MessagePool) -> usize {
 pub fn stream_outcome_json(o: &StreamOutcome, cores: usize) -> serde_json::Value {
     let mut v = o.report.json();
     if let Some(m) = v.as_object_mut() {
-        m.insert("cores".into(), cores.into());
-        m.insert("placement".into(), o.placement.description.clone().into());
-        let limits: serde_json::Map<String, serde_json::Value> = o
-            .limits
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
-            .collect();
-        m.insert("bench_limits".into(), limits.into());
-        m.insert("load_average".into(), load_average().into());
+        insert_setup(m, cores, &o.placement, &o.limits);
     }
     v
 }
