@@ -141,7 +141,8 @@ pub struct BenchArgs {
     /// stream (to check the node's counting).
     #[arg(long, alias = "bad-votes", default_value_t = 0, value_name = "N")]
     pub bad_sigs: usize,
-    /// votes/publish: valid messages sent twice (the duplicate filter drops one of each).
+    /// votes/publish: valid messages sent twice, the copy right after the original on its
+    /// channel (the duplicate filter drops one of each).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub duplicates: usize,
     /// publish: blocks whose work is below the network's entry threshold.

@@ -4,7 +4,7 @@
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::pool::{Slot, StreamMix, deal, layout};
+use super::pool::{Slot, StreamMix, streams};
 use crate::crypto::{KeyPair, WorkThresholds, epoch_link, work_value};
 use crate::types::{Amount, BlockHash, Network, PublicKey, Signature};
 use crate::wire::{Block, HEADER_LEN, Message, Publish, StateBlock};
@@ -138,8 +138,7 @@ impl BlockPool {
             Slot::BadSig(k) => &bad_sigs[k as usize],
             Slot::BadWork(k) => &bad_work[k as usize],
         };
-        let order: Vec<Slot> = layout(&mix);
-        let channels = deal(&order, channels)
+        let channels = streams(&mix, channels)
             .into_iter()
             .map(|slots| {
                 let mut bytes = Vec::with_capacity(slots.len() * STATE_BLOCK_LEN);

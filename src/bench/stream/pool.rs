@@ -40,10 +40,13 @@ pub(super) enum Slot {
     Dup(u32),
 }
 
-/// The send order of `mix`'s messages: the valid ones in order, each other kind spread evenly
-/// among them (a duplicate right after the message it copies). Message `p` of the order goes
-/// to channel `p mod channels`.
-pub(super) fn layout(mix: &StreamMix) -> Vec<Slot> {
+/// The send order of every one of `channels` channels: `mix`'s valid messages in order, the
+/// bad ones spread evenly among them, dealt in turn (message `p` of the whole order to
+/// channel `p mod channels`); then each duplicate right after the message it copies, on that
+/// message's channel, so the node checks the two one after the other (a duplicate filter of
+/// fixed size could have forgotten an original checked long before).
+pub(super) fn streams(mix: &StreamMix, channels: usize) -> Vec<Vec<Slot>> {
+    let channels = channels.max(1);
     let valid = mix.valid as u64;
     // (place, kind rank, slot): valid message g at place g; extra k of n after place
     // ⌊(k+1)·valid/(n+1)⌋ − 1, so they spread over the stream and never lead it
@@ -52,24 +55,33 @@ pub(super) fn layout(mix: &StreamMix) -> Vec<Slot> {
     keyed.extend((0..mix.valid).map(|g| (g as u64, 0, Slot::Valid(g as u32))));
     keyed.extend((0..mix.bad_sigs).map(|k| (at(k, mix.bad_sigs), 1, Slot::BadSig(k as u32))));
     keyed.extend((0..mix.bad_work).map(|k| (at(k, mix.bad_work), 2, Slot::BadWork(k as u32))));
-    if valid > 0 {
-        keyed.extend((0..mix.duplicates).map(|k| {
-            let g = at(k, mix.duplicates).min(valid - 1);
-            (g, 3, Slot::Dup(g as u32))
-        }));
-    }
     keyed.sort_by_key(|&(place, rank, _)| (place, rank));
-    keyed.into_iter().map(|(_, _, s)| s).collect()
-}
-
-/// Splits `order` over `channels` channels: message `p` to channel `p mod channels`.
-pub(super) fn deal<T: Copy>(order: &[T], channels: usize) -> Vec<Vec<T>> {
-    let channels = channels.max(1);
-    let mut out: Vec<Vec<T>> = (0..channels)
-        .map(|_| Vec::with_capacity(order.len() / channels + 1))
+    let mut out: Vec<Vec<Slot>> = (0..channels)
+        .map(|_| Vec::with_capacity(mix.total() / channels + 1))
         .collect();
-    for (p, item) in order.iter().enumerate() {
-        out[p % channels].push(*item);
+    // where each valid message went: (channel, index)
+    let mut home = vec![(0usize, 0usize); mix.valid];
+    for (p, (_, _, slot)) in keyed.into_iter().enumerate() {
+        let ch = &mut out[p % channels];
+        if let Slot::Valid(g) = slot {
+            home[g as usize] = (p % channels, ch.len());
+        }
+        ch.push(slot);
+    }
+    if valid == 0 {
+        return out;
+    }
+    // duplicates, inserted from the back of each channel so the recorded indices hold
+    let mut dups: Vec<(usize, usize, u32)> = (0..mix.duplicates)
+        .map(|k| {
+            let g = at(k, mix.duplicates).min(valid - 1) as u32;
+            let (c, i) = home[g as usize];
+            (c, i, g)
+        })
+        .collect();
+    dups.sort_unstable_by(|a, b| b.cmp(a));
+    for (c, i, g) in dups {
+        out[c].insert(i + 1, Slot::Dup(g));
     }
     out
 }
@@ -157,53 +169,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_spreads_the_extras_and_keeps_every_message() {
+    fn streams_spread_the_extras_and_duplicates_follow_their_original() {
         let mix = StreamMix {
             valid: 100,
             bad_sigs: 4,
             duplicates: 3,
             bad_work: 2,
         };
-        let order = layout(&mix);
-        assert_eq!(order.len(), mix.total());
-        let valid: Vec<u32> = order
+        let chans = streams(&mix, 3);
+        assert_eq!(chans.iter().map(Vec::len).sum::<usize>(), mix.total());
+        let mut valid: Vec<u32> = chans
             .iter()
+            .flatten()
             .filter_map(|s| match s {
                 Slot::Valid(g) => Some(*g),
                 _ => None,
             })
             .collect();
-        assert_eq!(valid, (0..100).collect::<Vec<_>>(), "valid ones in order");
-        for (p, s) in order.iter().enumerate() {
-            if let Slot::Dup(g) = s {
-                let orig = order.iter().position(|x| *x == Slot::Valid(*g)).unwrap();
-                assert!(orig < p, "a duplicate comes after its original");
+        valid.sort_unstable();
+        assert_eq!(valid, (0..100).collect::<Vec<_>>(), "every valid one once");
+        // dealt in turn: valid g in channel g mod 3 until the first extra
+        assert_eq!(chans[1][0], Slot::Valid(1));
+        assert_eq!(chans[0][1], Slot::Valid(3));
+        let mut dups = 0;
+        for ch in &chans {
+            for (i, s) in ch.iter().enumerate() {
+                if let Slot::Dup(g) = s {
+                    dups += 1;
+                    assert_eq!(ch[i - 1], Slot::Valid(*g), "right after its original");
+                }
             }
         }
-        let first_extra = order.iter().position(|s| !matches!(s, Slot::Valid(_)));
+        assert_eq!(dups, 3);
+        let order: Vec<Slot> = chans.concat();
+        let first_extra = chans[0].iter().position(|s| !matches!(s, Slot::Valid(_)));
         assert!(
-            first_extra.unwrap() > 10,
+            first_extra.unwrap() > 3,
             "extras spread, not bunched at the start"
         );
-        let bad: Vec<usize> = order
+        let bad: usize = order
             .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, Slot::BadSig(_)))
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(bad.len(), 4);
-        assert!(bad.windows(2).all(|w| w[1] - w[0] > 10), "{bad:?}");
+            .filter(|s| matches!(s, Slot::BadSig(_)))
+            .count();
+        assert_eq!(bad, 4);
         // duplicates with no valid message have nothing to copy
-        let none = layout(&StreamMix {
-            valid: 0,
-            bad_sigs: 2,
-            duplicates: 5,
-            bad_work: 0,
-        });
-        assert_eq!(none, vec![Slot::BadSig(0), Slot::BadSig(1)]);
-        let dealt = deal(&order, 3);
-        assert_eq!(dealt.iter().map(Vec::len).sum::<usize>(), order.len());
-        assert_eq!(dealt[1][0], order[1]);
-        assert_eq!(dealt[0][1], order[3]);
+        let none = streams(
+            &StreamMix {
+                valid: 0,
+                bad_sigs: 2,
+                duplicates: 5,
+                bad_work: 0,
+            },
+            1,
+        );
+        assert_eq!(none, vec![vec![Slot::BadSig(0), Slot::BadSig(1)]]);
     }
 }

@@ -4,7 +4,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::pool::{Slot, StreamMix, deal, layout};
+use super::pool::{Slot, StreamMix, streams};
 use crate::crypto::{KeyPair, vote_hash};
 use crate::types::{BlockHash, Network, PublicKey, Signature};
 use crate::wire::vote::FINAL_TIMESTAMP;
@@ -187,14 +187,17 @@ impl VotePool {
                 content: mix.valid as u32 + k,
             },
         };
-        let order: Vec<VoteItem> = layout(&mix).into_iter().map(item).collect();
+        let channels: Vec<Vec<VoteItem>> = streams(&mix, channels)
+            .into_iter()
+            .map(|slots| slots.into_iter().map(item).collect())
+            .collect();
         VotePool {
             reps: reps.iter().map(KeyPair::public).collect(),
             hashes,
             mix,
             seed,
             base_ms,
-            channels: deal(&order, channels),
+            channels,
         }
     }
 
@@ -278,7 +281,10 @@ mod tests {
         let pool = VotePool::sign(&reps, RepTurns::Random, 2, mix, 12, 2);
         assert_eq!(pool.mix.bad_work, 0, "votes have no work");
         assert_eq!(pool.len(), 25);
-        assert_eq!((pool.len_of(0), pool.len_of(1)), (13, 12));
+        assert!(
+            pool.len_of(0) >= 11 && pool.len_of(1) >= 11,
+            "both channels get votes"
+        );
         let mut t = pool.template(Network::Dev);
         let (mut payloads, mut bad, mut dups, mut signers) = (
             std::collections::HashSet::new(),
