@@ -12,19 +12,22 @@
 //! messages with wrong signatures, duplicates and (blocks) insufficient work
 //! ([`StreamMix`]), so a run can check what the node counts.
 //!
-//! Layout: `runner.rs` ([`StreamRunner`]: the io threads, also of the floods' silent and
-//! bad-voting peers), `pool.rs` ([`MessagePool`], [`StreamMix`], the send order),
+//! Layout: `runner.rs` ([`StreamRunner`]: starts the io threads, also of the floods' silent
+//! and bad-voting peers; their counters), `handler.rs` (one io thread's peers: dial,
+//! handshake, stream, reopen), `pool.rs` ([`MessagePool`], [`StreamMix`], the send order),
 //! `votes.rs` (the confirm_ack layout, [`VotePool`]), `blocks.rs` ([`BlockPool`],
 //! [`state_blocks`]), `source.rs` (the peers' addresses, [`FloodSource`]).
 
 mod blocks;
+mod handler;
 mod pool;
 mod runner;
 pub(crate) mod source;
 mod votes;
 
 pub use blocks::{BlockPool, MAX_WORK_TRIES, STATE_BLOCK_LEN, state_blocks, work_tries};
+pub use handler::REFUSED_WITHIN;
 pub use pool::{MessagePool, StreamMix};
-pub use runner::{REFUSED_WITHIN, StreamCounts, StreamOptions, StreamPeers, StreamRunner};
+pub use runner::{StreamCounts, StreamOptions, StreamPeers, StreamRunner};
 pub use source::{ATTACK_SUBNETS, FloodSource, HONEST_VOTER_OFFSET, stream_source_ip};
 pub use votes::{RepTurns, VotePool};
