@@ -290,7 +290,7 @@ fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() 
         _ => unreachable!("the node ran in this process"),
     };
     assert!(
-        a.votes_sent > 0 && invalid > 0,
+        a.messages_sent > 0 && invalid > 0,
         "no invalid vote was verified"
     );
     let clean_rate = f.clean.honest_votes_per_sec.unwrap();
@@ -305,7 +305,7 @@ fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() 
         "only {} of {ATTACKERS} attacker channels were cut ({invalid} invalid votes verified, \
          {} sent)",
         a.channels_cut,
-        a.votes_sent
+        a.messages_sent
     );
     assert!(
         invalid <= ATTACKERS * CHANNELS_PER_ATTACKER_MAX * INVALID_PER_CHANNEL_MAX,

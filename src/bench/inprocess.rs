@@ -26,15 +26,26 @@ pub fn thread_runq_wait(tid: u32) -> Option<Duration> {
 /// The crypto ceiling of one core, measured for `secs` on a thread pinned to `core` (if any).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ceiling {
-    /// Handshakes per second of wall time (the report's `crypto_ceiling_per_sec`).
+    /// Handshakes (votes, blocks) per second of wall time (the report's
+    /// `crypto_ceiling_per_sec`, `verify_ceiling_per_sec`).
     pub per_sec: f64,
-    /// Handshakes per second of the thread's own CPU time: the same figure with the time
-    /// other processes took from the thread removed.
+    /// The same per second of the thread's own CPU time: the figure with the time other
+    /// processes took from the thread removed.
     pub per_cpu_sec: f64,
 }
 
 /// Measures the crypto ceiling for `secs` on a thread pinned to `core` (if any).
 pub fn measure_ceiling(secs: f64, core: Option<usize>) -> Result<Ceiling, BenchError> {
+    measure_ceiling_with(secs, core, crypto_ceiling_per_sec)
+}
+
+/// Measures a ceiling (`per_sec`: items per second for about the duration it is given) for
+/// `secs` on a thread pinned to `core` (if any), by wall and by thread CPU time.
+pub fn measure_ceiling_with(
+    secs: f64,
+    core: Option<usize>,
+    per_sec: impl FnOnce(Duration) -> f64 + Send + 'static,
+) -> Result<Ceiling, BenchError> {
     let d = Duration::from_secs_f64(secs.max(0.05));
     std::thread::Builder::new()
         .name("ceiling".into())
@@ -45,7 +56,7 @@ pub fn measure_ceiling(secs: f64, core: Option<usize>) -> Result<Ceiling, BenchE
             let tid = current_thread_id().ok();
             let cpu = || tid.and_then(|t| thread_cpu_time(t).ok());
             let (c0, t0) = (cpu(), Instant::now());
-            let per_sec = crypto_ceiling_per_sec(d);
+            let per_sec = per_sec(d);
             let wall = t0.elapsed().as_secs_f64();
             let per_cpu_sec = match (c0, cpu()) {
                 (Some(a), Some(b)) if b > a => per_sec * wall / (b - a).as_secs_f64(),
@@ -179,21 +190,31 @@ pub fn bench_in_process(
     Ok(outcome)
 }
 
+/// Adds how a run was set up to its JSON object: `cores`, `placement`, `bench_limits`,
+/// `load_average`.
+pub fn insert_setup(
+    m: &mut serde_json::Map<String, serde_json::Value>,
+    cores: usize,
+    placement: &Placement,
+    limits: &[(&'static str, u64)],
+) {
+    m.insert("cores".into(), cores.into());
+    m.insert("placement".into(), placement.description.clone().into());
+    let limits: serde_json::Map<String, serde_json::Value> = limits
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+        .collect();
+    m.insert("bench_limits".into(), limits.into());
+    m.insert("load_average".into(), load_average().into());
+}
+
 /// The JSON line of a bench: the report's fields, then how the run was set up.
 pub fn outcome_json(o: &BenchOutcome, cores: usize) -> serde_json::Value {
     let mut v = serde_json::to_value(&o.report).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
-        m.insert("cores".into(), cores.into());
-        m.insert("placement".into(), o.placement.description.clone().into());
-        let limits: serde_json::Map<String, serde_json::Value> = o
-            .limits
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
-            .collect();
-        m.insert("bench_limits".into(), limits.into());
+        insert_setup(m, cores, &o.placement, &o.limits);
         m.insert("verify_batches".into(), o.batches.0.into());
         m.insert("verify_batch_mean".into(), o.batches.1.into());
-        m.insert("load_average".into(), load_average().into());
         m.insert(
             "crypto_ceiling_cpu_per_sec".into(),
             o.ceiling.per_cpu_sec.into(),

@@ -10,8 +10,12 @@
 //! - [`flood`] (inside [`attack`], re-exported here): `slot-flood` and `vote-flood`: more
 //!   unverified connections than the cap, and invalid votes on authenticated channels, each
 //!   against a clean phase of the same run.
-//! - [`ceiling`]: one core's handshake rate on crypto alone (one sign plus one batch-verify of a
-//!   fresh key per handshake), measured by the same binary in the same run.
+//! - [`stream`]: peers on long-lived channels streaming pre-built votes or blocks (the floods'
+//!   peers, and the `votes` and `publish` workloads').
+//! - [`workload`]: `bench --workload votes|publish`: the streams measured by what the node
+//!   verified (its own counters), against a verify ceiling of the same key mix and batch.
+//! - [`ceiling`]: one core's handshake, vote or block rate on crypto alone, measured by the
+//!   same binary in the same run.
 //! - [`report`]: the JSON object, the terminal table and the live progress bar.
 //! - [`hist`]: a log-linear latency histogram (p50/p99 within ~1.6 %).
 //! - [`setup`]: the plan of a run, core placement, the bench node's options and limits.
@@ -21,6 +25,8 @@
 //! - [`cli`]: `nanopeer bench` (an in-process node, `--target`, `--attack`, `--soak`).
 //! - [`tune`]: `nanopeer tune`: the shard × batch sweep, its outputs and the recommendation.
 //! - [`tune_files`]: tune's CSV, JSON and plot, rewritten after every point; `--plot-from`.
+//! - [`tune_stream`]: `nanopeer tune --workload votes|publish`: the same sweep of a realtime
+//!   workload.
 //! - [`svg`]: the hand-written line chart of `tune.svg`.
 
 pub mod attack;
@@ -32,9 +38,12 @@ pub mod inprocess;
 pub mod loadgen;
 pub mod report;
 pub mod setup;
+pub mod stream;
 pub mod svg;
 pub mod tune;
 pub mod tune_files;
+pub mod tune_stream;
+pub mod workload;
 
 pub use attack::flood;
 pub use attack::{

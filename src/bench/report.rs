@@ -80,6 +80,23 @@ pub fn efficiency(handshakes_per_sec: f64, shards: usize, crypto_ceiling_per_sec
     }
 }
 
+/// Rows as an aligned two-column table, then one `warning:` line per warning.
+pub fn two_columns(rows: &[(String, String)], warnings: &[String]) -> String {
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        let _ = writeln!(out, "{k:<width$}  {v}");
+    }
+    for w in warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
 impl BenchReport {
     /// The report of a load run against a node with `shards` shards and `batch_max`.
     /// `server_cpu` is the node's CPU time during the run (process or shard threads), when the
@@ -223,19 +240,7 @@ impl BenchReport {
                 self.distinct_source_ips.to_string(),
             ),
         ]);
-        let width = rows
-            .iter()
-            .map(|(k, _)| k.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mut out = String::new();
-        for (k, v) in &rows {
-            let _ = writeln!(out, "{k:<width$}  {v}");
-        }
-        for w in &self.warnings {
-            let _ = writeln!(out, "warning: {w}");
-        }
-        out
+        two_columns(&rows, &self.warnings)
     }
 
     /// Prints the table to stdout, then (with `json`) the JSON object as the last line.
@@ -286,6 +291,14 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(s.elapsed.as_millis() as u64);
             bar.set_message(Progress::message(s));
+        }
+    }
+
+    /// Shows `elapsed` of the run and a message (for runs that are not handshake loads).
+    pub fn show(&self, elapsed: Duration, msg: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(elapsed.as_millis() as u64);
+            bar.set_message(msg.to_owned());
         }
     }
 

@@ -4,7 +4,9 @@
 //! The crypto ceiling is measured once, before the sweep, and every point is compared with
 //! it. Each point runs on a fresh node (its own data directory and port). The three files are
 //! rewritten after every point ([`TuneFiles`]), so an interrupted sweep keeps what it measured;
-//! `--plot-from FILE.csv` redraws the plot of a saved sweep.
+//! `--plot-from FILE.csv` redraws the plot of a saved sweep. `--workload votes|publish`
+//! sweeps the realtime workloads instead ([`super::tune_stream`]); [`recommend`] picks from
+//! either kind of point ([`TunePoint`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,11 +26,30 @@ use super::loadgen::SATURATION_WARN;
 use super::report::{BenchReport, Progress};
 use super::setup::{BenchPlan, cores, placement, remove_temp_dirs};
 use super::tune_files::{Figure, TuneFiles, plot_csv_file};
+use super::workload::Workload;
 use crate::types::Network;
 
 /// The arguments of `nanopeer tune`.
 #[derive(Debug, Clone, Args)]
 pub struct TuneArgs {
+    /// What each point measures: `handshake`, `votes` or `publish` (as `bench --workload`).
+    #[arg(long, value_enum, default_value_t = Workload::Handshake, value_name = "KIND")]
+    pub workload: Workload,
+    /// votes/publish: channels of every point [default: 8 per shard of the largest shard
+    /// count].
+    #[arg(long, value_name = "N")]
+    pub channels: Option<usize>,
+    /// votes: representative keys signing the votes (drawn at random per vote).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub reps: usize,
+    /// votes: block hashes per vote.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub hashes: usize,
+    /// votes/publish: valid messages built once and sent to every point's fresh node
+    /// [default: enough for the warm-up and --duration at the largest shard count × the
+    /// verify ceiling, +25 %].
+    #[arg(long, value_name = "N")]
+    pub pool: Option<usize>,
     /// Shard counts to try, comma-separated [default: 1 to the number of cores].
     #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
     pub shards_list: Option<Vec<usize>>,
@@ -92,80 +113,120 @@ pub struct Recommendation {
     /// Verify batch size to run with (`verify.batch_max`).
     pub batch_max: usize,
     /// Its measured rate.
-    pub handshakes_per_sec: f64,
+    pub rate_per_sec: f64,
+    /// What the rate counts: `handshakes`, `votes` or `blocks`.
+    pub unit: &'static str,
     /// Why, in a sentence or two.
     pub reason: String,
 }
 
-/// Picks the best point: the highest handshakes/s; among the points within [`WITHIN`] of it,
-/// the fewest shards (cores left for the crawler and the rest of the node), then the least
-/// server CPU per handshake (rates that close are noise, or the load generator's limit; the
-/// node's own cost per handshake is what separates them), then the higher rate. `None` when no
-/// point completed a handshake.
-pub fn recommend(points: &[BenchReport], cores: usize) -> Option<Recommendation> {
+/// What [`recommend`] reads of a measured point: a handshake bench's [`BenchReport`] or a
+/// votes/publish run's [`StreamReport`](super::workload::StreamReport).
+pub trait TunePoint {
+    /// The point's shard count.
+    fn shards(&self) -> usize;
+    /// The point's verify batch size.
+    fn batch_max(&self) -> usize;
+    /// The measured rate (handshakes, votes or blocks per second).
+    fn rate(&self) -> f64;
+    /// Whether the point measured anything at all.
+    fn measured(&self) -> bool;
+    /// Server CPU per handshake (vote, block), µs, when known.
+    fn server_cpu_us(&self) -> Option<f64>;
+    /// The load generator's CPU use, 0..1.
+    fn load_cpu_util(&self) -> f64;
+    /// What the rate counts, plural and singular (`handshakes`, `handshake`).
+    fn unit(&self) -> (&'static str, &'static str);
+}
+
+impl TunePoint for BenchReport {
+    fn shards(&self) -> usize {
+        self.shards
+    }
+    fn batch_max(&self) -> usize {
+        self.batch_max
+    }
+    fn rate(&self) -> f64 {
+        self.handshakes_per_sec
+    }
+    fn measured(&self) -> bool {
+        self.handshakes > 0
+    }
+    fn server_cpu_us(&self) -> Option<f64> {
+        self.server_cpu_us_per_handshake
+    }
+    fn load_cpu_util(&self) -> f64 {
+        self.load_cpu_util
+    }
+    fn unit(&self) -> (&'static str, &'static str) {
+        ("handshakes", "handshake")
+    }
+}
+
+/// Picks the best point: the highest rate; among the points within [`WITHIN`] of it, the
+/// fewest shards (cores left for the crawler and the rest of the node), then the least
+/// server CPU per handshake (vote, block: rates that close are noise, or the load generator's
+/// limit; the node's own cost is what separates them), then the higher rate. `None` when no
+/// point measured anything.
+pub fn recommend<P: TunePoint>(points: &[P], cores: usize) -> Option<Recommendation> {
     let best = points
         .iter()
-        .filter(|p| p.handshakes > 0)
-        .max_by(|a, b| a.handshakes_per_sec.total_cmp(&b.handshakes_per_sec))?;
-    let floor = best.handshakes_per_sec * (1.0 - WITHIN);
+        .filter(|p| p.measured())
+        .max_by(|a, b| a.rate().total_cmp(&b.rate()))?;
+    let (units, one) = best.unit();
+    let floor = best.rate() * (1.0 - WITHIN);
     let pick = points
         .iter()
-        .filter(|p| p.handshakes > 0 && p.handshakes_per_sec >= floor)
+        .filter(|p| p.measured() && p.rate() >= floor)
         .min_by(|a, b| {
-            a.shards
-                .cmp(&b.shards)
-                .then(cpu_per_handshake(a).total_cmp(&cpu_per_handshake(b)))
-                .then(b.handshakes_per_sec.total_cmp(&a.handshakes_per_sec))
+            a.shards()
+                .cmp(&b.shards())
+                .then(cpu_per_item(*a).total_cmp(&cpu_per_item(*b)))
+                .then(b.rate().total_cmp(&a.rate()))
         })?;
     let mut reason = if std::ptr::eq(pick, best) {
+        format!("the highest rate measured ({:.0} {units}/s)", pick.rate())
+    } else if pick.shards() == best.shards() {
         format!(
-            "the highest rate measured ({:.0} handshakes/s)",
-            pick.handshakes_per_sec
-        )
-    } else if pick.shards == best.shards {
-        format!(
-            "{:.0} handshakes/s, within {:.0} % of the highest ({:.0}/s, batch {}), at the least \
-             server CPU per handshake among those ({:.1} µs against {:.1} µs)",
-            pick.handshakes_per_sec,
+            "{:.0} {units}/s, within {:.0} % of the highest ({:.0}/s, batch {}), at the least \
+             server CPU per {one} among those ({:.1} µs against {:.1} µs)",
+            pick.rate(),
             WITHIN * 100.0,
-            best.handshakes_per_sec,
-            best.batch_max,
-            cpu_per_handshake(pick),
-            cpu_per_handshake(best)
+            best.rate(),
+            best.batch_max(),
+            cpu_per_item(pick),
+            cpu_per_item(best)
         )
     } else {
         format!(
-            "{:.0} handshakes/s, within {:.0} % of the highest ({:.0}/s with {} shard(s), batch \
+            "{:.0} {units}/s, within {:.0} % of the highest ({:.0}/s with {} shard(s), batch \
              {}) on fewer cores",
-            pick.handshakes_per_sec,
+            pick.rate(),
             WITHIN * 100.0,
-            best.handshakes_per_sec,
-            best.shards,
-            best.batch_max
+            best.rate(),
+            best.shards(),
+            best.batch_max()
         )
     };
-    let same_shards: Vec<&BenchReport> = points
-        .iter()
-        .filter(|p| p.shards == pick.shards && p.batch_max != pick.batch_max && p.handshakes > 0)
-        .collect();
-    if let Some(b1) = same_shards.iter().find(|p| p.batch_max == 1)
-        && b1.handshakes_per_sec > 0.0
+    if let Some(b1) = points.iter().find(|p| {
+        p.shards() == pick.shards() && p.batch_max() == 1 && pick.batch_max() != 1 && p.measured()
+    }) && b1.rate() > 0.0
     {
         let _ = write!(
             reason,
             "; {:.2}× batch_max 1 with the same shards",
-            pick.handshakes_per_sec / b1.handshakes_per_sec
+            pick.rate() / b1.rate()
         );
     }
-    if best.load_cpu_util >= SATURATION_WARN {
+    if best.load_cpu_util() >= SATURATION_WARN {
         let _ = write!(
             reason,
             "; the load generator was saturated ({:.0} % CPU), so the rates show its limit and \
-             the server CPU per handshake shows the node's",
-            best.load_cpu_util * 100.0
+             the server CPU per {one} shows the node's",
+            best.load_cpu_util() * 100.0
         );
     }
-    let free = cores.saturating_sub(pick.shards);
+    let free = cores.saturating_sub(pick.shards());
     if free > 0 {
         let _ = write!(
             reason,
@@ -180,9 +241,10 @@ pub fn recommend(points: &[BenchReport], cores: usize) -> Option<Recommendation>
         );
     }
     Some(Recommendation {
-        shards: pick.shards,
-        batch_max: pick.batch_max,
-        handshakes_per_sec: pick.handshakes_per_sec,
+        shards: pick.shards(),
+        batch_max: pick.batch_max(),
+        rate_per_sec: pick.rate(),
+        unit: units,
         reason,
     })
 }
@@ -305,7 +367,11 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 /// and any half-written temporary output, and ends the process at once (status
 /// [`EXIT_INTERRUPTED`], or 143 for SIGTERM): the point being measured is dropped, every
 /// finished one is already on disk.
-fn exit_on_interrupt(out: &Path, saved: Arc<AtomicUsize>, total: usize) -> Result<(), BenchError> {
+pub(super) fn exit_on_interrupt(
+    out: &Path,
+    saved: Arc<AtomicUsize>,
+    total: usize,
+) -> Result<(), BenchError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(BenchError::Signal)?;
@@ -338,6 +404,9 @@ fn exit_on_interrupt(out: &Path, saved: Arc<AtomicUsize>, total: usize) -> Resul
 
 /// Runs the sweep; `Ok(false)` when some point completed no handshake.
 fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
+    if args.workload != Workload::Handshake {
+        return super::tune_stream::tune_streams(args);
+    }
     let cores = cores();
     let shards_list = args
         .shards_list
@@ -440,6 +509,28 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
         .iter()
         .filter(|o| o.server_runq_wait.is_some_and(|w| w > RUNQ_WARN))
         .count();
+    print_ending(
+        starved,
+        total,
+        rec.as_ref(),
+        "completed a handshake",
+        &files,
+    );
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(all_ok)
+}
+
+/// The end of a sweep's output: a warning when `starved` of the `total` points waited for a
+/// CPU, the recommendation (or why there is none: no point `measured_what`) and the files.
+pub(super) fn print_ending(
+    starved: usize,
+    total: usize,
+    rec: Option<&Recommendation>,
+    measured_what: &str,
+    files: &TuneFiles,
+) {
     if starved > 0 {
         println!(
             "warning: in {starved} of {total} points the shards waited for a CPU more than {:.0} % \
@@ -448,12 +539,12 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
             RUNQ_WARN * 100.0
         );
     }
-    match &rec {
+    match rec {
         Some(r) => println!(
             "recommended: --shards {} --batch-max {} — {}",
             r.shards, r.batch_max, r.reason
         ),
-        None => println!("no recommendation: no point completed a handshake"),
+        None => println!("no recommendation: no point {measured_what}"),
     }
     println!(
         "wrote {}, {} and {}",
@@ -461,15 +552,11 @@ fn tune_main(args: &TuneArgs) -> Result<bool, BenchError> {
         files.path(TuneFiles::CSV).display(),
         files.path(TuneFiles::SVG).display()
     );
-    if args.json {
-        println!("{summary}");
-    }
-    Ok(all_ok)
 }
 
-/// Server CPU per handshake, µs; unknown (an external target) sorts last.
-fn cpu_per_handshake(p: &BenchReport) -> f64 {
-    p.server_cpu_us_per_handshake.unwrap_or(f64::INFINITY)
+/// Server CPU per handshake (vote, block), µs; unknown (an external target) sorts last.
+fn cpu_per_item<P: TunePoint>(p: &P) -> f64 {
+    p.server_cpu_us().unwrap_or(f64::INFINITY)
 }
 
 #[cfg(test)]

@@ -271,6 +271,7 @@ impl ShardState {
         if ok {
             match &event {
                 CrawlerEvent::Vote { .. } => self.stats.votes_valid += 1,
+                CrawlerEvent::Block { .. } => self.stats.blocks_valid += 1,
                 CrawlerEvent::Telemetry { data, .. }
                     if check_genesis(data, self.network)
                         == Err(TelemetryError::GenesisMismatch) =>

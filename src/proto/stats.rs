@@ -364,6 +364,8 @@ crate::counter_set! {
         duplicate_confirm_ack ["filter", "duplicate_confirm_ack_message", "in"],
         /// Publish with insufficient work.
         insufficient_work ["block", "insufficient_work", "in"],
+        /// Open/state blocks whose signature verified (handed to the crawler).
+        blocks_valid ["block", "valid", "in"],
         /// Open/state blocks whose signature failed.
         invalid_block_signature ["block", "invalid_signature", "in"]
             @ "nanopeer_verify_failed_total",

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use super::error::AttackError;
-use super::flood::source::FloodSource;
+use crate::bench::stream::FloodSource;
 
 /// One kind of hostile traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,16 +5,27 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bench::attack::AttackKind;
+use crate::bench::error::BenchError;
 use crate::bench::setup::{BenchPlan, LimitsMode};
+use crate::bench::workload::{StreamPlan, Workload, parse_rep_key};
 use crate::node::default_shard_count;
 use crate::types::Network;
 
 /// The arguments of `nanopeer bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// What to measure: `handshake` (handshakes on fresh connections), `votes` (pre-signed
+    /// votes streamed on long-lived channels: votes the node verified per second) or
+    /// `publish` (pre-built state blocks likewise: blocks checked per second).
+    #[arg(long, value_enum, default_value_t = Workload::Handshake, value_name = "KIND")]
+    pub workload: Workload,
     /// Drive this node instead of starting one in-process (e.g. a reference node on loopback).
     #[arg(long, value_name = "HOST:PORT")]
     pub target: Option<String>,
+    /// votes/publish with --target: the target's RPC (loopback), whose `stats` counters give
+    /// the figure.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target_rpc: Option<String>,
     /// Shards of the in-process node (with --target: the target's cores, for the efficiency)
     /// [default: one per core, less one].
     #[arg(long, value_name = "N")]
@@ -25,12 +36,14 @@ pub struct BenchArgs {
     /// … or this long after its first signature (µs), or when the shard has nothing else to do.
     #[arg(long, default_value_t = 200, value_name = "US")]
     pub batch_delay_us: u64,
-    /// Measured load duration, seconds.
-    #[arg(long, default_value_t = 20.0, value_name = "S")]
-    pub duration: f64,
-    /// Warm-up load before the measurement, seconds (not counted).
-    #[arg(long, default_value_t = 2.0, value_name = "S")]
-    pub warmup: f64,
+    /// Measured load duration, seconds (votes/publish: at most; the window ends when a
+    /// channel has sent its whole pool) [default: 20; votes, publish 5].
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// Warm-up load before the measurement, seconds (not counted) [default: 2; votes,
+    /// publish 0.5].
+    #[arg(long, value_name = "S")]
+    pub warmup: Option<f64>,
     /// How long the crypto ceiling is measured, seconds.
     #[arg(long, default_value_t = 2.0, value_name = "S")]
     pub ceiling_secs: f64,
@@ -102,6 +115,39 @@ pub struct BenchArgs {
     /// vote-flood: block hashes per vote.
     #[arg(long, default_value_t = 12, value_name = "N")]
     pub vote_hashes: usize,
+    /// votes/publish: long-lived channels, one streaming peer each (its own 127.x.y.z address
+    /// and node key) [default: 8 per shard].
+    #[arg(long, value_name = "N")]
+    pub channels: Option<usize>,
+    /// votes: representative keys signing the votes in turn (fresh keys).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub reps: usize,
+    /// votes: sign with this representative key instead (repeatable): `genesis` (the dev
+    /// genesis key, a representative with all the weight on a reference dev node) or a
+    /// private key in hex.
+    #[arg(long, value_name = "KEY")]
+    pub rep_key: Vec<String>,
+    /// votes: block hashes per vote.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub hashes: usize,
+    /// votes/publish: messages per second over all channels (0: as fast as the node reads).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub rate: u32,
+    /// votes/publish: valid messages built before the run [default: enough for the warm-up
+    /// and --duration at --rate, or at --shards × the verify ceiling, +25 %].
+    #[arg(long, value_name = "N")]
+    pub pool: Option<usize>,
+    /// votes/publish: messages with a well-formed but wrong signature, spread through the
+    /// stream (to check the node's counting).
+    #[arg(long, alias = "bad-votes", default_value_t = 0, value_name = "N")]
+    pub bad_sigs: usize,
+    /// votes/publish: valid messages sent twice, the copy right after the original on its
+    /// channel (the duplicate filter drops one of each).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub duplicates: usize,
+    /// publish: blocks whose work is below the network's entry threshold.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub bad_work: usize,
     /// Soak: run the (churning) load for --duration seconds and sample RSS and open descriptors
     /// every --soak-interval seconds; reports the growth after the first fifth of the run.
     #[arg(long)]
@@ -113,12 +159,16 @@ pub struct BenchArgs {
 
 /// The run the arguments ask for (defaults filled in; not yet validated).
 pub(super) fn plan_of(args: &BenchArgs) -> BenchPlan {
+    let (long, warm) = match args.workload {
+        Workload::Handshake => (20.0, 2.0),
+        _ => (5.0, 0.5),
+    };
     BenchPlan {
         shards: args.shards.unwrap_or_else(default_shard_count),
         batch_max: args.batch_max,
         batch_delay_us: args.batch_delay_us,
-        duration: Duration::from_secs_f64(args.duration.max(0.0)),
-        warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(long).max(0.0)),
+        warmup: Duration::from_secs_f64(args.warmup.unwrap_or(warm).max(0.0)),
         connections: args.connections,
         load_threads: args.load_threads,
         network: args.network,
@@ -129,21 +179,53 @@ pub(super) fn plan_of(args: &BenchArgs) -> BenchPlan {
     }
 }
 
+/// The votes or publish run the arguments ask for (defaults filled in; not yet validated):
+/// `--channels` default 8 per shard; with `--target`, `--shards` default 1 (the target's
+/// cores, for the efficiency).
+pub(super) fn stream_plan_of(args: &BenchArgs) -> Result<StreamPlan, BenchError> {
+    let mut base = plan_of(args);
+    if args.target.is_some() {
+        base.shards = args.shards.unwrap_or(1);
+    }
+    let channels = args.channels.unwrap_or(8 * base.shards.max(1));
+    base.connections = channels;
+    let rep_keys = args
+        .rep_key
+        .iter()
+        .map(|k| parse_rep_key(k, args.network))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BenchError::Argument)?;
+    Ok(StreamPlan {
+        base,
+        workload: args.workload,
+        channels,
+        reps: args.reps,
+        rep_keys,
+        hashes: args.hashes,
+        rate: args.rate,
+        pool: args.pool,
+        bad_sigs: args.bad_sigs,
+        duplicates: args.duplicates,
+        bad_work: args.bad_work,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::error::BenchError;
     use crate::bench::setup::{node_options, validate};
 
     #[test]
     fn limits_fit_the_load() {
         let mut plan = plan_of(&BenchArgs {
+            workload: Workload::Handshake,
             target: None,
+            target_rpc: None,
             shards: Some(1),
             batch_max: 64,
             batch_delay_us: 200,
-            duration: 1.0,
-            warmup: 0.0,
+            duration: Some(1.0),
+            warmup: Some(0.0),
             ceiling_secs: 0.1,
             connections: 5000,
             load_threads: None,
@@ -163,6 +245,15 @@ mod tests {
             honest_vote_rate: 16_000,
             vote_pool: 200_000,
             vote_hashes: 12,
+            channels: None,
+            reps: 64,
+            rep_key: Vec::new(),
+            hashes: 1,
+            rate: 0,
+            pool: None,
+            bad_sigs: 0,
+            duplicates: 0,
+            bad_work: 0,
             soak: false,
             soak_interval: 10.0,
         });

@@ -8,16 +8,21 @@
 //! `--target` it drives any node instead (no node in this process, no server CPU figure).
 //! `--attack KIND` and `--soak` run a node under hostile traffic or a long churning load.
 //!
-//! Layout: `args.rs` ([`BenchArgs`]), `stress.rs` (the attack and soak modes), `print.rs`
-//! (what the modes print); the node and load setup is [`super::setup`], one measured
-//! in-process run [`super::inprocess`].
+//! `--workload votes|publish` streams pre-built votes or blocks on long-lived channels instead
+//! ([`super::workload`]); with `--target` it reads the target's counters through
+//! `--target-rpc`. Every `--target` must be a loopback address.
+//!
+//! Layout: `args.rs` ([`BenchArgs`]), `stress.rs` (the attack and soak modes), `stream.rs`
+//! (the votes and publish workloads), `print.rs` (what the modes print); the node and load
+//! setup is [`super::setup`], one measured in-process run [`super::inprocess`].
 
 mod args;
 mod print;
+mod stream;
 mod stress;
 
 use std::io::IsTerminal;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -30,8 +35,10 @@ use super::inprocess::{BenchOutcome, bench_in_process, measure_ceiling};
 use super::loadgen;
 use super::report::{BenchReport, Progress};
 use super::setup::{BenchPlan, Placement, cores, load_config, placement, validate};
+use super::workload::Workload;
 use args::plan_of;
 use print::{note, print_in_process, print_report};
+use stream::bench_stream;
 use stress::{bench_attack, bench_soak};
 
 /// `nanopeer bench`: exit status 0 when at least one handshake completed, 1 when none did,
@@ -48,9 +55,12 @@ pub fn run_bench(args: &BenchArgs) -> ExitCode {
 }
 
 fn bench_main(args: &BenchArgs) -> Result<bool, BenchError> {
+    let cores = cores();
+    if args.workload != Workload::Handshake {
+        return bench_stream(args, cores);
+    }
     let plan = plan_of(args);
     validate(&plan)?;
-    let cores = cores();
     let started = Instant::now();
     if let Some(t) = &args.target {
         return bench_target(args, &plan, t, cores);
@@ -89,11 +99,7 @@ fn bench_target(
     target: &str,
     cores: usize,
 ) -> Result<bool, BenchError> {
-    let addr = target
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| BenchError::Resolve(target.to_owned()))?;
+    let addr = resolve_loopback(target, "--target")?;
     let shards = args.shards.unwrap_or(1);
     let load_threads = plan.load_threads.unwrap_or(1).max(1);
     let pl = Placement {
@@ -133,7 +139,120 @@ fn bench_target(
     Ok(outcome.report.handshakes > 0)
 }
 
+/// Resolves `text` (`HOST:PORT`) to an address, which must be a loopback address: the bench
+/// only ever drives nodes on this machine.
+pub(super) fn resolve_loopback(text: &str, what: &str) -> Result<SocketAddr, BenchError> {
+    let addr = text
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| BenchError::Resolve(text.to_owned()))?;
+    if !addr.ip().is_loopback() {
+        return Err(BenchError::Argument(format!(
+            "{what} {text} is not a loopback address: the bench only drives nodes on this \
+             machine (127.0.0.0/8, ::1)"
+        )));
+    }
+    Ok(addr)
+}
+
 /// Whether stderr is a terminal (tune prints per-point lines there either way).
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(line: &[&str]) -> BenchArgs {
+        let mut v = vec!["bench"];
+        v.extend_from_slice(line);
+        Cmd::try_parse_from(v).unwrap().bench
+    }
+
+    #[test]
+    fn targets_must_be_loopback_and_streams_need_the_targets_rpc() {
+        assert!(resolve_loopback("127.0.0.1:7075", "--target").is_ok());
+        assert!(resolve_loopback("[::1]:7075", "--target").is_ok());
+        let e = resolve_loopback("10.1.2.3:7075", "--target").unwrap_err();
+        assert!(e.to_string().contains("not a loopback"), "{e}");
+        assert!(matches!(
+            resolve_loopback("no port", "--target"),
+            Err(BenchError::Resolve(_))
+        ));
+        // refused before anything is measured, built or dialed
+        for (line, want) in [
+            (
+                &[
+                    "--workload",
+                    "votes",
+                    "--target",
+                    "10.0.0.9:7075",
+                    "--target-rpc",
+                    "127.0.0.1:7076",
+                ][..],
+                "not a loopback",
+            ),
+            (
+                &["--workload", "votes", "--target", "127.0.0.1:7075"][..],
+                "needs --target-rpc",
+            ),
+            (
+                &["--workload", "publish", "--target-rpc", "127.0.0.1:1"][..],
+                "goes with --target",
+            ),
+            (&["--workload", "votes", "--hashes", "0"][..], "--hashes"),
+            (
+                &["--workload", "votes", "--bad-work", "3"][..],
+                "--bad-work",
+            ),
+            (
+                &["--workload", "publish", "--network", "live"][..],
+                "use --network dev",
+            ),
+            (
+                &["--workload", "votes", "--attack", "silent"][..],
+                "runs alone",
+            ),
+            (
+                &["--workload", "votes", "--rep-key", "abc"][..],
+                "--rep-key",
+            ),
+            (&["--target", "192.168.1.1:7075"][..], "not a loopback"),
+        ] {
+            let e = bench_main(&args(line)).unwrap_err().to_string();
+            assert!(e.contains(want), "{line:?}: {e}");
+        }
+        let a = args(&["--workload", "votes", "--shards", "2", "--bad-votes", "3"]);
+        let plan = args::stream_plan_of(&a).unwrap();
+        assert_eq!(
+            (plan.channels, plan.bad_sigs, plan.reps, plan.hashes),
+            (16, 3, 64, 1)
+        );
+        assert_eq!(plan.base.duration, std::time::Duration::from_secs(5));
+        let a = args(&[
+            "--workload",
+            "votes",
+            "--rep-key",
+            "genesis",
+            "--target",
+            "127.0.0.1:1",
+        ]);
+        let plan = args::stream_plan_of(&a).unwrap();
+        assert_eq!(plan.base.shards, 1, "a target's shards default to 1");
+        assert!(crate::bench::workload::is_dev_genesis(&plan.rep_keys[0]));
+        assert_eq!(
+            plan_of(&args(&[])).duration,
+            std::time::Duration::from_secs(20)
+        );
+    }
 }

@@ -7,6 +7,7 @@ use crate::bench::attack::{AttackKind, AttackReport, SoakSample};
 use crate::bench::inprocess::{BenchOutcome, load_average, outcome_json};
 use crate::bench::loadgen::LoadReport;
 use crate::bench::setup::LimitsMode;
+use crate::bench::workload::{StreamOutcome, stream_outcome_json};
 
 /// A progress note on stderr, prefixed with the command.
 pub(super) fn note(msg: &str) {
@@ -41,6 +42,25 @@ pub(super) fn print_in_process(outcome: &BenchOutcome, started: Instant) {
         load_average().map_or("n/a".into(), |l| format!("{l:.2}")),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A votes or publish run: placement, raised limits, load average and the command's time
+/// since `started`, the report's table, then (with `json_line`) its JSON line.
+pub(super) fn print_stream(o: &StreamOutcome, cores: usize, json_line: bool, started: Instant) {
+    println!("placement: {}", o.placement.description);
+    if !o.limits.is_empty() {
+        let limits: Vec<String> = o.limits.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("node limits raised for the bench: {}", limits.join(", "));
+    }
+    println!(
+        "load average: {}; whole command {:.1} s",
+        load_average().map_or("n/a".into(), |l| format!("{l:.2}")),
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", o.report.table());
+    if json_line {
+        println!("{}", stream_outcome_json(o, cores));
+    }
 }
 
 /// The report's table, then (with `json_line`) the run's JSON line.

@@ -25,22 +25,23 @@
 //! voters ([`HONEST_VOTER_OFFSET`]) use 127.1–254.x.x. Attackers and honest peers never share
 //! a /24.
 //!
-//! Layout: `source.rs` (the attackers' and honest voters' addresses, [`FloodSource`]),
-//! `votes.rs` (the confirm_ack layout, the honest pool [`VotePool`]), `peers.rs` (the
-//! io threads of attackers and honest voters: [`FloodRunner`]), `report.rs` ([`FloodReport`]).
+//! The peers (attackers and honest voters), their addresses and the vote pool are the
+//! [`stream`](crate::bench::stream) module's, shared with `bench --workload votes|publish`;
+//! here are the flood's phases ([`run_flood`]) and its report (`report.rs`,
+//! [`FloodReport`]). [`FloodRunner`], [`FloodPeers`] and [`FloodCounts`] are the stream
+//! module's runner, peers and counters under the names the floods have always used.
 
-mod peers;
 pub(super) mod report;
-pub(super) mod source;
-mod votes;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use peers::{FloodCounts, FloodPeers, FloodRunner, REFUSED_WITHIN};
+pub use crate::bench::stream::{
+    ATTACK_SUBNETS, FloodSource, HONEST_VOTER_OFFSET, REFUSED_WITHIN, StreamCounts as FloodCounts,
+    StreamPeers as FloodPeers, StreamRunner as FloodRunner, VotePool,
+    stream_source_ip as honest_voter_ip,
+};
 pub use report::{FloodReport, PhaseReport, node_counter_deltas, node_counters};
-pub use source::{ATTACK_SUBNETS, FloodSource, HONEST_VOTER_OFFSET, honest_voter_ip};
-pub use votes::{VotePool, VoterPool};
 
 use super::config::AttackConfig;
 use super::error::AttackError;
@@ -48,6 +49,8 @@ use super::kind::AttackKind;
 use super::report::AttackReport;
 use super::soak::{SoakSample, sample};
 use crate::bench::loadgen::{self, LoadConfig};
+use crate::bench::stream::{MessagePool, RepTurns, StreamMix};
+use crate::crypto::KeyPair;
 use crate::node::Node;
 
 /// slot-flood ramp: the node's connection count has not moved for this long.
@@ -87,7 +90,7 @@ fn phase(
     voters: Option<&FloodRunner>,
 ) -> Result<PhaseReport, AttackError> {
     let node_before = node.map(|n| n.stats());
-    let sent_before = voters.map_or(0, |v| v.counts().votes_sent);
+    let sent_before = voters.map_or(0, |v| v.counts().messages_sent);
     let first = samples.len();
     let t0 = Instant::now();
     samples.push(sample(start, node));
@@ -144,7 +147,8 @@ fn phase(
         node_after,
         honest_votes,
         honest_votes_per_sec,
-        honest_votes_sent: voters.map_or(0, |v| v.counts().votes_sent.saturating_sub(sent_before)),
+        honest_votes_sent: voters
+            .map_or(0, |v| v.counts().messages_sent.saturating_sub(sent_before)),
         rss_peak_kb: in_phase.iter().map(|s| s.rss_kb).max().unwrap_or(0),
         fds_peak: in_phase.iter().map(|s| s.fds).max().unwrap_or(0),
         connections_peak: in_phase.iter().map(|s| s.connections).max().unwrap_or(0),
@@ -192,12 +196,31 @@ pub fn run_flood(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackReport
         };
         let t = Instant::now();
         let threads = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let pool = Arc::new(VotePool::sign(n, per_voter, cfg.vote_hashes, threads));
+        // one representative key per voter: vote g of the pool goes to voter g mod n and is
+        // signed by key g mod n (round robin)
+        let reps: Vec<KeyPair> = (0..n)
+            .map(|_| KeyPair::generate(&mut rand::rng()))
+            .collect();
+        let mix = StreamMix {
+            valid: n * per_voter,
+            ..StreamMix::default()
+        };
+        let pool = VotePool::sign(
+            &reps,
+            RepTurns::RoundRobin,
+            n,
+            mix,
+            cfg.vote_hashes,
+            threads,
+        );
         pool_info = ((pool.len(), pool.bytes()), t.elapsed());
         let runner = FloodRunner::start(
             cfg.target,
             cfg.network,
-            FloodPeers::GoodVoters { pool, rate },
+            FloodPeers::Streams {
+                pool: Arc::new(MessagePool::Votes(pool)),
+                rate,
+            },
             cfg.reopen_delay,
             total + Duration::from_secs(60),
         )?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::peers::FloodCounts;
+use super::FloodCounts;
 use crate::bench::loadgen::LoadReport;
 use crate::node::NodeStats;
 
@@ -139,7 +139,7 @@ impl FloodReport {
                 opt(self.attack.honest_votes_per_sec, 0),
                 opt(self.vote_ratio(), 2),
                 v.peers,
-                v.votes_sent,
+                v.messages_sent,
                 self.vote_pool.0,
                 self.vote_pool_signing.as_secs_f64(),
                 if v.pools_exhausted > 0 {
@@ -162,7 +162,7 @@ impl FloodReport {
             a.cut,
             a.connect_failed,
         );
-        if a.handshakes > 0 || a.votes_sent > 0 {
+        if a.handshakes > 0 || a.messages_sent > 0 {
             s += &format!(
                 "; channels {}, channels cut {}, reconnects {} (refused {}, got a channel {}), \
                  invalid votes sent {}",
@@ -171,7 +171,7 @@ impl FloodReport {
                 a.reconnects,
                 a.reconnects_refused,
                 a.reconnect_handshakes,
-                a.votes_sent,
+                a.messages_sent,
             );
         }
         s += &format!(
@@ -233,7 +233,7 @@ impl FloodReport {
                 "held_end": c.held, "channels_end": c.channels, "refused": c.refused, "cut": c.cut,
                 "handshakes": c.handshakes, "channels_cut": c.channels_cut,
                 "reconnects": c.reconnects, "reconnects_refused": c.reconnects_refused,
-                "reconnect_handshakes": c.reconnect_handshakes, "votes_sent": c.votes_sent,
+                "reconnect_handshakes": c.reconnect_handshakes, "votes_sent": c.messages_sent,
                 "bytes_sent": c.bytes_sent, "pools_exhausted": c.pools_exhausted,
             })
         };
@@ -255,7 +255,7 @@ impl FloodReport {
             "attack_reconnects": a.reconnects,
             "attack_reconnects_refused": a.reconnects_refused,
             "attack_reconnect_handshakes": a.reconnect_handshakes,
-            "attack_votes_sent": a.votes_sent,
+            "attack_votes_sent": a.messages_sent,
             "attackers": counts(a),
             "honest_voters": self.voters.as_ref().map(counts),
             "vote_pool": self.vote_pool.0,

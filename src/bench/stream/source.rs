@@ -1,6 +1,6 @@
-//! Where a flood's connections come from: the attackers' addresses by [`FloodSource`] (in
-//! 127.255.0.0/16 and 127.0.1.0–127.0.255.255) and the honest voters' ([`honest_voter_ip`]),
-//! never in a /24 the honest peers use.
+//! Where a stream's connections come from: the attackers' addresses by [`FloodSource`] (in
+//! 127.255.0.0/16 and 127.0.1.0–127.0.255.255) and the streaming peers' (honest voters,
+//! workload channels: [`stream_source_ip`]), never in a /24 the attackers use.
 
 use std::net::Ipv4Addr;
 
@@ -21,7 +21,7 @@ pub enum FloodSource {
 /// The /24 subnets the attackers use (127.255.0–255 and 127.0.1–255).
 pub const ATTACK_SUBNETS: u32 = 511;
 
-/// First [`source_ip`] index of the honest voters (127.x.y.47: /24s of the honest range).
+/// First [`source_ip`] index of the streaming peers (127.x.y.47: /24s of the honest range).
 pub const HONEST_VOTER_OFFSET: u32 = 3_000_000;
 
 impl FloodSource {
@@ -68,8 +68,9 @@ impl FloodSource {
     }
 }
 
-/// Address of honest voter `j` (in the honest /24s, away from the handshake load's hosts).
-pub fn honest_voter_ip(j: u32) -> Ipv4Addr {
+/// Address of streaming peer `j` (in the honest /24s, away from the handshake load's hosts;
+/// consecutive peers in different /24s).
+pub fn stream_source_ip(j: u32) -> Ipv4Addr {
     source_ip(HONEST_VOTER_OFFSET + j)
 }
 
@@ -85,7 +86,7 @@ mod tests {
         };
         let honest: std::collections::HashSet<(u8, u8)> = (0..70_000)
             .map(source_ip)
-            .chain((0..64).map(honest_voter_ip))
+            .chain((0..64).map(stream_source_ip))
             .map(subnet)
             .collect();
         let mut many = std::collections::HashSet::new();
