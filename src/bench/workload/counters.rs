@@ -7,11 +7,15 @@
 //! |---|---|---|---|
 //! | vote verified | `vote/valid` | `vote/vote`, `replay`, `indeterminate`, `ignored` | `vote/vote_processed` (valid or not) |
 //! | vote bad signature | `vote/invalid_signature` | `vote/invalid` | — |
-//! | vote overload | `drop/verify_overflow` | `message_processor/overfill`, `vote_processor/overfill`, `drop/confirm_ack` | same |
+//! | vote overload | `drop/verify_overflow` | `message_processor/overfill`, `vote_processor/overfill` | same |
 //! | block checked | `block/valid` | `blockprocessor_result/*` past the signature check | same |
 //! | block bad signature | `block/invalid_signature` | `blockprocessor_result/bad_signature` | same |
-//! | block overload | `drop/verify_overflow` | `message_processor/overfill`, `blockprocessor/overfill`, `drop/publish` | same |
+//! | block overload | `drop/verify_overflow` | `message_processor/overfill`, `blockprocessor/overfill` | same |
 //! | received | `message/confirm_ack`, `message/publish` (in) | `tcp_server/confirm_ack`, `tcp_server/publish` (on receipt) | same |
+//!
+//! RsNano also counts a vote its vote processor drops as `drop/confirm_ack` (equal to
+//! `vote_processor/overfill` in every run against it), so that row is not summed: it would count
+//! each overload drop twice.
 //!
 //! Duplicates are `filter/duplicate_confirm_ack_message` and `filter/duplicate_publish_message`
 //! on all three; insufficient work `block/insufficient_work` (nanopeer) or
@@ -164,7 +168,6 @@ pub const VOTES: Spec = Spec {
                 ("drop", "verify_overflow", "in"),
                 ("message_processor", "overfill", "in"),
                 ("vote_processor", "overfill", "in"),
-                ("drop", "confirm_ack", "in"),
             ],
         ),
         (
@@ -222,7 +225,6 @@ pub const PUBLISH: Spec = Spec {
                 ("drop", "verify_overflow", "in"),
                 ("message_processor", "overfill", "in"),
                 ("blockprocessor", "overfill", "in"),
-                ("drop", "publish", "in"),
             ],
         ),
     ],
@@ -370,6 +372,7 @@ mod tests {
             {"type": "vote", "detail": "indeterminate", "dir": "in", "value": "7"},
             {"type": "vote", "detail": "invalid", "dir": "in", "value": "2"},
             {"type": "vote_processor", "detail": "overfill", "dir": "in", "value": "100"},
+            {"type": "drop", "detail": "confirm_ack", "dir": "in", "value": "100"},
             {"type": "filter", "detail": "duplicate_confirm_ack_message", "value": 3},
             {"type": "tcp_server", "detail": "confirm_ack", "dir": "in", "value": "117"},
             {"type": "message", "detail": "confirm_ack", "dir": "in", "value": "17"},
@@ -379,7 +382,7 @@ mod tests {
         assert_eq!(t.verified, 12);
         assert_eq!(t.received, 117, "what came in, counted on receipt");
         assert_eq!(t.drop_of("invalid_signature"), 2);
-        assert_eq!(t.drop_of("overload"), 100);
+        assert_eq!(t.drop_of("overload"), 100, "RsNano's drop/confirm_ack is the same drops");
         assert_eq!(t.drop_of("duplicate"), 3, "no dir means in");
         assert_eq!(t.dropped(), 105);
         let later = Tally {
