@@ -62,7 +62,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Benchmark handshakes/s: a node in-process (or --target) against simulated peers.
+    /// Benchmark a node in-process (or --target): handshakes/s against simulated peers, or
+    /// votes/s or blocks/s streamed on long-lived channels (--workload).
     Bench(crate::bench::cli::BenchArgs),
     /// Sweep shard counts × batch sizes with the bench and recommend a setting.
     Tune(crate::bench::cli::TuneArgs),
