@@ -110,6 +110,11 @@ fn prometheus_python() -> Result<PathBuf, String> {
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
+                // bounded: without a package index the test skips within ~40 s, not minutes
+                "--timeout",
+                "20",
+                "--retries",
+                "1",
                 "prometheus_client",
             ])
             .output()

@@ -382,7 +382,11 @@ mod tests {
         assert_eq!(t.verified, 12);
         assert_eq!(t.received, 117, "what came in, counted on receipt");
         assert_eq!(t.drop_of("invalid_signature"), 2);
-        assert_eq!(t.drop_of("overload"), 100, "RsNano's drop/confirm_ack is the same drops");
+        assert_eq!(
+            t.drop_of("overload"),
+            100,
+            "RsNano's drop/confirm_ack is the same drops"
+        );
         assert_eq!(t.drop_of("duplicate"), 3, "no dir means in");
         assert_eq!(t.dropped(), 105);
         let later = Tally {
