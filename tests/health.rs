@@ -140,7 +140,7 @@ fn crawler_panic_is_reported() {
     let a = Node::start(opts(da.path(), 1)).unwrap();
     a.inject_fault("crawler", Fault::Panic).unwrap();
     assert!(
-        wait_until(Duration::from_secs(2), || a.failed_thread().is_some()),
+        wait_until(Duration::from_secs(10), || a.failed_thread().is_some()),
         "{:?}",
         a.threads()
     );

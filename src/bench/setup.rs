@@ -308,17 +308,41 @@ fn temp_prefix() -> String {
 }
 
 /// Removes every [`TempDir`] of this process still on disk, for a process about to exit without
-/// dropping them (tune interrupted by a signal); returns how many were removed.
+/// dropping them (tune interrupted by a signal); returns how many removals succeeded.
+///
+/// The node of the point being measured keeps running meanwhile and may still write into its
+/// directory (its store, its key) or be creating it: a removal racing that fails, or the
+/// directory comes back. So it sweeps until two sweeps 10 ms apart find nothing, for at most
+/// about half a second.
 pub(super) fn remove_temp_dirs() -> usize {
     let prefix = temp_prefix();
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
-        .count()
+    let mut removed = 0;
+    let mut quiet_sweeps = 0;
+    for _ in 0..50 {
+        let found: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if found.is_empty() {
+            quiet_sweeps += 1;
+            if quiet_sweeps == 2 {
+                break;
+            }
+        } else {
+            quiet_sweeps = 0;
+            removed += found
+                .iter()
+                .filter(|p| std::fs::remove_dir_all(p).is_ok())
+                .count();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    removed
 }
 
 /// The load generator's settings for `plan` against `target`, for `duration`.
