@@ -149,6 +149,10 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
             None
         }
     };
+    // `opened` and `held_end` describe the same moment, the end of the window (opened first:
+    // a connection opened between the two loads counts as held, not as opened and gone);
+    // the attack thread may still open connections until it has stopped.
+    let opened = shared.opened.load(Ordering::Relaxed);
     let held_end = shared.held.load(Ordering::Relaxed);
     samples.push(sample(start, node));
     handle.stop();
@@ -158,7 +162,7 @@ pub fn run_attack(cfg: &AttackConfig, node: Option<&Node>) -> Result<AttackRepor
     Ok(AttackReport {
         kind: cfg.kind,
         wall: start.elapsed(),
-        opened: g(&shared.opened),
+        opened,
         connect_failed: g(&shared.connect_failed),
         held_peak: g(&shared.held_peak),
         held_end,

@@ -17,7 +17,7 @@ pub struct AttackReport {
     pub kind: AttackKind,
     /// Wall time of the run.
     pub wall: Duration,
-    /// Attack connections established.
+    /// Attack connections established during the window.
     pub opened: u64,
     /// Attack dials that failed (refused, connection cap, timeout).
     pub connect_failed: u64,
