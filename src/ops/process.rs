@@ -3,6 +3,7 @@
 //! scrape time (no `unsafe`); a figure that cannot be read is left out of the page rather
 //! than shown as 0.
 
+use crate::io::cpu::{open_fds, parse_stat};
 use crate::types::Network;
 
 /// Clock ticks per second of `/proc/*/stat` (USER_HZ: 100 on every Linux architecture).
@@ -25,40 +26,6 @@ pub struct ProcessMetrics {
     pub start_time_seconds: Option<f64>,
 }
 
-/// The fields of a `/proc/<pid>/stat` line that the metrics use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatFields {
-    /// utime + stime (fields 14 and 15), clock ticks.
-    pub cpu_ticks: u64,
-    /// starttime (field 22): clock ticks after boot.
-    pub start_ticks: u64,
-    /// vsize (field 23), bytes.
-    pub vsize: u64,
-}
-
-/// Parses a `/proc/<pid>/stat` line. The command name (field 2) may hold spaces and
-/// parentheses, so the fields are counted after its last `)`.
-pub fn parse_stat(text: &str) -> Option<StatFields> {
-    let rest = &text[text.rfind(')')? + 1..];
-    // After ')': field 3 (state) is index 0, so field N is index N - 3.
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let num = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
-    Some(StatFields {
-        cpu_ticks: num(14)?.checked_add(num(15)?)?,
-        start_ticks: num(22)?,
-        vsize: num(23)?,
-    })
-}
-
-/// A `Key:   N kB` line of `/proc/<pid>/status`, in bytes.
-pub fn parse_status_kb(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        let kb = rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
-        kb.checked_mul(1024)
-    })
-}
-
 /// The boot time (`btime` of `/proc/stat`), seconds since the Unix epoch.
 pub fn parse_btime(text: &str) -> Option<u64> {
     text.lines()
@@ -72,20 +39,15 @@ impl ProcessMetrics {
             .ok()
             .as_deref()
             .and_then(parse_stat);
-        let status = std::fs::read_to_string("/proc/self/status").ok();
         let btime = std::fs::read_to_string("/proc/stat")
             .ok()
             .as_deref()
             .and_then(parse_btime);
-        // The listing's own descriptor is among the entries while it is read.
-        let open_fds = std::fs::read_dir("/proc/self/fd")
-            .ok()
-            .map(|d| (d.count() as u64).saturating_sub(1));
         ProcessMetrics {
             cpu_seconds: stat.map(|s| s.cpu_ticks as f64 / USER_HZ),
-            resident_memory_bytes: status.as_deref().and_then(|t| parse_status_kb(t, "VmRSS")),
+            resident_memory_bytes: crate::io::cpu::resident_memory_bytes(),
             virtual_memory_bytes: stat.map(|s| s.vsize),
-            open_fds,
+            open_fds: open_fds(),
             max_fds: crate::io::open_file_limit().ok().map(|(soft, _)| soft),
             start_time_seconds: stat
                 .zip(btime)
@@ -139,29 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_fields_are_counted_after_the_command_name() {
-        // a command name with spaces and parentheses; fields 14/15 = 250/50, 22 = 4200,
-        // 23 = 123456789
-        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0 \
-                    4200 123456789 2500 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0";
-        assert_eq!(
-            parse_stat(line),
-            Some(StatFields {
-                cpu_ticks: 300,
-                start_ticks: 4200,
-                vsize: 123_456_789,
-            })
-        );
-        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
-        assert_eq!(parse_stat("no parenthesis"), None);
-    }
-
-    #[test]
-    fn status_and_btime_lines() {
-        let status = "Name:\tnanopeer\nVmSize:\t  200 kB\nVmRSS:\t    1024 kB\n";
-        assert_eq!(parse_status_kb(status, "VmRSS"), Some(1024 * 1024));
-        assert_eq!(parse_status_kb(status, "VmSize"), Some(200 * 1024));
-        assert_eq!(parse_status_kb(status, "VmSwap"), None);
+    fn btime_line() {
         assert_eq!(
             parse_btime("cpu 1 2 3\nbtime 1700000000\n"),
             Some(1_700_000_000)

@@ -24,18 +24,14 @@ pub struct SoakSample {
     pub votes_valid: u64,
 }
 
-/// Resident set size of this process, KiB (`VmRSS` of `/proc/self/status`).
+/// Resident set size of this process, KiB.
 pub fn process_rss_kb() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    crate::io::cpu::resident_memory_bytes().map(|b| b / 1024)
 }
 
-/// Open descriptors of this process (entries of `/proc/self/fd`, minus the one reading it).
+/// Open descriptors of this process.
 pub fn process_fds() -> Option<usize> {
-    let n = std::fs::read_dir("/proc/self/fd").ok()?.count();
-    Some(n.saturating_sub(1))
+    crate::io::cpu::open_fds().map(|n| n as usize)
 }
 
 /// Samples the process and, if given, the node.
