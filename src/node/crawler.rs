@@ -229,6 +229,7 @@ impl CrawlerThread {
                 },
                 recv(control) -> c => match c {
                     Ok(Control::Stop(reply)) => {
+                        self.drain_queued(&events);
                         self.final_flush();
                         self.publish();
                         let _ = reply.send(());
@@ -236,6 +237,7 @@ impl CrawlerThread {
                     }
                     Ok(c) => self.control(c),
                     Err(_) => {
+                        self.drain_queued(&events);
                         self.final_flush();
                         return;
                     }
@@ -402,6 +404,19 @@ impl CrawlerThread {
             self.resolving.store(false, Ordering::Release);
             self.stats.resolve_failures += 1;
             tracing::warn!(error = %e, "cannot spawn the resolver thread");
+        }
+    }
+
+    /// Takes in the events already queued when the stop came (`select!` may pick the stop
+    /// first): a channel that came up just before it is then in the table the stop-time flush
+    /// writes. Bounded by the queue's length at the call, so shards still running cannot keep
+    /// the stop waiting.
+    fn drain_queued(&mut self, events: &Receiver<CrawlerEvent>) {
+        for _ in 0..events.len() {
+            match events.try_recv() {
+                Ok(ev) => self.event(ev),
+                Err(_) => break,
+            }
         }
     }
 
